@@ -1,0 +1,1 @@
+"""CLI command groups (each: add_parser(subparsers), run(args))."""

@@ -1,0 +1,63 @@
+"""Embeddings of a per-position V-dimensional noise vector (Gumbel Distillation's input).
+
+`e_i = W softmax(xi_i)` with `W: V -> H` (no bias). Variants:
+- dense: the full softmax times a learned V x H matrix (the published design);
+- topk:  only the k largest entries of softmax(xi) (it is dominated by a few), same learned matrix,
+         cost B*L*k*H instead of B*L*V*H;
+- tied:  top-k entries through the (shared) token embedding, then a learned H x H map: no V x H parameters.
+The input is either dense noise `xi: [B, L, V]` or a `SparseNoise` (top-k indices and log-weights), which
+the chunked extractor produces without materialising [B, L, V].
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SparseNoise(NamedTuple):
+    indices: torch.Tensor  # [B, L, k] long, top-k coordinates of xi
+    log_weights: torch.Tensor  # [B, L, k] float, log softmax(xi) at those coordinates
+
+
+def topk_softmax(xi: torch.Tensor, k: int) -> SparseNoise:
+    """xi: [B, L, V] -> the k largest entries of softmax(xi), with their exact (unrenormalised) log weights."""
+    values, indices = xi.topk(k, dim=-1)
+    return SparseNoise(indices, values - torch.logsumexp(xi, dim=-1, keepdim=True))
+
+
+class NoiseEmbedding(nn.Module):
+    def __init__(self, vocab_size: int, dim: int, mode: str, topk: int, token_embed: nn.Embedding):
+        super().__init__()
+        self.mode = mode
+        self.topk = topk
+        if mode in ("dense", "topk"):
+            self.weight = nn.Parameter(torch.randn(vocab_size, dim) * 0.02)
+            self.out = None
+        else:  # tied: reuse the token embedding (not registered twice)
+            self._token_embed = [token_embed]
+            self.weight = None
+            self.out = nn.Linear(dim, dim, bias=False)
+
+    def _table(self) -> torch.Tensor:
+        return self.weight if self.weight is not None else self._token_embed[0].weight
+
+    def forward(self, noise) -> torch.Tensor:
+        """noise: [B, L, V] float or SparseNoise -> [B, L, H]."""
+        table = self._table()
+        if isinstance(noise, torch.Tensor) and self.mode == "dense":
+            return F.softmax(noise.float(), dim=-1).to(table.dtype) @ table
+        if isinstance(noise, torch.Tensor):
+            noise = topk_softmax(noise.float(), self.topk)
+        bsz, length, k = noise.indices.shape
+        emb = F.embedding_bag(noise.indices.reshape(-1, k), table,
+                              per_sample_weights=noise.log_weights.reshape(-1, k).exp().to(table.dtype),
+                              mode="sum").view(bsz, length, -1)
+        return self.out(emb) if self.out is not None else emb
+
+
+def build_noise_embedding(cfg, token_embed: nn.Embedding) -> NoiseEmbedding:
+    return NoiseEmbedding(cfg.vocab_size, cfg.dim, cfg.noise_embed, cfg.noise_topk, token_embed)

@@ -1,0 +1,260 @@
+"""The one backbone: a pre-norm transformer with rotary positions and SDPA attention.
+
+It serves every method: causal masks for AR, bidirectional for MDLM, arbitrary boolean masks for BD3-LM,
+a KV cache for incremental decoding, optional adaLN time conditioning, and an optional per-position extra
+input embedding (Gumbel Distillation's noise).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UserError
+
+AttnSpec = "str | torch.Tensor"  # "causal" | "bidirectional" | bool mask (True = may attend)
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 0
+    dim: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    tie_weights: bool = True
+    time_conditioning: bool = False
+    cond_dim: int = 128
+    rope_base: float = 10000.0
+    max_len: int = 1024
+    # Per-position extra input (Gumbel noise): "none", or how a V-dim noise vector is embedded.
+    noise_embed: Literal["none", "dense", "topk", "tied"] = "none"
+    noise_topk: int = 32
+    extra_mode: Literal["replace", "add"] = "replace"
+
+    def validate(self) -> None:
+        if self.vocab_size < 2:
+            raise UserError(f"model.vocab_size={self.vocab_size}: must be >= 2 (it is set from the tokenizer)")
+        if self.dim % self.n_heads != 0:
+            raise UserError(f"model.dim={self.dim} is not divisible by model.n_heads={self.n_heads}")
+        if (self.dim // self.n_heads) % 2 != 0:
+            raise UserError(f"model head size {self.dim // self.n_heads} must be even for rotary positions")
+        if self.n_layers < 1:
+            raise UserError(f"model.n_layers={self.n_layers}: must be >= 1")
+
+    def num_parameters(self) -> int:
+        """Exact parameter count, computed on the meta device (no memory allocated)."""
+        with torch.device("meta"):
+            return Transformer(self).num_parameters()
+
+
+class ModelOutput(NamedTuple):
+    logits: torch.Tensor  # [B, L, V] float32
+    hidden: torch.Tensor  # [B, L, H] final normalised hidden state (input of the output head)
+
+
+class KVCache:
+    """Preallocated keys/values for every layer: [n_layers, B, heads, max_len, head_dim]."""
+
+    def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
+        head_dim = cfg.dim // cfg.n_heads
+        shape = (cfg.n_layers, batch_size, cfg.n_heads, max_len, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0
+        self.max_len = max_len
+
+    @staticmethod
+    def estimate_bytes(cfg: ModelConfig, batch_size: int, max_len: int, bytes_per_value: int = 4) -> int:
+        return 2 * cfg.n_layers * batch_size * max_len * cfg.dim * bytes_per_value
+
+    def reset(self) -> None:
+        self.length = 0
+
+
+def _rotary(positions: torch.Tensor, head_dim: int, base: float, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """positions: [L] or [B, L] -> cos, sin broadcastable to [B, heads, L, head_dim // 2]."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+    angles = positions.to(torch.float32)[..., None] * inv_freq  # [.., L, d/2]
+    if angles.dim() == 2:
+        angles = angles[None, None]
+    else:
+        angles = angles[:, None]
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x[..., ::2], x[..., 1::2]
+    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return out.flatten(-2)
+
+
+def _attention_mask(attn, q_len: int, past: int, device) -> tuple[torch.Tensor | None, bool]:
+    """Returns (bool mask [Lq, past+Lq] or given tensor, is_causal flag for SDPA)."""
+    if isinstance(attn, torch.Tensor):
+        return attn, False
+    if attn == "bidirectional":
+        return None, False
+    if attn == "causal":
+        if past == 0:
+            return None, True
+        new = torch.ones(q_len, q_len, dtype=torch.bool, device=device).tril()
+        old = torch.ones(q_len, past, dtype=torch.bool, device=device)
+        return torch.cat([old, new], dim=1), False
+    raise UserError(f"attention mode {attn!r} is not one of 'causal', 'bidirectional' or a boolean tensor")
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.head_dim = cfg.dim // cfg.n_heads
+        self.rope_base = cfg.rope_base
+        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=False)
+        self.proj = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.dropout = cfg.dropout
+
+    def forward(self, x, cos, sin, attn, cache: KVCache | None, layer: int) -> torch.Tensor:
+        # x: [B, L, H]
+        bsz, q_len, _ = x.shape
+        q, k, v = self.qkv(x).view(bsz, q_len, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = _apply_rotary(q, cos, sin), _apply_rotary(k, cos, sin)
+        past = 0
+        if cache is not None:
+            past = cache.length
+            if past + q_len > cache.max_len:
+                raise UserError(f"KV cache holds {cache.max_len} positions but {past + q_len} are needed: "
+                                "allocate a longer cache")
+            cache.k[layer, :, :, past:past + q_len] = k
+            cache.v[layer, :, :, past:past + q_len] = v
+            k = cache.k[layer, :, :, :past + q_len]
+            v = cache.v[layer, :, :, :past + q_len]
+        mask, is_causal = _attention_mask(attn, q_len, past, x.device)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=is_causal,
+            dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(out.transpose(1, 2).reshape(bsz, q_len, -1))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.dim)
+        self.attn = Attention(cfg)
+        self.norm2 = nn.LayerNorm(cfg.dim)
+        hidden = int(cfg.mlp_ratio * cfg.dim)
+        self.mlp = nn.Sequential(nn.Linear(cfg.dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, cfg.dim))
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.adaln = nn.Linear(cfg.cond_dim, 6 * cfg.dim) if cfg.time_conditioning else None
+
+    def forward(self, x, cos, sin, attn, cache, layer, cond=None):
+        if self.adaln is None:
+            x = x + self.resid_dropout(self.attn(self.norm1(x), cos, sin, attn, cache, layer))
+            return x + self.resid_dropout(self.mlp(self.norm2(x)))
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaln(cond)[:, None].chunk(6, dim=-1)
+        h = self.norm1(x) * (1 + scale1) + shift1
+        x = x + gate1 * self.resid_dropout(self.attn(h, cos, sin, attn, cache, layer))
+        h = self.norm2(x) * (1 + scale2) + shift2
+        return x + gate2 * self.resid_dropout(self.mlp(h))
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoidal embedding of the diffusion time t in [0, 1] followed by an MLP."""
+
+    def __init__(self, cond_dim: int, freq_dim: int = 256):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+        args = (t.float() * 1000.0)[:, None] * freqs[None]
+        return self.mlp(torch.cat([args.cos(), args.sin()], dim=-1))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:
+            self.head.weight = self.embed.weight
+        self.time_embed = TimeEmbedding(cfg.cond_dim) if cfg.time_conditioning else None
+        self.final_adaln = nn.Linear(cfg.cond_dim, 2 * cfg.dim) if cfg.time_conditioning else None
+        self.noise_embed = None
+        if cfg.noise_embed != "none":
+            from .noise_embed import build_noise_embedding
+
+            self.noise_embed = build_noise_embedding(cfg, self.embed)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for name, p in self.named_parameters():
+            if p.dim() >= 2:
+                std = 0.02 / math.sqrt(2 * self.cfg.n_layers) if name.endswith(("proj.weight", "mlp.2.weight")) else 0.02
+                nn.init.normal_(p, std=std)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+        for module in self.modules():
+            if isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        for lin in [b.adaln for b in self.blocks] + [self.final_adaln]:
+            if lin is not None:  # adaLN-zero: conditioning starts as the identity
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        p = self.embed.weight
+        return KVCache(self.cfg, batch_size, max_len, device=p.device, dtype=p.dtype)
+
+    def embed_inputs(self, idx, extra=None, extra_mask=None) -> torch.Tensor:
+        """Token embeddings [B, L, H]; `extra` [B, L, H] replaces or is added where `extra_mask` [B, L] is True."""
+        x = self.embed(idx)
+        if extra is None:
+            return x
+        where = torch.ones_like(idx, dtype=torch.bool) if extra_mask is None else extra_mask
+        extra = extra.to(x.dtype)
+        if self.cfg.extra_mode == "replace":
+            return torch.where(where[..., None], extra, x)
+        return x + extra * where[..., None]
+
+    def forward(self, idx: torch.Tensor, *, attn="bidirectional", positions: torch.Tensor | None = None,
+                sigma: torch.Tensor | None = None, extra: torch.Tensor | None = None,
+                extra_mask: torch.Tensor | None = None, cache: KVCache | None = None,
+                cache_write: bool = False) -> ModelOutput:
+        """idx: [B, L] long; positions: [L] or [B, L] (default: cache.length + arange(L)); sigma: [B] time."""
+        bsz, length = idx.shape
+        if positions is None:
+            start = cache.length if cache is not None else 0
+            positions = torch.arange(start, start + length, device=idx.device)
+        x = self.embed_inputs(idx, extra, extra_mask)
+        cos, sin = _rotary(positions, self.cfg.dim // self.cfg.n_heads, self.cfg.rope_base, x.dtype)
+        cond = None
+        if self.time_embed is not None:
+            if sigma is None:
+                raise UserError("this model is time-conditioned: pass sigma (the diffusion time) to forward")
+            cond = F.silu(self.time_embed(sigma.reshape(-1).expand(bsz) if sigma.numel() == 1 else sigma))
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cos, sin, attn, cache, layer, cond)
+        if cache is not None and cache_write:
+            cache.length += length
+        h = self.norm(x)
+        if self.final_adaln is not None:
+            shift, scale = self.final_adaln(cond)[:, None].chunk(2, dim=-1)
+            h = h * (1 + scale) + shift
+        return ModelOutput(self.head(h).float(), h)

@@ -1,0 +1,164 @@
+"""The sampler interface shared by every masked-diffusion sampler, and the denoisers they drive.
+
+A `Denoiser` maps `(x: [B, L] long, t: [B] float)` to SUBS log-probs `[B, L, V]`: samplers see only this,
+never the method that trained the model. A `Sampler` has `init(...) -> SamplerState`, `step(state) -> state`
+and `done(state)`; `run_sampler` drives the loop, counts NFE (full forward passes), shows progress and fills
+any position still masked at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..diffusion.mdlm import subs_log_probs
+from ..errors import UserError
+from .categorical import check_sampling_options, sample_categorical
+
+
+@dataclass
+class SamplingOptions:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    final_fill: str = "sample"  # "sample" | "argmax" for positions still masked after the last step
+
+    def validate(self) -> None:
+        check_sampling_options(self.temperature, self.top_p)
+        if self.final_fill not in ("sample", "argmax"):
+            raise UserError(f"final_fill={self.final_fill!r}: choose 'sample' or 'argmax'")
+
+
+class Denoiser:
+    """Wraps a backbone as (x, t) -> SUBS log-probs. `extra` [B, L, H] is a fixed per-position input
+    embedding (Gumbel noise), injected at masked positions."""
+
+    def __init__(self, model, mask_id: int, extra: torch.Tensor | None = None):
+        self.model = model
+        self.mask_id = mask_id
+        self.extra = extra
+        self.time_conditioned = bool(model.cfg.time_conditioning)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        # x: [B, L] long, t: [B] float -> [B, L, V] float32 log-probs
+        sigma = t if self.time_conditioned else None
+        extra_mask = (x == self.mask_id) if self.extra is not None else None
+        logits = self.model(x, attn="bidirectional", sigma=sigma, extra=self.extra, extra_mask=extra_mask).logits
+        return subs_log_probs(logits, x, self.mask_id)
+
+    def block_view(self, x: torch.Tensor, start: int, end: int) -> "Denoiser":
+        """A denoiser over positions [start, end) of `x` (the rest of `x` held as it is)."""
+        return FullSequenceBlockView(self, x, start, end)
+
+    def commit(self, x_block: torch.Tensor, start: int, end: int) -> None:
+        """Called when block [start, end) is final (BD3-LM stores its keys/values here)."""
+
+
+class FullSequenceBlockView(Denoiser):
+    """Runs the parent on the whole sequence with this block substituted; returns the block's log-probs."""
+
+    def __init__(self, parent: Denoiser, x: torch.Tensor, start: int, end: int):
+        self.parent, self.context, self.start, self.end = parent, x.clone(), start, end
+        self.mask_id = parent.mask_id
+        self.time_conditioned = parent.time_conditioned
+
+    def __call__(self, x_block, t):
+        full = self.context.clone()
+        full[:, self.start:self.end] = x_block
+        return self.parent(full, t)[:, self.start:self.end]
+
+    def block_view(self, x, start, end):
+        return FullSequenceBlockView(self, x, start, end)
+
+
+@dataclass
+class SamplerState:
+    x: torch.Tensor  # [B, L] long, current sequence (MASK where not yet decoded)
+    fixed: torch.Tensor  # [B, L] bool, prompt / infill positions: never changed
+    denoiser: Denoiser
+    generator: torch.Generator
+    num_steps: int
+    options: SamplingOptions
+    step: int = 0
+    nfe: int = 0
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def masked(self) -> torch.Tensor:
+        return (self.x == self.denoiser.mask_id) & ~self.fixed
+
+    def denoise(self, t: torch.Tensor) -> torch.Tensor:
+        """One full forward pass (counted)."""
+        self.nfe += 1
+        return self.denoiser(self.x, t)
+
+    def draw(self, log_probs: torch.Tensor) -> torch.Tensor:
+        """Sample tokens from [N, V] log-probs with the state's temperature / top-p (float64)."""
+        return sample_categorical(log_probs, self.generator, self.options.temperature, self.options.top_p)
+
+
+class Sampler(ABC):
+    name = "sampler"
+
+    def init(self, x, fixed, denoiser, generator, steps, options) -> SamplerState:
+        if steps < 1:
+            raise UserError(f"steps={steps}: must be >= 1")
+        x = torch.where(fixed, x, torch.full_like(x, denoiser.mask_id))
+        return SamplerState(x, fixed, denoiser, generator, steps, options)
+
+    @abstractmethod
+    def step(self, state: SamplerState) -> SamplerState: ...
+
+    def done(self, state: SamplerState) -> bool:
+        return state.step >= state.num_steps or not bool(state.masked.any())
+
+    def total_steps(self, state: SamplerState) -> int:
+        return state.num_steps
+
+
+@dataclass
+class SampleResult:
+    tokens: torch.Tensor  # [B, L] long
+    nfe: int
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def final_fill(state: SamplerState) -> SamplerState:
+    """Fill every position still masked (argmax or sample), one extra forward pass."""
+    masked = state.masked
+    if not masked.any():
+        return state
+    t = masked.float().mean(1).clamp_min(1e-3)
+    log_probs = state.denoise(t)[masked]
+    tokens = log_probs.argmax(-1) if state.options.final_fill == "argmax" else state.draw(log_probs)
+    state.x = state.x.masked_scatter(masked, tokens)
+    return state
+
+
+def run_sampler(sampler: Sampler, denoiser: Denoiser, x: torch.Tensor, fixed: torch.Tensor,
+                generator: torch.Generator, steps: int, options: SamplingOptions | None = None,
+                progress: bool = False) -> SampleResult:
+    """x: [B, L] long (values at `fixed` positions are kept), fixed: [B, L] bool."""
+    options = options or SamplingOptions()
+    options.validate()
+    start = time.perf_counter()
+    state = sampler.init(x, fixed, denoiser, generator, steps, options)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sampler.total_steps(state), desc=f"sampling ({sampler.name})", leave=False)
+    while not sampler.done(state):
+        state = sampler.step(state)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(nfe=state.nfe)
+    if bar is not None:
+        bar.close()
+    state = final_fill(state)
+    return SampleResult(state.x, state.nfe, time.perf_counter() - start)

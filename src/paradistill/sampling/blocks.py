@@ -1,0 +1,61 @@
+"""Semi-autoregressive decoding: blocks left to right, any inner sampler within a block.
+
+Works with every denoiser through `denoiser.block_view` (MDLM: the whole sequence with later blocks still
+masked; BD3-LM: the block alone against a KV cache of the clean blocks, see diffusion/bd3lm.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..errors import UserError
+from .base import Sampler, SamplerState, final_fill
+
+
+class BlockwiseSampler(Sampler):
+    def __init__(self, inner: Sampler, block_size: int, eos_id: int | None = None, pad_id: int | None = None):
+        if block_size < 1:
+            raise UserError(f"block_size={block_size}: must be >= 1")
+        self.inner, self.block_size = inner, block_size
+        self.eos_id, self.pad_id = eos_id, pad_id  # variable length: stop once every row has ended
+        self.name = f"blocks({block_size})+{inner.name}"
+
+    def init(self, x, fixed, denoiser, generator, steps, options):
+        length = x.shape[1]
+        if length % self.block_size:
+            raise UserError(f"block_size={self.block_size} does not divide the sequence length {length}")
+        state = super().init(x, fixed, denoiser, generator, steps, options)
+        state.cache["steps_per_block"] = steps
+        state.num_steps = math.ceil(length / self.block_size)
+        return state
+
+    def done(self, state):
+        if state.step >= state.num_steps:
+            return True
+        if self.eos_id is not None and state.step > 0:
+            decoded = state.x[:, : state.step * self.block_size]
+            return bool((decoded == self.eos_id).any(1).all())
+        return False
+
+    def step(self, state: SamplerState) -> SamplerState:
+        start = state.step * self.block_size
+        end = start + self.block_size
+        view = state.denoiser.block_view(state.x, start, end)
+        inner = self.inner.init(state.x[:, start:end], state.fixed[:, start:end], view, state.generator,
+                                state.cache["steps_per_block"], state.options)
+        while not self.inner.done(inner):
+            inner = self.inner.step(inner)
+        inner = final_fill(inner)
+        state.x[:, start:end] = inner.x
+        state.nfe += inner.nfe
+        state.denoiser.commit(inner.x, start, end)
+        state.step += 1
+        if self.done(state) and self.eos_id is not None and self.pad_id is not None:
+            self._pad_after_eos(state)
+        return state
+
+    def _pad_after_eos(self, state: SamplerState) -> None:
+        is_eos = (state.x == self.eos_id).int()
+        after = (is_eos.cumsum(1) - is_eos) > 0  # strictly after the first EOS
+        state.x = state.x.masked_fill(after & ~state.fixed, self.pad_id)
+        state.fixed = state.fixed | after

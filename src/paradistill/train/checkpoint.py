@@ -1,0 +1,201 @@
+"""Checkpoints: a directory with `model.safetensors` (+ `ema.safetensors`), `config.json`, `tokenizer/` and,
+for training runs, `train_state.pt`. Written into a temporary sibling, fsynced, then renamed into place;
+`RUN/latest.json` (replaced atomically) names the newest complete checkpoint. A crash at any point leaves
+the previous checkpoint and pointer intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+
+FORMAT_VERSION = 1
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a small text file atomically (temp file in the same folder + os.replace)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _weights(model) -> dict[str, torch.Tensor]:
+    state = model.state_dict()
+    if getattr(model.cfg, "tie_weights", False):
+        state.pop("head.weight", None)  # shared with embed.weight; restored by tying on load
+    return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+
+
+def save_checkpoint(path: Path, model, kind: str, tokenizer, method: dict[str, Any] | None = None,
+                    ema_weights: dict[str, torch.Tensor] | None = None,
+                    train_state: dict[str, Any] | None = None, extra_files: dict[str, Any] | None = None) -> Path:
+    """Write a complete checkpoint directory at `path` atomically; returns `path`."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        save_file(_weights(model), str(tmp / "model.safetensors"))
+        if ema_weights is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in ema_weights.items()}, str(tmp / "ema.safetensors"))
+        config = {"format_version": FORMAT_VERSION, "kind": kind, "model": asdict(model.cfg),
+                  "method": method or {}, "tokenizer_fingerprint": tokenizer.fingerprint() if tokenizer else None}
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        if tokenizer is not None:
+            tokenizer.save(tmp / "tokenizer")
+        if train_state is not None:
+            torch.save(train_state, tmp / "train_state.pt")
+        for name, obj in (extra_files or {}).items():
+            (tmp / name).write_text(json.dumps(obj, indent=2))
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb+") as fh:
+                    os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory, or a run directory whose latest.json names one."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"checkpoint '{p}' does not exist: pass a run directory or a checkpoint directory")
+    if (p / "config.json").is_file() and (p / "model.safetensors").is_file():
+        return p
+    latest = p / "latest.json"
+    if latest.is_file():
+        try:
+            target = p / json.loads(latest.read_text())["path"]
+        except (json.JSONDecodeError, KeyError) as e:
+            raise UserError(f"'{latest}' is corrupt ({e}): point at a checkpoint directory inside '{p}/checkpoints'") from None
+        if not target.exists():
+            raise UserError(f"'{latest}' names '{target}', which does not exist: pass a checkpoint directory")
+        return target
+    raise UserError(f"'{p}' is not a paradistill checkpoint (no config.json + model.safetensors) "
+                    "nor a run directory (no latest.json)")
+
+
+def read_config(ckpt: Path) -> dict[str, Any]:
+    try:
+        config = json.loads((ckpt / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"checkpoint config '{ckpt / 'config.json'}' is corrupt ({e}): restore it or use another checkpoint") from None
+    if not isinstance(config, dict) or "kind" not in config or "model" not in config:
+        raise UserError(f"'{ckpt / 'config.json'}' is not a paradistill checkpoint config (no 'kind'/'model')")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise UserError(f"checkpoint '{ckpt}' has format {config['format_version']}, newer than this paradistill "
+                        f"({FORMAT_VERSION}): upgrade paradistill")
+    return config
+
+
+def load_weights(file: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"weights file '{file}' is truncated or corrupt ({e}): delete this checkpoint and resume "
+                        "from an earlier one") from None
+
+
+@dataclass
+class LoadedCheckpoint:
+    path: Path
+    kind: str
+    model: Any
+    tokenizer: Any
+    config: dict[str, Any]
+
+    @property
+    def method(self) -> dict[str, Any]:
+        return self.config.get("method", {})
+
+
+def load_checkpoint(path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu",
+                    expect_kinds: tuple[str, ...] | None = None) -> LoadedCheckpoint:
+    """Load model + tokenizer. With `use_ema`, the EMA weights are used when the checkpoint has them."""
+    from ..config import from_dict
+    from ..models.transformer import ModelConfig, Transformer
+
+    ckpt = resolve_checkpoint(path)
+    config = read_config(ckpt)
+    if expect_kinds is not None and config["kind"] not in expect_kinds:
+        raise UserError(f"checkpoint '{ckpt}' holds a '{config['kind']}' model, but this command needs one of "
+                        f"{list(expect_kinds)}")
+    model_cfg = from_dict(ModelConfig, config["model"], where=f"{ckpt}/config.json:model")
+    model = Transformer(model_cfg)
+    weights_file = ckpt / ("ema.safetensors" if use_ema and (ckpt / "ema.safetensors").is_file() else "model.safetensors")
+    state = load_weights(weights_file)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not (k == "head.weight" and model_cfg.tie_weights)]
+    if missing or unexpected:
+        raise UserError(f"weights in '{weights_file}' do not fit the model in its config.json "
+                        f"(missing {missing[:5]}, unexpected {unexpected[:5]}): the checkpoint is inconsistent")
+    tokenizer = None
+    if (ckpt / "tokenizer").is_dir():
+        from ..data.tokenizers import load_tokenizer
+
+        tokenizer = load_tokenizer(ckpt / "tokenizer")
+        if tokenizer.vocab_size != model_cfg.vocab_size:
+            raise UserError(f"checkpoint vocab {model_cfg.vocab_size} != tokenizer vocab {tokenizer.vocab_size} "
+                            f"in '{ckpt}': pass the tokenizer the model was trained with")
+    model.to(device).eval()
+    return LoadedCheckpoint(ckpt, config["kind"], model, tokenizer, config)
+
+
+def write_latest(run_dir: Path, ckpt: Path, step: int, final: bool = False) -> None:
+    rel = os.path.relpath(ckpt, run_dir)
+    atomic_write_text(Path(run_dir) / "latest.json", json.dumps({"path": rel, "step": step, "final": final}))
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Remove all but the newest `keep` step_* checkpoints (never the one latest.json names)."""
+    folder = Path(run_dir) / "checkpoints"
+    if keep < 1 or not folder.is_dir():
+        return
+    latest = resolve_checkpoint(run_dir) if (Path(run_dir) / "latest.json").is_file() else None
+    steps = sorted(p for p in folder.glob("step_*") if p.is_dir())
+    for p in steps[:-keep]:
+        if latest is None or p.resolve() != latest.resolve():
+            shutil.rmtree(p, ignore_errors=True)

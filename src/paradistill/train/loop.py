@@ -1,0 +1,301 @@
+"""One explicit training loop on Lightning Fabric, shared by every objective (AR, MDLM, BD3-LM, GD, SDTT, ADJUST).
+
+Determinism: the batch order of epoch e is a permutation seeded by (seed, e); the diffusion noise of step s
+comes from a generator seeded by (seed, s). So the run is a pure function of (config, step) and resuming
+from a checkpoint continues bit-exactly on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import TrainingDiverged, UserError
+from .checkpoint import prune_checkpoints, resolve_checkpoint, save_checkpoint, write_latest
+from .ema import EMA
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000
+    batch_size: int = 32  # global batch (all devices, all accumulation steps)
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.98
+    grad_clip: float = 1.0
+    ema: float = 0.999  # 0 disables EMA
+    eval_every: int = 250
+    eval_batches: int = 8
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    seed: int = 0
+    max_minutes: float = 0.0  # > 0: stop (and save) when the wall-clock budget is spent
+    nan_policy: str = "stop"  # "stop" | "skip"
+    max_skipped_steps: int = 20
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "auto"  # "32-true" on CPU, "bf16-mixed" on GPU
+    grad_accum: int = 0  # 0: computed from batch_size and devices (micro-batch <= micro_batch_size)
+    micro_batch_size: int = 0  # 0: batch_size / world size
+
+    def validate(self) -> None:
+        if self.max_steps < 1:
+            raise UserError(f"train.max_steps={self.max_steps}: must be >= 1")
+        if self.batch_size < 1:
+            raise UserError(f"train.batch_size={self.batch_size}: must be >= 1")
+        if not self.lr > 0:
+            raise UserError(f"train.lr={self.lr}: must be > 0")
+        if self.nan_policy not in ("stop", "skip"):
+            raise UserError(f"train.nan_policy={self.nan_policy!r}: choose 'stop' or 'skip'")
+        if self.strategy not in ("auto", "ddp", "fsdp", "ddp_spawn", "single_device"):
+            raise UserError(f"train.strategy={self.strategy!r}: choose auto, ddp or fsdp")
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio * lr."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + step * 7919 + salt) % (2**63 - 1))
+
+
+class BatchSchedule:
+    """Global batch `step` of a [N, L] token array: rows of a seeded per-epoch permutation."""
+
+    def __init__(self, data: np.ndarray, batch_size: int, seed: int):
+        if len(data) < batch_size:
+            raise UserError(f"training data has {len(data)} sequences, fewer than one batch ({batch_size}): "
+                            "prepare more data or lower train.batch_size")
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.per_epoch = len(data) // batch_size
+        self._perm_epoch, self._perm = -1, None
+
+    def rows(self, step: int) -> np.ndarray:
+        epoch, index = divmod(step, self.per_epoch)
+        if epoch != self._perm_epoch:
+            g = torch.Generator().manual_seed(self.seed * 7_777 + epoch)
+            self._perm = torch.randperm(len(self.data), generator=g).numpy()
+            self._perm_epoch = epoch
+        return np.sort(self._perm[index * self.batch_size:(index + 1) * self.batch_size])
+
+    def batch(self, step: int) -> torch.Tensor:
+        return torch.from_numpy(self.data[self.rows(step)].astype(np.int64))
+
+
+def make_fabric(cfg: TrainConfig):
+    from lightning.fabric import Fabric
+
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+    strategy = cfg.strategy if cfg.strategy != "auto" else "auto"
+    try:
+        fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+                        strategy=strategy, precision=precision)
+    except (ValueError, RuntimeError, TypeError) as e:
+        raise UserError(f"cannot set up devices={cfg.devices}, num_nodes={cfg.num_nodes}, strategy={cfg.strategy}, "
+                        f"precision={cfg.precision}: {e}") from None
+    fabric.launch()
+    return fabric
+
+
+class MetricsLog:
+    """Rank-0 metrics to metrics.jsonl and metrics.csv."""
+
+    def __init__(self, run_dir: Path, enabled: bool):
+        self.enabled = enabled
+        self.jsonl = run_dir / "metrics.jsonl"
+        self.csv = run_dir / "metrics.csv"
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.jsonl, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        new = not self.csv.exists()
+        with open(self.csv, "a") as f:
+            if new:
+                f.write("step,kind,name,value\n")
+            for k, v in record.items():
+                if k not in ("step", "kind") and isinstance(v, (int, float)):
+                    f.write(f"{record['step']},{record.get('kind', 'train')},{k},{v}\n")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path
+    steps: int
+    last_val: float | None
+    seconds: float
+
+
+@torch.no_grad()
+def evaluate(objective, model, val: np.ndarray, cfg: TrainConfig, device) -> float:
+    """Mean NLL / NELBO per counted token over the first eval_batches * batch_size validation rows."""
+    model.eval()
+    total, count = 0.0, 0
+    bsz = max(1, min(cfg.batch_size, len(val)))
+    for i in range(min(cfg.eval_batches, max(1, len(val) // bsz))):
+        batch = torch.from_numpy(val[i * bsz:(i + 1) * bsz].astype(np.int64)).to(device)
+        s, n = objective.eval_terms(model, batch, step_generator(cfg.seed, i, salt=99))
+        total += float(s)
+        count += int(n)
+    model.train()
+    return total / max(count, 1)
+
+
+def train(objective, model, train_data: np.ndarray, val_data: np.ndarray | None, cfg: TrainConfig,
+          run_dir: str | Path, tokenizer, method: dict[str, Any], resume: bool = False,
+          progress: bool = True, fabric=None) -> TrainResult:
+    run_dir = Path(run_dir)
+    fabric = fabric or make_fabric(cfg)
+    world = fabric.world_size
+    if cfg.batch_size % world:
+        raise UserError(f"train.batch_size={cfg.batch_size} is not divisible by {world} devices")
+    per_device = cfg.batch_size // world
+    micro = cfg.micro_batch_size or per_device
+    accum = cfg.grad_accum or max(1, math.ceil(per_device / micro))
+    if per_device % accum:
+        raise UserError(f"per-device batch {per_device} is not divisible by train.grad_accum={accum}")
+    micro = per_device // accum
+    if fabric.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    fabric.barrier()
+    schedule = BatchSchedule(train_data, cfg.batch_size, cfg.seed)
+    params = [p for p in objective.trainable_parameters(model) if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
+    start_step, skipped = 0, 0
+    last_ckpt = None
+    if resume and (run_dir / "latest.json").is_file():
+        last_ckpt = resolve_checkpoint(run_dir)
+        state = torch.load(last_ckpt / "train_state.pt", map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        if hasattr(objective, "load_state_dict") and state.get("objective") is not None:
+            objective.load_state_dict(state["objective"])
+        start_step, skipped = state["step"], state.get("skipped", 0)
+    if hasattr(objective, "to"):
+        objective.to(fabric.device)
+    fmodel, optimizer = fabric.setup(model, optimizer)
+    log = MetricsLog(run_dir, fabric.is_global_zero)
+    if fabric.is_global_zero and not resume:
+        (run_dir / "train_config.json").write_text(json.dumps({"train": asdict(cfg), "method": method}, indent=2))
+
+    def checkpoint(step: int, final: bool = False) -> Path:
+        path = run_dir / "checkpoints" / f"step_{step:07d}"
+        if fabric.is_global_zero:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                     "skipped": skipped, "ema": ema.state_dict() if ema else None,
+                     "objective": objective.state_dict() if hasattr(objective, "state_dict") else None}
+            save_checkpoint(path, model, objective.kind, tokenizer, method,
+                            ema_weights=ema.weights_for(model) if ema else None, train_state=state)
+            write_latest(run_dir, path, step, final)
+            prune_checkpoints(run_dir, cfg.keep_checkpoints)
+        fabric.barrier()
+        return path
+
+    bar = None
+    if progress and fabric.is_global_zero:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=start_step, desc=f"train {objective.kind}", dynamic_ncols=True)
+    started = time.perf_counter()
+    tokens_seen, window_start, last_val = 0, time.perf_counter(), None
+    fmodel.train()
+    step = start_step
+    while step < cfg.max_steps:
+        if cfg.max_minutes > 0 and (time.perf_counter() - started) / 60 > cfg.max_minutes:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(cfg, step)
+        rows = schedule.batch(step)[fabric.global_rank::world]
+        torch.manual_seed(cfg.seed * 31 + step)
+        metrics: dict[str, float] = {}
+        loss_total = 0.0
+        for a in range(accum):
+            batch = rows[a * micro:(a + 1) * micro].to(fabric.device)
+            gen = step_generator(cfg.seed, step, salt=fabric.global_rank * 1000 + a)
+            with fabric.no_backward_sync(fmodel, enabled=a < accum - 1):
+                loss, metrics = objective.loss(fmodel, batch, gen)
+                if not torch.isfinite(loss):
+                    break
+                fabric.backward(loss / accum)
+            loss_total += float(loss.detach()) / accum
+            tokens_seen += batch.numel() * world
+        grad_norm = fabric.clip_gradients(fmodel, optimizer, max_norm=cfg.grad_clip) if cfg.grad_clip > 0 else None
+        finite = math.isfinite(loss_total) and torch.isfinite(loss).item() and (
+            grad_norm is None or bool(torch.isfinite(grad_norm)))
+        if not finite:
+            optimizer.zero_grad(set_to_none=True)
+            where = f"'{last_ckpt}' (intact)" if last_ckpt else "none yet"
+            if cfg.nan_policy == "stop" or skipped >= cfg.max_skipped_steps:
+                if bar is not None:
+                    bar.close()
+                raise TrainingDiverged(
+                    f"non-finite loss or gradient at step {step} (skipped so far: {skipped}); last good checkpoint: "
+                    f"{where}. Lower train.lr, raise train.warmup_steps, or set train.nan_policy=skip")
+            skipped += 1
+            step += 1
+            continue
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(model)
+        step += 1
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            now = time.perf_counter()
+            tps = tokens_seen / max(now - window_start, 1e-9)
+            tokens_seen, window_start = 0, now
+            record = {"step": step, "kind": "train", "loss": loss_total, "lr": lr_at(cfg, step - 1),
+                      "tokens_per_s": tps, "elapsed_s": now - started, **{k: v for k, v in metrics.items() if k != "loss"}}
+            log.write(record)
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss_total:.3f}", tok_s=f"{tps:.0f}")
+        if bar is not None:
+            bar.update(1)
+        if val_data is not None and cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+            last_val = run_eval(objective, fmodel, model, ema, val_data, cfg, fabric.device)
+            log.write({"step": step, "kind": "val", "val_loss": last_val, "val_ppl": math.exp(min(last_val, 50))})
+            if bar is not None:
+                bar.write(f"step {step}: val loss {last_val:.4f} (ppl {math.exp(min(last_val, 50)):.2f})")
+        if cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
+            last_ckpt = checkpoint(step)
+    if bar is not None:
+        bar.close()
+    if val_data is not None and last_val is None:
+        last_val = run_eval(objective, fmodel, model, ema, val_data, cfg, fabric.device)
+        log.write({"step": step, "kind": "val", "val_loss": last_val, "val_ppl": math.exp(min(last_val, 50))})
+    final = checkpoint(step, final=step >= cfg.max_steps)
+    return TrainResult(run_dir, final, step, last_val, time.perf_counter() - started)
+
+
+def run_eval(objective, fmodel, model, ema, val_data, cfg, device) -> float:
+    """Validation with the EMA weights when EMA is on (those are the weights that get sampled)."""
+    if ema is not None:
+        ema.swap(model)
+    try:
+        return evaluate(objective, fmodel, val_data, cfg, device)
+    finally:
+        if ema is not None:
+            ema.swap(model)
