@@ -1,0 +1,186 @@
+"""Backbone, MDLM math, samplers, AR decoding (issue #3): tests that fail if the math is wrong."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from conftest import make_model
+from paradistill.diffusion.mdlm import NEG_INF, masked_token_nll, nelbo_terms, q_sample, sample_times, subs_log_probs
+from paradistill.diffusion.schedules import LogLinear
+from paradistill.errors import UserError
+from paradistill.sampling.ar import generate_ar
+from paradistill.sampling.base import Denoiser, SamplingOptions, run_sampler
+from paradistill.sampling.categorical import prepare_log_probs, sample_categorical
+from paradistill.sampling.registry import build_sampler
+
+MASK = 3
+
+
+def test_subs_zeroes_mask_and_copies_unmasked():
+    logits = torch.randn(2, 5, 12)
+    xt = torch.tensor([[MASK, 5, MASK, 7, 8], [4, MASK, MASK, MASK, 11]])
+    lp = subs_log_probs(logits, xt, MASK)
+    probs = lp.exp()
+    assert torch.allclose(probs.sum(-1), torch.ones(2, 5), atol=1e-5)
+    assert (probs[..., MASK] < 1e-30).all()
+    unmasked = xt != MASK
+    assert torch.equal(probs[unmasked].argmax(-1), xt[unmasked])
+    assert torch.allclose(probs[unmasked].max(-1).values, torch.ones(int(unmasked.sum())))
+    # at masked positions: softmax over the non-mask logits
+    ref = torch.log_softmax(logits.index_fill(-1, torch.tensor([MASK]), NEG_INF), -1)
+    assert torch.allclose(lp[~unmasked], ref[~unmasked], atol=1e-6)
+
+
+def test_loglinear_weight_is_one_over_t():
+    sched = LogLinear(1e-3)
+    t = torch.linspace(0.01, 1.0, 50)
+    alpha, dalpha = sched(t)
+    assert torch.allclose(alpha, 1 - (1 - 1e-3) * t)
+    assert torch.allclose(sched.weight(t), 1.0 / t, rtol=1e-5)
+
+
+def test_nelbo_terms_weighted_nll_on_masked_only():
+    logits = torch.randn(3, 6, 10)
+    x0 = torch.randint(4, 10, (3, 6))
+    xt = x0.clone()
+    xt[:, ::2] = MASK
+    t = torch.tensor([0.2, 0.5, 1.0])
+    terms = nelbo_terms(logits, x0, xt, t, LogLinear(1e-3), MASK)
+    nll = masked_token_nll(logits, x0, MASK)
+    assert torch.allclose(terms[:, ::2], nll[:, ::2] / t[:, None], rtol=1e-5)
+    assert (terms[:, 1::2] == 0).all()
+
+
+def test_antithetic_times_are_stratified():
+    g = torch.Generator().manual_seed(0)
+    t = sample_times(8, g, eps=1e-3)
+    assert ((t >= 1e-3) & (t <= 1)).all()
+    bins = ((t - 1e-3) / (1 - 1e-3) * 8).floor().long().clamp(max=7)
+    assert sorted(bins.tolist()) == list(range(8))  # one time per stratum
+
+
+def test_q_sample_masks_with_probability_one_minus_alpha():
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.full((400, 50), 7)
+    xt = q_sample(x0, torch.full((400,), 0.3), MASK, g)
+    frac = (xt == MASK).float().mean().item()
+    assert abs(frac - 0.7) < 0.01
+    keep = torch.zeros_like(x0, dtype=torch.bool)
+    keep[:, 0] = True
+    assert (q_sample(x0, torch.zeros(400), MASK, g, keep=keep)[:, 0] == 7).all()
+
+
+def test_ar_kv_cache_logits_match_full_pass():
+    model = make_model(20, n_layers=3)
+    x = torch.randint(0, 20, (3, 17))
+    full = model(x, attn="causal").logits
+    cache = model.new_cache(3, 17)
+    parts = [model(x[:, :5], attn="causal", cache=cache, cache_write=True).logits]
+    for i in range(5, 17):
+        parts.append(model(x[:, i:i + 1], attn="causal", cache=cache, cache_write=True).logits)
+    assert torch.allclose(torch.cat(parts, 1), full, atol=1e-5)
+
+
+def test_ar_generation_cached_equals_uncached():
+    model = make_model(20)
+    prompt = torch.ones(2, 1, dtype=torch.long)
+    a = generate_ar(model, prompt, 12, torch.Generator().manual_seed(3), use_cache=True, banned_ids=(MASK,))
+    b = generate_ar(model, prompt, 12, torch.Generator().manual_seed(3), use_cache=False, banned_ids=(MASK,))
+    assert torch.equal(a.tokens, b.tokens)
+    assert a.nfe == b.nfe == 11
+    assert (a.tokens != MASK).all()
+
+
+def test_float64_sampling_matches_known_distribution():
+    probs = torch.tensor([0.5, 0.25, 0.125, 0.0625, 0.0625])
+    g = torch.Generator().manual_seed(0)
+    draws = sample_categorical(probs.log().expand(40000, -1), g)
+    counts = np.bincount(draws.numpy(), minlength=5)
+    assert stats.chisquare(counts, probs.numpy() * 40000).pvalue > 1e-3
+    assert prepare_log_probs(torch.randn(3, 5)).dtype == torch.float64
+
+
+def test_top_p_keeps_smallest_nucleus_and_temperature_sharpens():
+    lp = torch.tensor([0.5, 0.3, 0.15, 0.05]).log()
+    filtered = prepare_log_probs(lp, top_p=0.75).exp()
+    assert torch.allclose(filtered, torch.tensor([0.625, 0.375, 0.0, 0.0], dtype=torch.float64))
+    cold = prepare_log_probs(lp, temperature=0.5).exp()
+    assert cold[0] > 0.5 and torch.allclose(cold.sum(), torch.tensor(1.0, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("bad", [dict(temperature=0.0), dict(temperature=-1), dict(top_p=0.0), dict(top_p=1.5)])
+def test_bad_sampling_options(bad):
+    with pytest.raises(UserError, match="temperature|top_p"):
+        SamplingOptions(**bad).validate()
+
+
+SAMPLERS = [("ancestral", {}), ("ancestral-nocache", {}), ("first-hitting", {}), ("confidence", {}),
+            ("entropy", {}), ("margin", {}), ("ancestral", {"block_size": 4}), ("confidence", {"block_size": 8})]
+
+
+@pytest.mark.parametrize("name,kw", SAMPLERS)
+def test_samplers_keep_fixed_tokens_and_leave_no_mask(name, kw):
+    model = make_model(12)
+    x = torch.full((3, 16), MASK)
+    fixed = torch.zeros(3, 16, dtype=torch.bool)
+    x[:, 0], fixed[:, 0] = 1, True  # BOS
+    x[:, 5], fixed[:, 5] = 9, True  # infill anchor
+    x[1, 1:4], fixed[1, 1:4] = torch.tensor([5, 6, 7]), True  # a prompt in row 1
+    sampler = build_sampler(name, **kw)
+    out = run_sampler(sampler, Denoiser(model, MASK), x, fixed, torch.Generator().manual_seed(0), steps=6)
+    assert torch.equal(out.tokens[fixed], x[fixed])
+    assert (out.tokens != MASK).all()
+    assert out.nfe >= 1
+
+
+def test_first_hitting_uses_one_nfe_per_token():
+    model = make_model(12)
+    x = torch.full((2, 10), MASK)
+    fixed = torch.zeros(2, 10, dtype=torch.bool)
+    x[:, 0], fixed[:, 0] = 1, True
+    out = run_sampler(build_sampler("first-hitting"), Denoiser(model, MASK), x, fixed,
+                      torch.Generator().manual_seed(0), steps=1)
+    assert out.nfe == 9
+
+
+def test_cached_ancestral_equals_uncached_with_fewer_passes():
+    model = make_model(12)
+    x = torch.full((1, 12), MASK)
+    fixed = torch.zeros(1, 12, dtype=torch.bool)
+    x[:, 0], fixed[:, 0] = 1, True
+    runs = {}
+    for name in ("ancestral", "ancestral-nocache"):
+        runs[name] = run_sampler(build_sampler(name), Denoiser(model, MASK), x, fixed,
+                                 torch.Generator().manual_seed(5), steps=64)
+    assert torch.equal(runs["ancestral"].tokens, runs["ancestral-nocache"].tokens)
+    # uncached: one pass per step until nothing is masked; cached: one pass per step that follows a change
+    assert runs["ancestral-nocache"].nfe > 40
+    assert runs["ancestral"].nfe <= 11 + 1
+    assert runs["ancestral"].nfe < runs["ancestral-nocache"].nfe
+
+
+def test_time_conditioned_model_never_reuses_predictions():
+    model = make_model(12, time_conditioning=True, cond_dim=16)
+    x = torch.full((1, 8), MASK)
+    fixed = torch.zeros(1, 8, dtype=torch.bool)
+    cached, plain = (run_sampler(build_sampler(name), Denoiser(model, MASK), x, fixed,
+                                 torch.Generator().manual_seed(0), steps=20)
+                     for name in ("ancestral", "ancestral-nocache"))
+    assert torch.equal(cached.tokens, plain.tokens)
+    assert cached.nfe == plain.nfe  # a time-conditioned prediction changes with t: never reused
+
+
+def test_unknown_sampler_and_bad_steps():
+    with pytest.raises(UserError, match="unknown sampler 'ancestal'.*did you mean 'ancestral'"):
+        build_sampler("ancestal")
+    model = make_model(12)
+    x = torch.full((1, 8), MASK)
+    with pytest.raises(UserError, match="steps=0"):
+        run_sampler(build_sampler("ancestral"), Denoiser(model, MASK), x, torch.zeros_like(x, dtype=torch.bool),
+                    torch.Generator(), steps=0)
+    with pytest.raises(UserError, match="block_size=3 does not divide"):
+        run_sampler(build_sampler("ancestral", block_size=3), Denoiser(model, MASK), x,
+                    torch.zeros_like(x, dtype=torch.bool), torch.Generator(), steps=2)
