@@ -46,6 +46,16 @@ def atomic_write_text(path: Path, text: str) -> None:
     _fsync_dir(path.parent)
 
 
+def _fault_delay() -> None:
+    """Fault injection for crash tests: PARADISTILL_FAULT_CKPT_DELAY=seconds stalls every checkpoint write
+    half-way (after the weights, before the config), so a kill lands inside the write."""
+    delay = os.environ.get("PARADISTILL_FAULT_CKPT_DELAY")
+    if delay:
+        import time
+
+        time.sleep(float(delay))
+
+
 def _weights(model) -> dict[str, torch.Tensor]:
     state = model.state_dict()
     if getattr(model.cfg, "tie_weights", False):
@@ -65,6 +75,7 @@ def save_checkpoint(path: Path, model, kind: str, tokenizer, method: dict[str, A
     tmp.mkdir()
     try:
         save_file(_weights(model), str(tmp / "model.safetensors"))
+        _fault_delay()
         if ema_weights is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in ema_weights.items()}, str(tmp / "ema.safetensors"))
         config = {"format_version": FORMAT_VERSION, "kind": kind, "model": asdict(model.cfg),
@@ -108,9 +119,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
             target = p / json.loads(latest.read_text())["path"]
         except (json.JSONDecodeError, KeyError) as e:
             raise UserError(f"'{latest}' is corrupt ({e}): point at a checkpoint directory inside '{p}/checkpoints'") from None
-        if not target.exists():
+        if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+            return target
+        newest = newest_complete(p)
+        if newest is None:
             raise UserError(f"'{latest}' names '{target}', which does not exist: pass a checkpoint directory")
-        return target
+        return newest
     raise UserError(f"'{p}' is not a paradistill checkpoint (no config.json + model.safetensors) "
                     "nor a run directory (no latest.json)")
 
@@ -163,6 +177,10 @@ def load_checkpoint(path: str | Path, use_ema: bool = True, device: str | torch.
     if expect_kinds is not None and config["kind"] not in expect_kinds:
         raise UserError(f"checkpoint '{ckpt}' holds a '{config['kind']}' model, but this command needs one of "
                         f"{list(expect_kinds)}")
+    if config["kind"] == "adjust":  # a sampler layer on a frozen base (distill/adjust.py)
+        from ..distill.adjust import load_adjust_checkpoint
+
+        return load_adjust_checkpoint(ckpt, config, use_ema=use_ema, device=device)
     model_cfg = from_dict(ModelConfig, config["model"], where=f"{ckpt}/config.json:model")
     model = Transformer(model_cfg)
     weights_file = ckpt / ("ema.safetensors" if use_ema and (ckpt / "ema.safetensors").is_file() else "model.safetensors")
@@ -182,6 +200,20 @@ def load_checkpoint(path: str | Path, use_ema: bool = True, device: str | torch.
                             f"in '{ckpt}': pass the tokenizer the model was trained with")
     model.to(device).eval()
     return LoadedCheckpoint(ckpt, config["kind"], model, tokenizer, config)
+
+
+def newest_complete(run_dir: Path) -> Path | None:
+    """The newest step_* checkpoint that is complete (temporary and half-written folders are ignored)."""
+    folder = Path(run_dir) / "checkpoints"
+    done = [c for c in sorted(folder.glob("step_*")) if (c / "config.json").is_file() and (c / "model.safetensors").is_file()]
+    return done[-1] if done else None
+
+
+def clean_partial_writes(run_dir: Path) -> None:
+    """Remove temporary folders left by a write that was killed (the finished checkpoints are untouched)."""
+    folder = Path(run_dir) / "checkpoints"
+    for leftover in list(folder.glob(".*.tmp-*")) + list(folder.glob(".*.old-*")):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def write_latest(run_dir: Path, ckpt: Path, step: int, final: bool = False) -> None:

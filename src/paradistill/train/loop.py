@@ -3,6 +3,11 @@
 Determinism: the batch order of epoch e is a permutation seeded by (seed, e); the diffusion noise of step s
 comes from a generator seeded by (seed, s). So the run is a pure function of (config, step) and resuming
 from a checkpoint continues bit-exactly on CPU.
+
+Distributed (train/distributed.py): the global batch is fixed by the recipe; global micro-batch
+k = accumulation_index * world + rank takes rows k, k + world*accum, ... of the step's batch and seeds its noise
+with (seed, step, k), so 2 DDP processes reproduce 1 process with 2 accumulation steps. Logging, metrics and
+checkpoints are rank-0 only (FSDP state is gathered first); evaluation is split over ranks and all-reduced.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ import numpy as np
 import torch
 
 from ..errors import TrainingDiverged, UserError
-from .checkpoint import prune_checkpoints, resolve_checkpoint, save_checkpoint, write_latest
+from . import distributed as dist
+from .checkpoint import (clean_partial_writes, prune_checkpoints, resolve_checkpoint, save_checkpoint,
+                         write_latest)
+from .distributed import make_fabric  # noqa: F401  (re-exported)
 from .ema import EMA
 
 
@@ -50,6 +58,7 @@ class TrainConfig:
     precision: str = "auto"  # "32-true" on CPU, "bf16-mixed" on GPU
     grad_accum: int = 0  # 0: computed from batch_size and devices (micro-batch <= micro_batch_size)
     micro_batch_size: int = 0  # 0: batch_size / world size
+    find_unused_parameters: bool = True  # DDP: tolerate parameters without a gradient in a step
 
     def validate(self) -> None:
         if self.max_steps < 1:
@@ -60,8 +69,15 @@ class TrainConfig:
             raise UserError(f"train.lr={self.lr}: must be > 0")
         if self.nan_policy not in ("stop", "skip"):
             raise UserError(f"train.nan_policy={self.nan_policy!r}: choose 'stop' or 'skip'")
-        if self.strategy not in ("auto", "ddp", "fsdp", "ddp_spawn", "single_device"):
-            raise UserError(f"train.strategy={self.strategy!r}: choose auto, ddp or fsdp")
+        if self.strategy not in dist.STRATEGIES + ("ddp_spawn", "single_device"):
+            raise UserError(f"train.strategy={self.strategy!r} is unknown"
+                            f"{dist.closest_hint(self.strategy, list(dist.STRATEGIES))}: choose auto, ddp or fsdp")
+        if self.precision not in dist.PRECISIONS:
+            raise UserError(f"train.precision={self.precision!r} is unknown"
+                            f"{dist.closest_hint(self.precision, list(dist.PRECISIONS))}: choose 32, bf16-mixed "
+                            "or 16-mixed")
+        if self.devices < 1 or self.num_nodes < 1:
+            raise UserError(f"train.devices={self.devices}, train.num_nodes={self.num_nodes}: both must be >= 1")
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -99,23 +115,6 @@ class BatchSchedule:
         return torch.from_numpy(self.data[self.rows(step)].astype(np.int64))
 
 
-def make_fabric(cfg: TrainConfig):
-    from lightning.fabric import Fabric
-
-    precision = cfg.precision
-    if precision == "auto":
-        precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
-    strategy = cfg.strategy if cfg.strategy != "auto" else "auto"
-    try:
-        fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-                        strategy=strategy, precision=precision)
-    except (ValueError, RuntimeError, TypeError) as e:
-        raise UserError(f"cannot set up devices={cfg.devices}, num_nodes={cfg.num_nodes}, strategy={cfg.strategy}, "
-                        f"precision={cfg.precision}: {e}") from None
-    fabric.launch()
-    return fabric
-
-
 class MetricsLog:
     """Rank-0 metrics to metrics.jsonl and metrics.csv."""
 
@@ -123,6 +122,16 @@ class MetricsLog:
         self.enabled = enabled
         self.jsonl = run_dir / "metrics.jsonl"
         self.csv = run_dir / "metrics.csv"
+
+    def truncate(self, step: int) -> None:
+        """Keep only records up to `step` (a resumed run rewrites what came after its checkpoint)."""
+        if self.jsonl.exists():
+            keep = [line for line in self.jsonl.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+            self.jsonl.write_text("".join(k + "\n" for k in keep))
+        if self.csv.exists():
+            lines = self.csv.read_text().splitlines()
+            keep = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= step]
+            self.csv.write_text("".join(k + "\n" for k in keep))
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -148,48 +157,58 @@ class TrainResult:
 
 
 @torch.no_grad()
-def evaluate(objective, model, val: np.ndarray, cfg: TrainConfig, device) -> float:
-    """Mean NLL / NELBO per counted token over the first eval_batches * batch_size validation rows."""
+def evaluate(objective, model, val: np.ndarray, cfg: TrainConfig, device, fabric=None) -> float:
+    """Mean NLL / NELBO per counted token over the first eval_batches * batch_size validation rows.
+
+    With a multi-process `fabric`, batch i is evaluated on rank i % world and the sums are all-reduced; every
+    rank runs the same number of forward passes (FSDP needs that), padding with an uncounted batch."""
     model.eval()
+    world, rank = (fabric.world_size, fabric.global_rank) if fabric is not None else (1, 0)
     total, count = 0.0, 0
     bsz = max(1, min(cfg.batch_size, len(val)))
-    for i in range(min(cfg.eval_batches, max(1, len(val) // bsz))):
+    n_batches = min(cfg.eval_batches, max(1, len(val) // bsz))
+    for j in range(math.ceil(n_batches / world)):
+        i = j * world + rank
+        real = i < n_batches
+        i = i if real else 0
         batch = torch.from_numpy(val[i * bsz:(i + 1) * bsz].astype(np.int64)).to(device)
         s, n = objective.eval_terms(model, batch, step_generator(cfg.seed, i, salt=99))
-        total += float(s)
-        count += int(n)
+        if real:
+            total += float(s)
+            count += int(n)
+    if fabric is not None:
+        total, count = dist.all_sum(fabric, [total, float(count)])
     model.train()
     return total / max(count, 1)
 
 
 def train(objective, model, train_data: np.ndarray, val_data: np.ndarray | None, cfg: TrainConfig,
           run_dir: str | Path, tokenizer, method: dict[str, Any], resume: bool = False,
-          progress: bool = True, fabric=None) -> TrainResult:
+          progress: bool = True, fabric=None, optimizer_state: dict[str, Any] | None = None) -> TrainResult:
+    """`optimizer_state`: when not resuming, start the optimizer from this state (SDTT rounds without reset)."""
     run_dir = Path(run_dir)
     fabric = fabric or make_fabric(cfg)
-    world = fabric.world_size
-    if cfg.batch_size % world:
-        raise UserError(f"train.batch_size={cfg.batch_size} is not divisible by {world} devices")
-    per_device = cfg.batch_size // world
-    micro = cfg.micro_batch_size or per_device
-    accum = cfg.grad_accum or max(1, math.ceil(per_device / micro))
-    if per_device % accum:
-        raise UserError(f"per-device batch {per_device} is not divisible by train.grad_accum={accum}")
-    micro = per_device // accum
+    world, rank = fabric.world_size, fabric.global_rank
+    micro, accum = dist.micro_batching(cfg.batch_size, world, cfg.micro_batch_size, cfg.grad_accum)
     if fabric.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
     fabric.barrier()
     schedule = BatchSchedule(train_data, cfg.batch_size, cfg.seed)
     params = [p for p in objective.trainable_parameters(model) if p.requires_grad]
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    param_names = [name_of.get(id(p), f"param_{i}") for i, p in enumerate(params)]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    raw_optimizer = optimizer
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
     start_step, skipped = 0, 0
     last_ckpt = None
+    if fabric.is_global_zero:
+        clean_partial_writes(run_dir)
     if resume and (run_dir / "latest.json").is_file():
         last_ckpt = resolve_checkpoint(run_dir)
         state = torch.load(last_ckpt / "train_state.pt", map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer_state = state["optimizer"]  # loaded after setup (FSDP scatters it to the shards)
         if ema is not None and state.get("ema") is not None:
             ema.load_state_dict(state["ema"])
         if hasattr(objective, "load_state_dict") and state.get("objective") is not None:
@@ -198,18 +217,24 @@ def train(objective, model, train_data: np.ndarray, val_data: np.ndarray | None,
     if hasattr(objective, "to"):
         objective.to(fabric.device)
     fmodel, optimizer = fabric.setup(model, optimizer)
+    if optimizer_state is not None:
+        dist.load_optimizer_state(fabric, fmodel, raw_optimizer, optimizer_state, param_names)
     log = MetricsLog(run_dir, fabric.is_global_zero)
+    if fabric.is_global_zero:
+        log.truncate(start_step)  # steps after the checkpoint are redone: drop their old records
     if fabric.is_global_zero and not resume:
         (run_dir / "train_config.json").write_text(json.dumps({"train": asdict(cfg), "method": method}, indent=2))
 
     def checkpoint(step: int, final: bool = False) -> Path:
         path = run_dir / "checkpoints" / f"step_{step:07d}"
+        model_state, optim_state = dist.full_states(fabric, fmodel, model, raw_optimizer, param_names)
         if fabric.is_global_zero:
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+            view = dist.StateView(model.cfg, model_state) if dist.is_fsdp(fabric) else model
+            state = {"model": model_state, "optimizer": optim_state, "step": step,
                      "skipped": skipped, "ema": ema.state_dict() if ema else None,
                      "objective": objective.state_dict() if hasattr(objective, "state_dict") else None}
-            save_checkpoint(path, model, objective.kind, tokenizer, method,
-                            ema_weights=ema.weights_for(model) if ema else None, train_state=state)
+            save_checkpoint(path, view, objective.kind, tokenizer, method,
+                            ema_weights=ema.weights_for(view) if ema else None, train_state=state)
             write_latest(run_dir, path, step, final)
             prune_checkpoints(run_dir, cfg.keep_checkpoints)
         fabric.barrier()
@@ -225,27 +250,32 @@ def train(objective, model, train_data: np.ndarray, val_data: np.ndarray | None,
     fmodel.train()
     step = start_step
     while step < cfg.max_steps:
-        if cfg.max_minutes > 0 and (time.perf_counter() - started) / 60 > cfg.max_minutes:
+        if cfg.max_minutes > 0 and dist.any_rank(fabric, (time.perf_counter() - started) / 60 > cfg.max_minutes):
             break
         for group in optimizer.param_groups:
             group["lr"] = lr_at(cfg, step)
-        rows = schedule.batch(step)[fabric.global_rank::world]
-        torch.manual_seed(cfg.seed * 31 + step)
+        rows = schedule.rows(step)  # sorted row indices of the global batch; each rank reads only its own rows
         metrics: dict[str, float] = {}
         loss_total = 0.0
         for a in range(accum):
-            batch = rows[a * micro:(a + 1) * micro].to(fabric.device)
-            gen = step_generator(cfg.seed, step, salt=fabric.global_rank * 1000 + a)
+            # Global micro-batch k = a * world + rank takes rows k, k + world*accum, ...; its noise and dropout
+            # depend on (step, k) only, so any (devices, accumulation) split of one global batch computes the
+            # same gradient (up to summation order).
+            k = a * world + rank
+            batch = torch.from_numpy(train_data[rows[k::world * accum]].astype(np.int64)).to(fabric.device)
+            gen = step_generator(cfg.seed, step, salt=k)
+            torch.manual_seed(cfg.seed * 31 + step + k * 1_000_003)
             with fabric.no_backward_sync(fmodel, enabled=a < accum - 1):
                 loss, metrics = objective.loss(fmodel, batch, gen)
-                if not torch.isfinite(loss):
-                    break
-                fabric.backward(loss / accum)
+                fabric.backward(loss / accum)  # also when non-finite: every rank must join the gradient sync
             loss_total += float(loss.detach()) / accum
             tokens_seen += batch.numel() * world
-        grad_norm = fabric.clip_gradients(fmodel, optimizer, max_norm=cfg.grad_clip) if cfg.grad_clip > 0 else None
-        finite = math.isfinite(loss_total) and torch.isfinite(loss).item() and (
-            grad_norm is None or bool(torch.isfinite(grad_norm)))
+        grad_norm = (fabric.clip_gradients(fmodel, optimizer, max_norm=cfg.grad_clip, error_if_nonfinite=False)
+                     if cfg.grad_clip > 0 else None)
+        bad_local = not math.isfinite(loss_total) or (grad_norm is not None and not bool(torch.isfinite(grad_norm)))
+        loss_sum, n_bad = dist.all_sum(fabric, [loss_total, float(bad_local)])
+        loss_total = loss_sum / world  # mean over the whole global batch (logged by rank 0)
+        finite = n_bad == 0
         if not finite:
             optimizer.zero_grad(set_to_none=True)
             where = f"'{last_ckpt}' (intact)" if last_ckpt else "none yet"
@@ -261,7 +291,8 @@ def train(objective, model, train_data: np.ndarray, val_data: np.ndarray | None,
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if ema is not None:
-            ema.update(model)
+            with dist.full_params(fabric, fmodel, model) as full:
+                ema.update(full)
         step += 1
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             now = time.perf_counter()
@@ -275,7 +306,7 @@ def train(objective, model, train_data: np.ndarray, val_data: np.ndarray | None,
         if bar is not None:
             bar.update(1)
         if val_data is not None and cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-            last_val = run_eval(objective, fmodel, model, ema, val_data, cfg, fabric.device)
+            last_val = run_eval(objective, fmodel, model, ema, val_data, cfg, fabric)
             log.write({"step": step, "kind": "val", "val_loss": last_val, "val_ppl": math.exp(min(last_val, 50))})
             if bar is not None:
                 bar.write(f"step {step}: val loss {last_val:.4f} (ppl {math.exp(min(last_val, 50)):.2f})")
@@ -284,18 +315,20 @@ def train(objective, model, train_data: np.ndarray, val_data: np.ndarray | None,
     if bar is not None:
         bar.close()
     if val_data is not None and last_val is None:
-        last_val = run_eval(objective, fmodel, model, ema, val_data, cfg, fabric.device)
+        last_val = run_eval(objective, fmodel, model, ema, val_data, cfg, fabric)
         log.write({"step": step, "kind": "val", "val_loss": last_val, "val_ppl": math.exp(min(last_val, 50))})
     final = checkpoint(step, final=step >= cfg.max_steps)
     return TrainResult(run_dir, final, step, last_val, time.perf_counter() - started)
 
 
-def run_eval(objective, fmodel, model, ema, val_data, cfg, device) -> float:
+def run_eval(objective, fmodel, model, ema, val_data, cfg, fabric) -> float:
     """Validation with the EMA weights when EMA is on (those are the weights that get sampled)."""
     if ema is not None:
-        ema.swap(model)
+        with dist.full_params(fabric, fmodel, model, writeback=True) as full:
+            ema.swap(full)
     try:
-        return evaluate(objective, fmodel, val_data, cfg, device)
+        return evaluate(objective, fmodel, val_data, cfg, fabric.device, fabric)
     finally:
         if ema is not None:
-            ema.swap(model)
+            with dist.full_params(fabric, fmodel, model, writeback=True) as full:
+                ema.swap(full)

@@ -1,0 +1,164 @@
+"""Speed benchmark: every generation method side by side in one run, on models of the same size.
+
+Speed does not depend on the weights, so models are randomly initialised (trained checkpoints optional).
+Each case: warm-up, then `reps` timed repetitions, median reported; tokens/s = batch * length / latency.
+Also measured: the machine's peak fp32 matmul GFLOP/s and copy bandwidth, the achieved GFLOP/s of one full
+forward pass, and a roofline table (FLOPs and bytes per generated token for each method).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ..models.transformer import ModelConfig, Transformer
+from ..train.checkpoint import LoadedCheckpoint
+
+
+@dataclass
+class BenchConfig:
+    dim: int = 192
+    n_layers: int = 4
+    n_heads: int = 4
+    vocab_size: int = 360
+    lengths: list[int] = field(default_factory=lambda: [256])
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
+    mdlm_steps: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 0])  # 0 = L (one token per pass)
+    bd3_block: int = 16
+    bd3_steps_per_block: int = 4
+    adjust_k: list[int] = field(default_factory=lambda: [2, 4, 8])
+    reps: int = 3
+    warmup: int = 1
+    forward_tokens: int = 4096
+    compile: bool = False
+    methods: list[str] = field(default_factory=lambda: ["ar", "mdlm", "bd3lm", "gd", "adjust"])
+
+
+class PeakRSS:
+    """Peak resident memory (bytes) above the level at entry. The heap is trimmed first (glibc malloc_trim) so
+    memory freed by earlier cases is returned, and the kernel's high-water mark (VmHWM) is reset through
+    /proc/self/clear_refs; a polling thread is the fallback where those are unavailable."""
+
+    def __init__(self, interval: float = 0.002):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self.page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+    @staticmethod
+    def _trim() -> None:
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+    @staticmethod
+    def _status(field_name: str) -> int | None:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(field_name + ":"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+        return None
+
+    def _rss(self) -> int:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * self.page
+        except OSError:
+            return 0
+
+    def __enter__(self):
+        self._trim()
+        self.hwm_reset = False
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.hwm_reset = True
+        except OSError:
+            pass
+        self.base = self._rss()
+        self.peak = 0
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss() - self.base)
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss() - self.base)
+        hwm = self._status("VmHWM") if self.hwm_reset else None
+        if hwm is not None:
+            self.peak = max(self.peak, hwm - self.base)
+
+
+def median_time(fn: Callable[[], Any], reps: int, warmup: int) -> tuple[float, Any, int]:
+    """(median seconds, last result, peak RSS bytes) of `fn`; the peak is taken over the first (warm-up) call,
+    which is the one that allocates."""
+    with PeakRSS() as mem:
+        for _ in range(max(warmup, 1)):
+            fn()
+    times, result = [], None
+    for _ in range(reps):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result, mem.peak
+
+
+def peak_matmul_gflops(n: int = 1024, reps: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    sec, _, _ = median_time(lambda: a @ b, reps, 2)
+    return 2 * n**3 / sec / 1e9
+
+
+def copy_bandwidth_gbs(mbytes: int = 256, reps: int = 5) -> float:
+    src = torch.ones(mbytes * 2**20 // 4)
+    dst = torch.empty_like(src)
+    sec, _, _ = median_time(lambda: dst.copy_(src), reps, 1)
+    return 2 * src.numel() * 4 / sec / 1e9
+
+
+def forward_flops(cfg: ModelConfig, batch: int, length: int, context: int | None = None) -> float:
+    """FLOPs of one forward pass over batch x length tokens attending to `context` keys (default: length)."""
+    d, h, v = cfg.dim, int(cfg.mlp_ratio * cfg.dim), cfg.vocab_size
+    context = context or length
+    per_token = cfg.n_layers * (8 * d * d + 4 * d * h + 4 * context * d) + 2 * d * v
+    return batch * length * per_token
+
+
+def weight_bytes(model: Transformer) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def make_loaded(kind: str, cfg: ModelConfig, tokenizer, method: dict[str, Any]) -> LoadedCheckpoint:
+    torch.manual_seed(0)
+    model = Transformer(cfg).eval()
+    return LoadedCheckpoint(path=None, kind=kind, model=model, tokenizer=tokenizer,
+                            config={"kind": kind, "method": method})
+
+
+def forward_case(cfg: ModelConfig, bc: BenchConfig, peak: float) -> dict[str, Any]:
+    model = Transformer(cfg).eval()
+    length = 256
+    batch = max(1, bc.forward_tokens // length)
+    x = torch.randint(0, cfg.vocab_size, (batch, length))
+    with torch.no_grad():
+        sec, _, mem = median_time(lambda: model(x, attn="bidirectional"), bc.reps + 2, bc.warmup + 1)
+    flops = forward_flops(cfg, batch, length)
+    return {"case": "forward", "tokens": batch * length, "seconds": sec, "gflops": flops / sec / 1e9,
+            "fraction_of_peak": flops / sec / 1e9 / peak, "peak_mem_mb": mem / 2**20}

@@ -1,0 +1,60 @@
+"""Markdown tables and a PNG for the speed benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def markdown_table(r: dict[str, Any]) -> str:
+    fwd = r["forward"]
+    lines = [f"# Speed benchmark ({r['parameters'] / 1e6:.2f}M parameters, {r['machine']['threads']} threads, "
+             f"torch {r['machine']['torch']})", "",
+             f"- peak fp32 matmul: **{r['peak_matmul_gflops']:.1f} GFLOP/s**; copy bandwidth: "
+             f"**{r['copy_bandwidth_gbs']:.1f} GB/s**",
+             f"- full forward pass over {fwd['tokens']} tokens: {fwd['gflops']:.1f} GFLOP/s = "
+             f"**{100 * fwd['fraction_of_peak']:.0f}% of peak**", "",
+             "| case | L | batch | NFE | latency (s) | s/sample | tokens/s | peak mem (MB) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in r["cases"]:
+        nfe = f"{c['nfe']}" + (f" (+{c['sampler_passes']} sampler)" if c.get("sampler_passes") else "")
+        lines.append(f"| {c['case']} | {c['length']} | {c['batch']} | {nfe} | {c['latency_s']:.3f} | "
+                     f"{c['seconds_per_sample']:.4f} | {c['tokens_per_s']:.0f} | {c['peak_mem_mb']:.1f} |")
+    lines += ["", "## Target ratios (same run)", "", "| ratio | L | batch | measured | target | met |",
+              "|---|---:|---:|---:|---:|---|"]
+    for q in r.get("ratios", []):
+        lines.append(f"| {q['ratio']} | {q['length']} | {q['batch']} | {q['value']:.2f}x | {q['target']:.1f}x | "
+                     f"{'yes' if q['met'] else 'no'} |")
+    lines += ["", "## Roofline per generated token", "",
+              "| method | L | batch | GFLOP/token | MB moved/token | FLOP/byte | bound | lower bound (ms/token) |",
+              "|---|---:|---:|---:|---:|---:|---|---:|"]
+    for q in r.get("roofline", []):
+        lines.append(f"| {q['method']} | {q['length']} | {q['batch']} | {q['flops_per_token'] / 1e9:.4f} | "
+                     f"{q['bytes_per_token'] / 2**20:.3f} | {q['intensity']:.1f} | {q['bound']} | "
+                     f"{1000 * q['bound_s_per_token']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(r: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted({(c["length"], c["batch"]) for c in r["cases"]})
+    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 0.32 * len(r["cases"]) / max(1, len(groups)) + 2),
+                             squeeze=False)
+    for ax, (length, batch) in zip(axes[0], groups):
+        rows = [c for c in r["cases"] if c["length"] == length and c["batch"] == batch]
+        names = [c["case"] for c in rows]
+        values = [c["tokens_per_s"] for c in rows]
+        colors = ["tab:gray" if c["method"] == "ar" else "tab:blue" if c["method"] == "mdlm" else "tab:orange"
+                  for c in rows]
+        ax.barh(names, values, color=colors)
+        ax.set_xscale("log")
+        ax.set_xlabel("tokens / second (log)")
+        ax.set_title(f"L={length}, batch={batch}")
+        ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
