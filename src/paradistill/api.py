@@ -72,6 +72,20 @@ def build_objective(kind: str, recipe: Recipe, tokenizer):
     raise UserError(f"unknown model kind '{kind}': choose one of {', '.join(BASE_KINDS)}")
 
 
+def check_recipe_for(kind: str, recipe: Recipe) -> None:
+    """Cheap checks before any data is prepared."""
+    if kind not in BASE_KINDS:
+        raise UserError(f"unknown model kind '{kind}': choose one of {', '.join(BASE_KINDS)}")
+    if kind == "bd3lm":
+        from .config import from_dict
+        from .diffusion.bd3lm import BD3Config
+
+        cfg = from_dict(BD3Config, recipe.bd3lm, where=f"recipe {recipe.name}: bd3lm")
+        if cfg.block_size < 1 or recipe.data.seq_len % cfg.block_size:
+            raise UserError(f"bd3lm.block_size={cfg.block_size} does not divide data.seq_len={recipe.data.seq_len}: "
+                            "pick a block size that divides the sequence length")
+
+
 def init_weights_from(model, init: str | Path) -> None:
     """Start from another checkpoint's weights (e.g. BD3-LM fine-tuned from an MDLM)."""
     loaded = load_checkpoint(init, use_ema=True)
@@ -91,6 +105,7 @@ def train_model(kind: str, recipe: Recipe, out: str | Path, resume: bool = False
 
     if threads:
         torch.set_num_threads(threads)
+    check_recipe_for(kind, recipe)
     data = prepare(recipe, progress=progress)
     objective, method = build_objective(kind, recipe, data.tokenizer)
     torch.manual_seed(recipe.train.seed)

@@ -69,7 +69,7 @@ def make_denoiser(loaded, batch_size: int, length: int, generator: torch.Generat
     if kind == "mdlm":
         return Denoiser(loaded.model, mask_id)
     if kind == "bd3lm":
-        from .diffusion.bd3lm import BD3Denoiser
+        from .sampling.bd3lm import BD3Denoiser
 
         return BD3Denoiser(loaded.model, mask_id, block_size=int(loaded.method["block_size"]),
                            use_cache=options.get("kv_cache", True), batch_size=batch_size, length=length)
@@ -102,7 +102,26 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
     options.validate()
     generator = torch.Generator().manual_seed(seed)
     device = next(loaded.model.parameters()).device
+    from .memory import check_memory, sampling_bytes
+
+    check_memory(sampling_bytes(min(batch_size, num), length, loaded.model.cfg.vocab_size),
+                 f"sampling a batch of {min(batch_size, num)} x {length} tokens over {loaded.model.cfg.vocab_size} "
+                 "vocabulary entries", "lower --batch-size", device)
+    diffusion_sampler = None
+    if loaded.kind == "ar":
+        prefix = int(fixed_row.long().cumprod(0).sum())
+        if bool(fixed_row[prefix:].any()):
+            raise UserError("an autoregressive model supports prompts, not infilling templates: use a diffusion model")
+    elif sampler != "adjust" and loaded.kind != "adjust":
+        kind_block = int(loaded.method.get("block_size", 0)) if loaded.kind in ("bd3lm", "gd-bd3lm") else 0
+        block = block_size or (kind_block or None)
+        if block is not None and length % block:
+            raise UserError(f"block_size={block} does not divide the sequence length {length}")
+        diffusion_sampler = build_sampler(sampler, block_size=block, tokens_per_step=tokens_per_step,
+                                          eos_id=tok.eos_id if method_options.get("stop_at_eos") else None,
+                                          pad_id=tok.pad_id, max_length=method_options.get("max_length"))
     out, nfes, secs, sizes = [], [], [], []
+    extras = []  # per batch: sampler-specific counts (e.g. ADJUST sampler passes)
     batches = range(0, num, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -121,25 +140,22 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
             result = generate_adjust(loaded, x, fixed, generator, options, steps=steps, **method_options)
         else:
             denoiser = make_denoiser(loaded, b, length, generator, method_options)
-            kind_block = int(loaded.method.get("block_size", 0)) if loaded.kind in ("bd3lm", "gd-bd3lm") else 0
-            block = block_size or (kind_block or None)
-            s = build_sampler(sampler, block_size=block, tokens_per_step=tokens_per_step,
-                              eos_id=tok.eos_id if method_options.get("stop_at_eos") else None, pad_id=tok.pad_id)
-            result = run_sampler(s, denoiser, x, fixed, generator, steps, options)
+            result = run_sampler(diffusion_sampler, denoiser, x, fixed, generator, steps, options)
         secs.append(time.perf_counter() - t0)
         out.append(result.tokens.cpu())
         nfes.append(result.nfe)
+        extras.append(dict(getattr(result, "extra", None) or {}))
         sizes.append(b)
-    return GenerationResult(torch.cat(out), nfes, secs, sizes,
-                            {"sampler": sampler if loaded.kind != "ar" else "ar", "steps": steps, "length": length})
+    info = {"sampler": sampler if loaded.kind != "ar" else "ar", "steps": steps, "length": length}
+    if any(extras):
+        info["batch_extra"] = extras
+    return GenerationResult(torch.cat(out), nfes, secs, sizes, info)
 
 
 def _generate_ar(loaded, x, fixed, length, generator, options, method_options):
     from .sampling.ar import generate_ar
 
     prefix = int(fixed[0].long().cumprod(0).sum())
-    if bool(fixed[:, prefix:].any()):
-        raise UserError("an autoregressive model supports prompts, not infilling templates")
     tok = loaded.tokenizer
     return generate_ar(loaded.model, x[:, :prefix], length, generator, options,
                        use_cache=method_options.get("kv_cache", True), banned_ids=(tok.mask_id,))

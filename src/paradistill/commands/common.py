@@ -58,6 +58,9 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tokens-per-pass", type=int, default=4, help="adjust sampler: tokens per full pass (K)")
     g.add_argument("--adjust-mode", choices=["adjust", "marginal"], default="adjust",
                    help="adjust sampler: use the trained sampler layer, or the marginal baseline")
+    g.add_argument("--adjust-threshold", type=float, default=None,
+                   help="adjust sampler: adaptive K, stop picking in a full pass once the next pick's entropy "
+                        "exceeds this many nats (--tokens-per-pass is then the maximum)")
     g.add_argument("--noise-temperature", type=float, default=None,
                    help="Gumbel-distilled students: noise temperature (default: the checkpoint's)")
 
@@ -68,7 +71,8 @@ def sampling_kwargs(args) -> dict:
               block_size=args.block_size, tokens_per_step=args.tokens_per_step, final_fill=args.final_fill,
               kv_cache=not args.no_kv_cache, stop_at_eos=args.stop_at_eos)
     if args.sampler == "adjust":
-        kw.update(tokens_per_pass=args.tokens_per_pass, mode=args.adjust_mode)
+        kw.update(tokens_per_pass=args.tokens_per_pass, mode=args.adjust_mode,
+                  adaptive_threshold=getattr(args, "adjust_threshold", None))
     if args.noise_temperature is not None:
         kw["noise_temperature"] = args.noise_temperature
     return kw

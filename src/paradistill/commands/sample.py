@@ -14,6 +14,11 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=None, help="samples file (default: <checkpoint>/samples.jsonl)")
     p.add_argument("--show", type=int, default=3, help="samples to print")
     p.add_argument("--adjust", default=None, help="ADJUST sampler checkpoint to put on this base model")
+    p.add_argument("--devices", type=int, default=None,
+                   help="split the batches over N processes (GPUs, or CPU cores); batches are then seeded one by one "
+                        "so the samples do not depend on N")
+    p.add_argument("--accelerator", choices=["auto", "cpu", "gpu", "cuda"], default="auto",
+                   help="with --devices: hardware to run on")
     p.set_defaults(run=run)
 
 
@@ -26,7 +31,19 @@ def run(args) -> int:
     kw = sampling_kwargs(args)
     if args.adjust:
         kw["adjust_checkpoint"] = args.adjust
-    result = api.generate(loaded, args.num, length=args.length, **kw)
+    if args.devices is not None:  # sharded over devices (paradistill/sharded.py); rank 0 writes the file
+        from ..sharded import generate_sharded
+        from ..train.distributed import make_fabric
+        from ..train.loop import TrainConfig
+
+        fabric = make_fabric(TrainConfig(devices=args.devices, accelerator=args.accelerator, precision="32-true",
+                                         strategy="ddp" if args.devices > 1 else "auto"))
+        loaded.model.to(fabric.device)
+        result = generate_sharded(loaded, args.num, fabric, length=args.length, **kw)
+        if not fabric.is_global_zero:
+            return 0
+    else:
+        result = api.generate(loaded, args.num, length=args.length, **kw)
     out = Path(args.out) if args.out else Path(args.checkpoint) / "samples.jsonl"
     api.write_samples(out, loaded, result)
     per = result.per_sample()

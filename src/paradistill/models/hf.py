@@ -15,6 +15,15 @@ import torch.nn.functional as F
 from ..errors import UserError
 
 
+def _model_type(directory: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads((directory / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def load_hf_causal_lm(name_or_dir: str | Path, device: str | torch.device = "cpu", dtype=torch.float32):
     """(model, tokenizer) from a local directory or hub name; clear errors when it is not a causal LM."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -25,6 +34,13 @@ def load_hf_causal_lm(name_or_dir: str | Path, device: str | torch.device = "cpu
     local = Path(spec)
     if local.exists() and not (local / "config.json").is_file():
         raise UserError(f"'{spec}' has no config.json: pass a directory saved with save_pretrained()")
+    if local.is_dir() and _model_type(local) == "paradistill":  # written by `paradistill export`
+        from .hf_export import read_hf_config, register
+
+        if read_hf_config(local).get("paradistill_kind") != "ar":
+            raise UserError(f"'{spec}' is an exported paradistill diffusion model, not a causal LM: a teacher or "
+                            "judge must be autoregressive (export an 'ar' checkpoint)")
+        register()
     try:
         model = AutoModelForCausalLM.from_pretrained(spec, torch_dtype=dtype)
     except ValueError as e:

@@ -29,6 +29,7 @@ class ModelConfig:
     mlp_ratio: float = 4.0
     dropout: float = 0.0
     tie_weights: bool = True
+    head_bias: bool = False  # a bias on the output head (imported MDLM DiT checkpoints have one)
     time_conditioning: bool = False
     cond_dim: int = 128
     rope_base: float = 10000.0
@@ -63,8 +64,13 @@ class KVCache:
     """Preallocated keys/values for every layer: [n_layers, B, heads, max_len, head_dim]."""
 
     def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
+        from ..memory import check_memory
+
         head_dim = cfg.dim // cfg.n_heads
         shape = (cfg.n_layers, batch_size, cfg.n_heads, max_len, head_dim)
+        bytes_per = torch.tensor([], dtype=dtype).element_size()
+        check_memory(self.estimate_bytes(cfg, batch_size, max_len, bytes_per), f"a KV cache for batch {batch_size} x "
+                     f"{max_len} positions", "lower --batch-size or the sequence length", device)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.length = 0
@@ -187,7 +193,7 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(cfg.dim)
-        self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=cfg.head_bias)
         if cfg.tie_weights:
             self.head.weight = self.embed.weight
         self.time_embed = TimeEmbedding(cfg.cond_dim) if cfg.time_conditioning else None
@@ -236,9 +242,14 @@ class Transformer(nn.Module):
     def forward(self, idx: torch.Tensor, *, attn="bidirectional", positions: torch.Tensor | None = None,
                 sigma: torch.Tensor | None = None, extra: torch.Tensor | None = None,
                 extra_mask: torch.Tensor | None = None, cache: KVCache | None = None,
-                cache_write: bool = False) -> ModelOutput:
-        """idx: [B, L] long; positions: [L] or [B, L] (default: cache.length + arange(L)); sigma: [B] time."""
+                cache_write: bool = False, noise=None) -> ModelOutput:
+        """idx: [B, L] long; positions: [L] or [B, L] (default: cache.length + arange(L)); sigma: [B] time.
+        noise: [B, L, V] or SparseNoise, embedded by `noise_embed` into `extra` (Gumbel Distillation)."""
         bsz, length = idx.shape
+        if noise is not None:
+            if self.noise_embed is None:
+                raise UserError("this model has no noise embedding (model.noise_embed=none): do not pass noise")
+            extra = self.noise_embed(noise)
         if positions is None:
             start = cache.length if cache is not None else 0
             positions = torch.arange(start, start + length, device=idx.device)
