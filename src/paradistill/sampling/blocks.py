@@ -1,23 +1,29 @@
 """Semi-autoregressive decoding: blocks left to right, any inner sampler within a block.
 
 Works with every denoiser through `denoiser.block_view` (MDLM: the whole sequence with later blocks still
-masked; BD3-LM: the block alone against a KV cache of the clean blocks, see diffusion/bd3lm.py).
+masked; BD3-LM: the block alone against a KV cache of the clean blocks, see sampling/bd3lm.py).
 """
 
 from __future__ import annotations
 
 import math
 
+import torch
+
 from ..errors import UserError
 from .base import Sampler, SamplerState, final_fill
 
 
 class BlockwiseSampler(Sampler):
-    def __init__(self, inner: Sampler, block_size: int, eos_id: int | None = None, pad_id: int | None = None):
+    def __init__(self, inner: Sampler, block_size: int, eos_id: int | None = None, pad_id: int | None = None,
+                 max_length: int | None = None):
         if block_size < 1:
             raise UserError(f"block_size={block_size}: must be >= 1")
+        if max_length is not None and (max_length < 1 or pad_id is None):
+            raise UserError(f"max_length={max_length}: must be >= 1 and needs pad_id (positions past it are padding)")
         self.inner, self.block_size = inner, block_size
         self.eos_id, self.pad_id = eos_id, pad_id  # variable length: stop once every row has ended
+        self.max_length = max_length  # optional cap: blocks past it are not generated, positions past it padded
         self.name = f"blocks({block_size})+{inner.name}"
 
     def init(self, x, fixed, denoiser, generator, steps, options):
@@ -26,7 +32,9 @@ class BlockwiseSampler(Sampler):
             raise UserError(f"block_size={self.block_size} does not divide the sequence length {length}")
         state = super().init(x, fixed, denoiser, generator, steps, options)
         state.cache["steps_per_block"] = steps
-        state.num_steps = math.ceil(length / self.block_size)
+        cap = length if self.max_length is None else min(length, self.max_length)
+        state.num_steps = math.ceil(cap / self.block_size)
+        state.cache["cap"] = cap
         return state
 
     def done(self, state):
@@ -52,6 +60,11 @@ class BlockwiseSampler(Sampler):
         state.step += 1
         if self.done(state) and self.eos_id is not None and self.pad_id is not None:
             self._pad_after_eos(state)
+        if self.done(state) and state.cache["cap"] < state.x.shape[1]:
+            past = torch.zeros_like(state.fixed)
+            past[:, state.cache["cap"]:] = True
+            state.x = state.x.masked_fill(past & ~state.fixed, self.pad_id)
+            state.fixed = state.fixed | past
         return state
 
     def _pad_after_eos(self, state: SamplerState) -> None:

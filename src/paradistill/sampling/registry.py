@@ -11,7 +11,7 @@ SAMPLERS = ("ancestral", "ancestral-nocache", "first-hitting", "confidence", "en
 
 
 def build_sampler(name: str, block_size: int | None = None, tokens_per_step: int | None = None,
-                  eos_id: int | None = None, pad_id: int | None = None):
+                  eos_id: int | None = None, pad_id: int | None = None, max_length: int | None = None):
     """A diffusion sampler; with `block_size`, wrapped in semi-autoregressive block decoding."""
     if name == "ancestral":
         sampler = AncestralSampler(cache=True)
@@ -25,5 +25,5 @@ def build_sampler(name: str, block_size: int | None = None, tokens_per_step: int
         raise UserError(f"unknown sampler '{name}'{closest_hint(name, list(SAMPLERS))}: "
                         f"choose one of {', '.join(SAMPLERS)} (or 'adjust' / 'ar' for those models)")
     if block_size is not None:
-        sampler = BlockwiseSampler(sampler, block_size, eos_id=eos_id, pad_id=pad_id)
+        sampler = BlockwiseSampler(sampler, block_size, eos_id=eos_id, pad_id=pad_id, max_length=max_length)
     return sampler
