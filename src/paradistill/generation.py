@@ -98,7 +98,9 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
     length = length or int(loaded.config.get("method", {}).get("seq_len", 64))
     keep_bos = bool(loaded.method.get("keep_bos", True))
     row, fixed_row = build_template(tok, length, prompt, infill, keep_bos)
-    options = SamplingOptions(temperature, top_p, final_fill)
+    # PAD is a token only for models trained on padded rows; elsewhere it is never drawn
+    pad_is_token = loaded.method.get("data_mode") == "pad" or tok.pad_id in (tok.bos_id, tok.eos_id)
+    options = SamplingOptions(temperature, top_p, final_fill, () if pad_is_token else (tok.pad_id,))
     options.validate()
     generator = torch.Generator().manual_seed(seed)
     device = next(loaded.model.parameters()).device
@@ -158,4 +160,4 @@ def _generate_ar(loaded, x, fixed, length, generator, options, method_options):
     prefix = int(fixed[0].long().cumprod(0).sum())
     tok = loaded.tokenizer
     return generate_ar(loaded.model, x[:, :prefix], length, generator, options,
-                       use_cache=method_options.get("kv_cache", True), banned_ids=(tok.mask_id,))
+                       use_cache=method_options.get("kv_cache", True), banned_ids=(tok.mask_id, *options.banned_ids))

@@ -25,11 +25,18 @@ class SamplingOptions:
     temperature: float = 1.0
     top_p: float = 1.0
     final_fill: str = "sample"  # "sample" | "argmax" for positions still masked after the last step
+    banned_ids: tuple[int, ...] = ()  # never drawn (e.g. PAD for models trained without padding)
 
     def validate(self) -> None:
         check_sampling_options(self.temperature, self.top_p)
         if self.final_fill not in ("sample", "argmax"):
             raise UserError(f"final_fill={self.final_fill!r}: choose 'sample' or 'argmax'")
+
+
+def ban(log_probs: torch.Tensor, banned_ids: tuple[int, ...]) -> torch.Tensor:
+    if not banned_ids:
+        return log_probs
+    return log_probs.index_fill(-1, torch.tensor(banned_ids, device=log_probs.device), float("-inf"))
 
 
 class Denoiser:
@@ -98,6 +105,7 @@ class SamplerState:
 
     def draw(self, log_probs: torch.Tensor) -> torch.Tensor:
         """Sample tokens from [N, V] log-probs with the state's temperature / top-p (float64)."""
+        log_probs = ban(log_probs, self.options.banned_ids)
         return sample_categorical(log_probs, self.generator, self.options.temperature, self.options.top_p)
 
 
@@ -135,6 +143,7 @@ def final_fill(state: SamplerState) -> SamplerState:
         return state
     t = masked.float().mean(1).clamp_min(1e-3)
     log_probs = state.denoise(t)[masked]
+    log_probs = ban(log_probs, state.options.banned_ids)
     tokens = log_probs.argmax(-1) if state.options.final_fill == "argmax" else state.draw(log_probs)
     state.x = state.x.masked_scatter(masked, tokens)
     return state

@@ -1,0 +1,150 @@
+"""`DIR/report.md` and `DIR/pareto.png` for `paradistill quickstart`: one table per method and step count, the
+best setting per speed budget in bold, the checks the quick-start makes (GD vs MDLM, SDTT vs its teacher,
+ADJUST vs marginal, speed vs KV-cached AR), and quality against latency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+GROUPS = [("AR", "autoregressive teacher"), ("MDLM", "masked diffusion (baseline)"), ("GD-MDLM", "Gumbel Distillation"),
+          ("BD3-LM", "block diffusion"), ("SDTT", "self-distillation through time"),
+          (("sequential", "marginal", "ADJUST"), "ADJUST family (one frozen MDLM)")]
+
+
+def quality(row: dict[str, Any]) -> float | None:
+    return row.get("exact_ppl") if row.get("exact_ppl") is not None else row.get("gen_ppl")
+
+
+def _f(x, digits=3):
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def best_per_budget(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Latency budgets at the measured latencies of the AR row and of 1/2, 1/4, 1/8 of it: the best quality
+    within each budget."""
+    ar = next((r for r in rows if r["label"].startswith("AR")), None)
+    if ar is None or not ar.get("seconds_per_sample"):
+        return {}
+    marks = {}
+    for frac in (1.0, 0.5, 0.25, 0.125):
+        budget = ar["seconds_per_sample"] * frac
+        ok = [r for r in rows if r.get("seconds_per_sample") and r["seconds_per_sample"] <= budget and quality(r)]
+        if ok:
+            best = min(ok, key=quality)
+            marks.setdefault(best["label"], f"best within {frac:g}x AR latency")
+    return marks
+
+
+def _table(rows, marks, qname) -> list[str]:
+    lines = [f"| setting | NFE (full passes) | sampler passes | s/sample | tokens/s | {qname} | entropy | MAUVE |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        label = f"**{r['label']}** ({marks[r['label']]})" if r["label"] in marks else r["label"]
+        q = _f(quality(r), 2)
+        lines.append(f"| {label} | {_f(r.get('nfe_mean'), 1)} | {_f(r.get('sampler_passes'), 1)} | "
+                     f"{_f(r.get('seconds_per_sample'), 4)} | {_f(r.get('tokens_per_second'), 0)} | "
+                     f"{f'**{q}**' if r['label'] in marks else q} | {_f(r.get('entropy'), 3)} | {_f(r.get('mauve'), 3)} |")
+    return lines
+
+
+def _row(rows, label):
+    return next((r for r in rows if r["label"] == label), None)
+
+
+def checks(rows: list[dict[str, Any]], plan: dict[str, Any]) -> list[str]:
+    out = []
+    for t in [t for t in plan["gd_steps"] if t <= 16]:
+        gd, base = _row(rows, f"GD-MDLM T={t}"), _row(rows, f"MDLM T={t}")
+        if gd and base and quality(gd) and quality(base):
+            change = 100 * (quality(gd) / quality(base) - 1)
+            out.append(f"- GD-MDLM vs MDLM at T={t}: Gen PPL {quality(gd):.2f} vs {quality(base):.2f} ({change:+.1f}%), "
+                       f"entropy {gd['entropy']:.3f} vs {base['entropy']:.3f} "
+                       f"({'better' if quality(gd) < quality(base) else 'NOT better'})")
+    teacher = _row(rows, f"MDLM T={plan['sdtt_from']}")
+    for r in rows:
+        if r["label"].startswith("SDTT") and teacher and quality(r):
+            verdict = "no worse" if quality(r) <= quality(teacher) else "worse"
+            out.append(f"- {r['label']} vs its teacher MDLM T={plan['sdtt_from']}: Gen PPL {quality(r):.2f} vs "
+                       f"{quality(teacher):.2f} ({verdict}), entropy {r['entropy']:.3f} vs {teacher['entropy']:.3f}")
+    seq = _row(rows, "sequential (K=1)")
+    for k in plan["adjust_k"]:
+        adj, marg = _row(rows, f"ADJUST K={k}"), _row(rows, f"marginal K={k}")
+        if seq and adj and marg and quality(seq) and quality(adj) and quality(marg):
+            import math
+
+            gap = math.log(quality(marg)) - math.log(quality(seq))
+            closed = 100 * (math.log(quality(marg)) - math.log(quality(adj))) / gap if gap > 0 else float("nan")
+            out.append(f"- ADJUST K={k}: Gen PPL {quality(adj):.2f} vs marginal {quality(marg):.2f} vs sequential "
+                       f"{quality(seq):.2f} (closes {closed:.0f}% of the NLL gap); MAUVE vs sequential "
+                       f"{_f(adj.get('mauve'))} vs marginal {_f(marg.get('mauve'))}")
+    return out
+
+
+def write_report(out: Path, plan: dict[str, Any], results: dict[str, Any], elapsed: float) -> Path:
+    rows = [r for stage in ("eval-a", "eval-b") for r in results.get(stage, {}).get("rows", [])]
+    qname = "exact Gen PPL" if plan["builtin"] else "Gen PPL (AR judge)"
+    marks = best_per_budget(rows)
+    lines = [f"# paradistill quick-start report", "",
+             f"corpus `{plan['corpus']}`, tokenizer `{plan['tokenizer']}`, L={plan['seq_len']}, "
+             f"{plan['num_samples']} samples per setting, seed {plan['seed']}; total time {elapsed / 60:.1f} min "
+             f"(budget {plan['budget_minutes']:.0f} min); optimizer steps: AR {plan['ar_steps']}, MDLM and GD-MDLM "
+             f"{plan['base_steps']}, BD3-LM {plan['bd3_steps']}, SDTT {plan['sdtt_steps_per_round']} per round, "
+             f"ADJUST {plan['adjust_steps']} (+{plan['adjust_trajectories']} trajectories).", "",
+             f"Quality is {qname} (lower is better; "
+             + ("the generator's own entropy rate gives the floor, see the `exact` block of each eval JSON" if plan["builtin"]
+                else "the AR teacher is the judge") + "), always with unigram entropy beside it. "
+             "**Bold**: the best quality within a latency budget (multiples of the AR row's seconds per sample).", ""]
+    for prefix, title in GROUPS:
+        group = [r for r in rows if r["label"].startswith(prefix)]
+        if not group:
+            continue
+        lines += [f"## {title}", ""]
+        lines += _table(group, marks, qname) + [""]
+    lines += ["## Checks", ""] + (checks(rows, plan) or ["- (not enough rows)"]) + [""]
+    speed = results.get("speed", {}).get("rows", [])
+    if speed:
+        lines += ["## Speed against KV-cached AR (one process, trained checkpoints)", "",
+                  "| model | batch | NFE | latency (s) | tokens/s | vs AR |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['label']} | {r['batch']} | {r['nfe']} | {r['latency_s']:.4f} | {r['tokens_per_s']:.0f} | "
+                  f"{r['speedup_vs_ar']:.2f}x |" for r in speed]
+        lines.append("")
+    lines += ["Per-setting metrics: `eval/*.json`; samples: `eval/*.samples.jsonl`; logs: `logs/`.", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    plot_pareto(rows, out / "pareto.png", qname)
+    return path
+
+
+def plot_pareto(rows: list[dict[str, Any]], path: Path, qname: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [(r["seconds_per_sample"], quality(r), r["label"]) for r in rows if r.get("seconds_per_sample") and quality(r)]
+    if not pts:
+        return
+    fig, ax = plt.subplots(figsize=(8.5, 5.5))
+    colors = {}
+    for x, y, label in pts:
+        method = label.split(" ")[0]
+        color = colors.setdefault(method, f"C{len(colors) % 10}")
+        ax.scatter(x, y, color=color, s=30, label=method if method not in ax.get_legend_handles_labels()[1] else None)
+        ax.annotate(label.split(" ", 1)[-1] if " " in label else label, (x, y), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+    front, best = [], float("inf")
+    for x, y, _ in sorted(pts):
+        if y < best:
+            front.append((x, y))
+            best = y
+    ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per sample (batch of samples, CPU)")
+    ax.set_ylabel(qname)
+    ax.set_title("quality vs latency")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
