@@ -60,9 +60,22 @@ def _gd_cases(bc, cfg, tok, base):
 
 
 def _adjust_cases(bc, cfg, tok, base, length):
-    from ..distill.adjust import bench_adjust_cases
+    """ADJUST on an MDLM base: a randomly initialised sampler layer (speed does not depend on its weights)."""
+    from ..distill.adjust import AdjustConfig, AdjustModel, SamplerLayer, sampler_config_for
+    from ..distill.adjust_data import ParadistillAdapter
 
-    return bench_adjust_cases(bc, cfg, tok, base, length, make_loaded)
+    mdlm = make_loaded("mdlm", cfg, tok, base)
+    adapter = ParadistillAdapter.from_loaded(mdlm)
+    sampler = SamplerLayer(sampler_config_for(adapter, AdjustConfig(init_gain=1.0), cfg.n_heads)).eval()
+    loaded = make_loaded("mdlm", cfg, tok, base)
+    loaded.model = AdjustModel(mdlm.model, sampler).eval()
+    loaded.kind = "adjust"
+    loaded.config = {"kind": "adjust", "method": {**base, "base": "", "base_kind": "mdlm"}}
+    cases = [("adjust K=1 (sequential)", mdlm, {"sampler": "adjust", "steps": 1, "tokens_per_pass": 1,
+                                                 "mode": "marginal"})]
+    for k in bc.adjust_k:
+        cases.append((f"adjust K={k}", loaded, {"sampler": "adjust", "steps": k, "tokens_per_pass": k, "mode": "adjust"}))
+    return cases
 
 
 def run_case(loaded, options: dict[str, Any], batch: int, length: int, bc: BenchConfig) -> dict[str, Any]:
@@ -77,8 +90,9 @@ def run_case(loaded, options: dict[str, Any], batch: int, length: int, bc: Bench
     with torch.no_grad():
         sec, result, mem = median_time(once, bc.reps, bc.warmup)
     extra = {}
-    if result.info.get("sampler_passes") is not None:
-        extra["sampler_passes"] = result.info["sampler_passes"]
+    batch_extra = result.info.get("batch_extra") or [{}]
+    if batch_extra[0].get("sampler_passes") is not None:
+        extra["sampler_passes"] = batch_extra[0]["sampler_passes"]
     return {"latency_s": sec, "seconds_per_sample": sec / batch, "tokens_per_s": batch * length / sec,
             "nfe": result.nfe[0], "peak_mem_mb": mem / 2**20, **extra}
 
