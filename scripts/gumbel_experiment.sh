@@ -5,11 +5,11 @@
 set -euo pipefail
 export OMP_NUM_THREADS=1 PARADISTILL_CACHE=${PARADISTILL_CACHE:-.cache/data}
 PY=.venv/bin/python
-[ -f runs/base/mdlm/latest.json ] || .venv/bin/paradistill --threads 1 train mdlm --recipe tiny --out runs/base/mdlm
+[ -f runs/base/mdlm/latest.json ] || .venv/bin/paradistill --threads 1 train mdlm --recipe tiny --out runs/base/mdlm train.max_steps=1200
 # GD-MDLM student: perfect teacher (the corpus's exact generator), online posterior noise, dense W softmax(xi)
 # embedding added to the MASK embedding (extra_mode=add, zero-initialised projection).
 .venv/bin/paradistill --threads 1 distill gumbel --teacher builtin-generator --student mdlm --recipe tiny \
-    --out runs/gumbel/gd-mdlm gumbel.extra_mode=add
+    --out runs/gumbel/gd-mdlm gumbel.extra_mode=add train.max_steps=1200
 # noise temperature, chosen on seed 1 (not the reported samples)
 $PY scripts/gumbel_eval.py --model gd-mdlm=runs/gumbel/gd-mdlm --tune 0.5 0.7 0.85 1.0 --steps 8 16 --num 64 \
     --seed 1 --json results/gumbel_distillation/tune_noise_temperature.json
