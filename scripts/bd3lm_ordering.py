@@ -49,7 +49,7 @@ def launch(block: int, run: Path, threads: int) -> subprocess.Popen:
     """`paradistill --threads T train bd3lm --block-size B --out RUN [--resume]`, through the Python API."""
     resume = (run / "latest.json").is_file()
     code = ("from paradistill import api; "
-            f"api.train_model('bd3lm', api.load_recipe('tiny', ['bd3lm.block_size={block}']), {str(run)!r}, "
+            f"api.train_model('bd3lm', api.load_recipe('tiny', ['bd3lm.block_size={block}', 'train.max_steps=1200']), {str(run)!r}, "
             f"resume={resume}, threads={threads})")
     cmd = [sys.executable, "-c", code]
     run.mkdir(parents=True, exist_ok=True)
