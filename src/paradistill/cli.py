@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+
+from .commands import register
 
 COMMANDS = ("quickstart", "data", "train", "sample", "distill", "eval", "report", "bench", "export", "recipes")
 
@@ -19,13 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"paradistill.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"paradistill.commands.{name}":
-                continue  # command not available in this build
-            raise
-        module.add_parser(sub)
+        register(sub, name)
     return parser
 
 

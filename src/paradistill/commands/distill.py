@@ -3,7 +3,7 @@ commands/distill_<method>.py (`add_parser(subparsers)`)."""
 
 from __future__ import annotations
 
-import importlib
+from . import register
 
 METHODS = ("gumbel", "sdtt", "adjust")
 
@@ -14,11 +14,5 @@ def add_parser(sub) -> None:
                                    "directory that `paradistill sample` and `paradistill eval` accept.")
     msub = p.add_subparsers(dest="method", metavar="METHOD")
     for name in METHODS:
-        try:
-            module = importlib.import_module(f"paradistill.commands.distill_{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"paradistill.commands.distill_{name}":
-                continue
-            raise
-        module.add_parser(msub)
+        register(msub, f"distill_{name}")
     p.set_defaults(run=lambda args: (p.print_help(), 1)[1])
