@@ -222,7 +222,10 @@ def pick_lowest_entropy(log_probs: torch.Tensor, allowed: torch.Tensor) -> tuple
 def draw_at(x, log_probs, pos, rows_on, generator, options) -> None:
     """Sample x[b, pos[b]] from its marginal log_probs[b, pos[b]] (float64) for rows with rows_on[b]; in place."""
     rows = torch.arange(x.shape[0], device=x.device)
-    tok = sample_categorical(log_probs[rows, pos], generator, options.temperature, options.top_p).to(x.device)
+    from ..sampling.base import ban
+
+    picked = ban(log_probs[rows, pos], getattr(options, "banned_ids", ()))
+    tok = sample_categorical(picked, generator, options.temperature, options.top_p).to(x.device)
     x[rows[rows_on], pos[rows_on]] = tok[rows_on]
 
 
