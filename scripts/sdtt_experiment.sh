@@ -14,10 +14,12 @@ if [[ $WHAT == mdlm || $WHAT == all ]]; then
   $PY -m paradistill.cli --threads 1 distill sdtt --teacher runs/base/mdlm --out runs/sdtt/mdlm --resume $COMMON
   $PY scripts/sdtt_eval.py --teacher runs/base/mdlm --run runs/sdtt/mdlm --teacher-steps 8 16 32 64 128 \
       --num 128 --label "MDLM teacher" --judge runs/base/ar --samples-dir runs/sdtt/mdlm/samples --json results/sdtt/mdlm.json
+  $PY scripts/sdtt_val_kl.py --run runs/sdtt/mdlm --teacher runs/base/mdlm --json results/sdtt/val_kl_mdlm.json
 fi
 if [[ $WHAT == gd || $WHAT == all ]]; then
   $PY -m paradistill.cli --threads 1 distill sdtt --teacher runs/gumbel/gd-mdlm --out runs/sdtt/gd-mdlm --resume $COMMON
   $PY scripts/sdtt_eval.py --teacher runs/gumbel/gd-mdlm --run runs/sdtt/gd-mdlm --teacher-steps 8 16 32 64 128 \
       --num 128 --label "GD-MDLM teacher" --judge runs/base/ar --samples-dir runs/sdtt/gd-mdlm/samples --json results/sdtt/gd-mdlm.json
+  $PY scripts/sdtt_val_kl.py --run runs/sdtt/gd-mdlm --teacher runs/gumbel/gd-mdlm --json results/sdtt/val_kl_gd-mdlm.json
 fi
 $PY scripts/sdtt_table.py results/sdtt/*.json --out results/sdtt/table.md

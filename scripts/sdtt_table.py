@@ -10,8 +10,19 @@ import json
 from pathlib import Path
 
 
+def render_val(path: Path, res: dict) -> str:
+    """A val_kl_*.json of scripts/sdtt_val_kl.py: each round's objective before and after training."""
+    lines = [f"### {path.stem}: validation {res['divergence']} of each round's student (`{res['run']}`)\n",
+             "| round | steps | student = teacher (init) | trained student |", "|---|---|---:|---:|"]
+    lines += [f"| {r['round']} | {r['steps']} | {r['val_div_init']:.4f} | {r['val_div_trained']:.4f} |"
+              for r in res["rows"]]
+    return "\n".join(lines) + "\n"
+
+
 def render(path: Path) -> str:
     res = json.loads(path.read_text())
+    if "divergence" in res:
+        return render_val(path, res)
     cfg = res.get("sdtt") or {}
     head = (f"### {path.stem}: teacher `{res['teacher']}`, SDTT run `{res['run']}`\n\n"
             f"{res['num']} samples per row, {res['sampler']} sampler, seed {res['seed']}; SDTT: "
