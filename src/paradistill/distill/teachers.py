@@ -95,6 +95,11 @@ class _ModelTeacher(Teacher):
     banned: tuple[int, ...] = ()
     student_vocab: int | None = None
 
+    def to(self, device):
+        self.model.to(device)
+        self.device = device
+        return self
+
     def _trunk(self, ids: torch.Tensor) -> torch.Tensor:  # [B, L] -> hidden [B, L, H]
         raise NotImplementedError
 
@@ -154,11 +159,6 @@ class ARCheckpointTeacher(_ModelTeacher):
     def _head(self, hidden):
         return self.model.head(hidden)
 
-    def to(self, device):
-        self.model.to(device)
-        self.device = device
-        return self
-
     def check_student(self, tokenizer) -> None:
         super().check_student(tokenizer)
         if self.tokenizer is not None and self.tokenizer.fingerprint() != tokenizer.fingerprint():
@@ -194,11 +194,6 @@ class HFTeacher(_ModelTeacher):
         if base is not None and base is not self.model:
             return self.model.get_output_embeddings()(hidden)
         return hidden
-
-    def to(self, device):
-        self.model.to(device)
-        self.device = device
-        return self
 
     def check_student(self, tokenizer) -> None:
         super().check_student(tokenizer)
