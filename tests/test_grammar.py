@@ -146,6 +146,27 @@ def test_grammatical_garbage_and_noise_levels(G, G0):
     assert 0.5 * LAM < frac < 1.5 * LAM
 
 
+def test_one_slip_costs_about_one_token(G, G0):
+    """After an ungrammatical token the automaton resynchronises, so coherent text after a slip scores
+    normally again: one corrupted word costs about one noise-floor token, not the rest of the sequence."""
+    clean = G0.sample(400, 64, gen(21))
+    bad = clean.clone()
+    pos = torch.randint(8, 40, (400,), generator=gen(22))
+    word = torch.randint(4, G.vocab_size, (400,), generator=gen(23))
+    bad[torch.arange(400), pos] = word
+    tok = G.token_log_probs(bad)
+    slipped = tok[torch.arange(400), pos] < G.noise_logp + 1  # rows where the new word is ungrammatical
+    assert int(slipped.sum()) > 200
+    cost = (G.log_prob(clean) - G.log_prob(bad))[slipped]
+    per_slip = -G.noise_logp
+    # a substituted word usually also breaks the next word ('the ran ball'): ~2 slips; a frozen state
+    # would cost ~ per_slip x (64 - pos), i.e. 24-56 slips here
+    assert float(cost.median()) < 3 * per_slip
+    later = (tok[:, 1:] < G.noise_logp + 1).sum(1)[slipped].double()
+    assert float(later.median()) <= 2 and float(later.mean()) < 4.0  # slips per row, the corrupted word included
+    assert (G.states(bad)[torch.arange(400), pos] >= 0).all()
+
+
 def test_pad_mask_and_errors(G):
     x = G.sample(3, 20, gen(15))
     x[0, 5], x[1, 19] = G.pad_id, G.mask_id

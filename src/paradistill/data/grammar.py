@@ -7,7 +7,11 @@ that no later word reads) is compiled into a *deterministic* probabilistic finit
     p(v | s) = (1 - noise) * g(v | s) + noise / V'        (V' = V - 2: every id except PAD and MASK)
 
 where g is the grammar's distribution. The next state is g's successor when g(v | s) > 0 (whether v came from
-the grammar or from the noise) and s itself otherwise. Because the state is a function of the prefix, all
+the grammar or from the noise). Otherwise the automaton *resynchronises*: it moves to the successor of v in the
+state that emits v grammatically and whose story memory agrees best with s's (ties: the most frequent such
+state under the stationary distribution). So a slip costs its own improbable token and text that goes on
+coherently after it scores normally again (a frozen state would make every later token noise, and exact
+Gen PPL would only measure where the first slip happened). Because the state is a function of the prefix, all
 probabilities are exact gathers (no forward algorithm, no belief over states): every sequence without PAD/MASK
 has finite probability and `log_prob` is exact up to float64 rounding. Samples contain the noise too.
 
@@ -95,7 +99,56 @@ def _compile(graph: dict, word_id: dict, V: int):
         raise AssertionError("story grammar is not deterministic: a node emits the same word twice")
     g, nxt = np.zeros(S * V), np.full(S * V, -1, dtype=np.int64)
     g[flat], nxt[flat] = np.concatenate(probs), np.concatenate(succ)
-    return g.reshape(S, V), nxt.reshape(S, V), [k[0] for k in index]
+    names = ("name", "gender", "colour", "noun", "num")
+    mem = np.array([[dict(zip(fields[k[0]], k[1])).get(f, -1) for f in names] for k in index], dtype=np.int64)
+    return g.reshape(S, V), nxt.reshape(S, V), [k[0] for k in index], mem
+
+
+def _stationary(P, start: int) -> np.ndarray:
+    """Stationary distribution of the row-stochastic sparse `P` (one balance equation replaced by sum = 1)."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    S = P.shape[0]
+    A = (P.T - sp.identity(S)).tolil()
+    A[start, :] = 1.0
+    b = np.zeros(S)
+    b[start] = 1.0
+    return spla.spsolve(A.tocsc(), b)
+
+
+def _resync(g: np.ndarray, succ: np.ndarray, mem: np.ndarray) -> np.ndarray:
+    """`[S, V]` next state for every (state, token): g's successor where g(v|s) > 0, else the successor of v
+    in the candidate state c (g(v|c) > 0) maximising (#memory fields equal to s's - #fields different; fields
+    live in both), ties broken by pi(c) g(v|c) with pi the stationary distribution of the grammar chain.
+    Tokens that no state emits (PAD, MASK) keep the state."""
+    import scipy.sparse as sp
+
+    S, V = g.shape
+    gram = succ >= 0
+    r, c = np.nonzero(gram)
+    pi = _stationary(sp.csr_matrix((g[r, c], (r, succ[r, c])), shape=(S, S)), 0)
+    assert mem.max() < 7, "memory values must fit the 3-bit code below"
+    code = ((mem + 1) * 8 ** np.arange(mem.shape[1])).sum(1)  # one integer per memory row
+    ucode, first, inv = np.unique(code, return_index=True, return_inverse=True)
+    umem = mem[first]
+    out = np.where(gram, succ, np.arange(S)[:, None])
+    for v in range(V):
+        cand = np.nonzero(gram[:, v])[0]
+        if len(cand) == 0:
+            continue
+        w = np.maximum(pi[cand], 0.0) * g[cand, v]
+        order = np.lexsort((-w, code[cand]))  # by memory row, the heaviest candidate first within each row
+        cc, start = np.unique(code[cand][order], return_index=True)
+        rep = cand[order][start]  # one representative (the heaviest) per distinct candidate memory row
+        a, b = umem[:, None, :], mem[rep][None, :, :]
+        both = (a >= 0) & (b >= 0)
+        score = ((a == b) & both).sum(-1) - ((a != b) & both).sum(-1)  # [U, R] integers
+        key = 2.0 * score + w[order][start] / max(w.max(), 1e-300)  # the tie-break lies in [0, 1]
+        best = rep[key.argmax(1)][inv]  # [S]
+        miss = ~gram[:, v]
+        out[miss, v] = succ[best[miss], v]
+    return out
 
 
 class StoryGrammar:
@@ -111,12 +164,12 @@ class StoryGrammar:
         self.vocab = R.vocabulary()
         self.vocab_size = V = len(self.vocab)
         self.word_id = {w: i for i, w in enumerate(self.vocab)}
-        g, succ, self.state_nodes = _compile(R.build_graph(), self.word_id, V)
+        g, succ, self.state_nodes, mem = _compile(R.build_graph(), self.word_id, V)
         self.num_states = S = g.shape[0]
         self.doc_state, self.expect_bos_state = 1, 0
         assert np.allclose(g.sum(1), 1.0), "grammar rows must sum to 1"
         gram = succ >= 0
-        nxt = np.where(gram, succ, np.arange(S)[:, None])  # noise outside the grammar keeps the state
+        nxt = _resync(g, succ, mem)  # noise outside the grammar resynchronises the state (module docstring)
         # for sampling: each state's grammatical tokens first (by id) with their cdf; padding has cdf 1
         n_gram = gram.sum(1)
         gtok = np.argsort(~gram, axis=1, kind="stable")[:, : int(n_gram.max())]
@@ -235,15 +288,7 @@ class StoryGrammar:
 
     def stationary_distribution(self) -> np.ndarray:
         """`[S]` stationary state distribution of the infinite document stream (exact sparse solve)."""
-        import scipy.sparse as sp
-        import scipy.sparse.linalg as spla
-
-        S = self.num_states
-        A = (self.transition_matrix().T - sp.identity(S)).tolil()
-        A[0, :] = 1.0  # replace one balance equation by sum(pi) = 1
-        b = np.zeros(S)
-        b[0] = 1.0
-        return spla.spsolve(A.tocsc(), b)
+        return _stationary(self.transition_matrix(), 0)
 
     def expected_document_length(self) -> float:
         """Exact mean tokens per document cycle in the stream (BOS ... EOS, plus noise before the next BOS)."""
