@@ -84,18 +84,33 @@ class KVCache:
         self.length = 0
 
 
-def _rotary(positions: torch.Tensor, head_dim: int, base: float, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """positions: [L] or [B, L] -> cos, sin broadcastable to [B, heads, L, head_dim // 2]."""
-    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
-    angles = positions.to(torch.float32)[..., None] * inv_freq  # [.., L, d/2]
-    if angles.dim() == 2:
-        angles = angles[None, None]
-    else:
-        angles = angles[:, None]
-    return angles.cos().to(dtype), angles.sin().to(dtype)
+_ROTARY_TABLES: dict = {}  # (head_dim, base, device, dtype) -> (cos, sin) [n, d/2]: filled on first use
+
+
+def _rotary(positions: torch.Tensor, head_dim: int, base: float, dtype,
+            need: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """positions: [L] or [B, L] -> cos, sin broadcastable to [B, heads, L, head_dim // 2].
+
+    Gathered from a table computed once per (head size, base, device, dtype) and grown on demand, so an
+    incremental decoding step costs one index instead of recomputing the angles. `need` (> every position)
+    spares a device sync when the caller knows it."""
+    key = (head_dim, base, positions.device, dtype)
+    if need is None:
+        need = int(positions.max()) + 1 if positions.numel() else 1
+    table = _ROTARY_TABLES.get(key)
+    if table is None or table[0].shape[0] < need:
+        n = max(need, 2 * table[0].shape[0] if table is not None else 1024)
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+        angles = torch.arange(n, device=positions.device, dtype=torch.float32)[:, None] * inv_freq  # [n, d/2]
+        table = _ROTARY_TABLES[key] = (angles.cos().to(dtype), angles.sin().to(dtype))
+    cos, sin = table[0][positions], table[1][positions]
+    if cos.dim() == 2:
+        return cos[None, None], sin[None, None]
+    return cos[:, None], sin[:, None]
 
 
 def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs (x[2j], x[2j+1]) of the last dimension by the given angles."""
     x1, x2 = x[..., ::2], x[..., 1::2]
     out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
     return out.flatten(-2)
@@ -110,6 +125,8 @@ def _attention_mask(attn, q_len: int, past: int, device) -> tuple[torch.Tensor |
     if attn == "causal":
         if past == 0:
             return None, True
+        if q_len == 1:  # one new query attends to every cached key: no mask (SDPA's fast path)
+            return None, False
         new = torch.ones(q_len, q_len, dtype=torch.bool, device=device).tril()
         old = torch.ones(q_len, past, dtype=torch.bool, device=device)
         return torch.cat([old, new], dim=1), False
@@ -129,8 +146,9 @@ class Attention(nn.Module):
     def forward(self, x, cos, sin, attn, cache: KVCache | None, layer: int) -> torch.Tensor:
         # x: [B, L, H]
         bsz, q_len, _ = x.shape
-        q, k, v = self.qkv(x).view(bsz, q_len, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = _apply_rotary(q, cos, sin), _apply_rotary(k, cos, sin)
+        qkv = self.qkv(x).view(bsz, q_len, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = _apply_rotary(qkv[:2], cos, sin).unbind(0)  # queries and keys rotated in one pass
+        v = qkv[2]
         past = 0
         if cache is not None:
             past = cache.length
@@ -250,11 +268,13 @@ class Transformer(nn.Module):
             if self.noise_embed is None:
                 raise UserError("this model has no noise embedding (model.noise_embed=none): do not pass noise")
             extra = self.noise_embed(noise)
+        need = None
         if positions is None:
             start = cache.length if cache is not None else 0
             positions = torch.arange(start, start + length, device=idx.device)
+            need = start + length
         x = self.embed_inputs(idx, extra, extra_mask)
-        cos, sin = _rotary(positions, self.cfg.dim // self.cfg.n_heads, self.cfg.rope_base, x.dtype)
+        cos, sin = _rotary(positions, self.cfg.dim // self.cfg.n_heads, self.cfg.rope_base, x.dtype, need)
         cond = None
         if self.time_embed is not None:
             if sigma is None:
