@@ -31,8 +31,8 @@ def score(tokens: torch.Tensor) -> dict:
     grammar = StoryGrammar()
     totals, counts = exact_nll(tokens.tolist(), grammar)
     per_sample = totals / counts
-    # tokens before the first off-grammar one (probability = the noise floor): one slip puts the generator's state
-    # out of step, so the rest of the row scores ~ -log(noise) and the NLL mostly measures where the first slip is
+    # tokens before the first off-grammar one (probability = the noise floor); each slip costs ~ -log(noise/V')
+    # and the generator resynchronises after it, so the NLL mostly counts slips
     off = grammar.token_log_probs(tokens)[:, 1:] <= grammar.noise_logp + 1e-9  # [N, L-1]
     first = torch.where(off.any(1), off.float().argmax(1), torch.full((len(off),), float(off.shape[1])))
     nll = float(totals.sum() / counts.sum())

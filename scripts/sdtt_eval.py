@@ -4,9 +4,9 @@ Rows: the teacher at several step counts, then each round's student at its own s
 RUN/round_<r>_<m>steps), plus the held-out data as a reference. Gen PPL is exact: exp of the mean over samples
 and positions 1..L-1 of -log p(x_i | x_<i) under StoryGrammar (the corpus's generator). Entropy: the unigram
 entropy (nats) of each sample's tokens at positions 1..L-1, averaged over samples.
-The exact score is harsh on this corpus: after the first ungrammatical token the generator's state stays put,
-so most later tokens score at the noise floor (~ -12 nats). So we also report the fraction of samples with no
-violation, the mean number of tokens before the first violation, and Gen PPL under an AR judge (--judge,
+Each ungrammatical token scores at the noise floor (~ -12 nats) and the generator then resynchronises, so exact
+Gen PPL mostly counts slips. Beside it: the fraction of samples with no violation, the mean number of tokens
+before the first violation, and Gen PPL under an AR judge (--judge,
 default runs/base/ar, eval/metrics.py conventions).
 
     python scripts/sdtt_eval.py --teacher runs/base/mdlm --run runs/sdtt/mdlm --teacher-steps 8 16 32 64 128 \

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 PARADISTILL_CACHE=${PARADISTILL_CACHE:-.cache/data}
 PY=${PY:-.venv/bin/python}
 WHAT=${1:-all}
-STEPS=${SDTT_STEPS_PER_ROUND:-200}
+STEPS=${SDTT_STEPS_PER_ROUND:-400}
 COMMON="--from-steps 64 --to-steps 8 --steps-per-round $STEPS sdtt.lr=5e-4 sdtt.warmup_steps=20 train.eval_every=0"
 
 if [[ $WHAT == mdlm || $WHAT == all ]]; then

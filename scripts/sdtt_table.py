@@ -29,9 +29,9 @@ def render(path: Path) -> str:
             f"divergence {cfg.get('divergence')}, {cfg.get('steps_per_round')} steps/round, lr {cfg.get('lr')}, "
             f"EMA {cfg.get('ema')}, t sampling {cfg.get('t_sampling')}, reset_optimizer {cfg.get('reset_optimizer')}"
             ".\nExact Gen PPL: the corpus generator scores the samples (band: +-1 standard error of the mean "
-            "NLL over samples). After a sample's first ungrammatical token the generator's state stays put and "
-            "later tokens score near the noise floor (~ -12 nats), so exact Gen PPL mostly measures where the first "
-            "violation happens: hence also the violation-free fraction, the mean number of tokens before the first "
+            "NLL over samples). Each ungrammatical token scores at the noise floor (~ -12 nats) and the generator "
+            "resynchronises after it, so exact Gen PPL mostly counts slips; beside it the violation-free fraction, "
+            "the mean number of tokens before the first "
             f"violation (of 63), and Gen PPL under the AR judge `{res.get('judge')}` (95% CI). Entropy: mean "
             "unigram entropy per sample (nats).\n\n")
     lines = ["| model | steps (NFE) | exact Gen PPL | (+-1 s.e.) | entropy | violation-free | tokens before "

@@ -23,6 +23,9 @@ def add_parser(sub) -> None:
     p.add_argument("--methods", default="ar,mdlm,bd3lm,gd,adjust", help="comma-separated subset of methods")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per case (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs per case")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the AR, MDLM T=16 and BD3-LM cached cases with the backbone under torch.compile "
+                        "(rows marked '(compiled)', side by side with the eager ones; needs a C++ compiler on CPU)")
     p.add_argument("--out", default="results/bench", help="output folder for bench.json, table.md, bench.png")
     p.set_defaults(run=run)
 
@@ -37,7 +40,7 @@ def run(args) -> int:
     from ..eval.bench_cases import run_benchmark
 
     bc = BenchConfig(**SIZES[args.model_size], lengths=args.lengths, batch_sizes=args.batch_sizes,
-                     mdlm_steps=args.mdlm_steps, reps=args.reps, warmup=args.warmup,
+                     mdlm_steps=args.mdlm_steps, reps=args.reps, warmup=args.warmup, compile=args.compile,
                      methods=[m.strip() for m in args.methods.split(",") if m.strip()])
     results = run_benchmark(bc, args.out)
     from ..eval.bench_report import markdown_table

@@ -12,7 +12,6 @@ import torch
 
 from ..data.tokenizers import WordTokenizer
 from ..generation import generate
-from ..generation import generate
 from ..models.transformer import ModelConfig
 from .bench import (BenchConfig, copy_bandwidth_gbs, forward_case, forward_flops, make_loaded, median_time,
                     peak_matmul_gflops, weight_bytes)
@@ -45,7 +44,27 @@ def _cases(bc: BenchConfig, cfg: ModelConfig, tok, length: int) -> list[tuple[st
         cases += _gd_cases(bc, cfg, tok, base)
     if "adjust" in bc.methods:
         cases += _adjust_cases(bc, cfg, tok, base, length)
+    if bc.compile:
+        cases += _compiled_cases(cases)
     return cases
+
+
+COMPILED = ("ar kv-cache", "ar no-cache", "mdlm T=16 cached", "bd3lm B=16 kv-cache")
+
+
+def _compiled_cases(cases):
+    """The same cases with the backbone under `torch.compile(dynamic=True)`, measured beside the eager ones
+    (compilation happens in the warm-up run, which is not timed)."""
+    import copy
+
+    out = []
+    for name, loaded, options in cases:
+        if name in COMPILED:
+            twin = copy.copy(loaded)
+            twin.model = copy.copy(loaded.model)
+            twin.model.forward = torch.compile(loaded.model.forward, dynamic=True)
+            out.append((f"{name} (compiled)", twin, options))
+    return out
 
 
 def _gd_cases(bc, cfg, tok, base):

@@ -286,7 +286,7 @@ def exact_nll(rows: list[list[int]], grammar) -> tuple[np.ndarray, np.ndarray]:
 
 def grammar_violations(rows: list[list[int]], grammar) -> np.ndarray:
     """[N] count of tokens the grammar gives probability 0 (scored only through the noise floor
-    noise / V'). After one, the automaton state stays put, so later tokens tend to be violations too."""
+    noise / V'). After one the automaton resynchronises, so the count is about the number of slips."""
     out = np.zeros(len(rows), dtype=np.int64)
     floor = grammar.noise_logp + 1e-9
     by_len: dict[int, list[int]] = {}
