@@ -185,6 +185,8 @@ def test_cached_sampling_equals_uncached_and_costs_less(sampler):
     assert torch.equal(cached.tokens[:, :6], x[:, :6])  # the prompt (ending mid-block) is never changed
     assert not (cached.tokens == MASK).any()
     assert den_c.query_tokens < den_u.query_tokens and den_c.flops < den_u.flops
+    # finished blocks are cached by the next block's first denoising pass: no extra cache-writing passes
+    assert den_c.forward_calls == cached.nfe and den_u.forward_calls == plain.nfe
 
 
 @pytest.mark.parametrize("sample_block", [2, 8])

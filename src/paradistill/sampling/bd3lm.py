@@ -1,10 +1,12 @@
 """BD3-LM sampling: a denoiser over one block at a time that attends to a KV cache of the clean blocks before it.
 
 `BlockwiseSampler` (blocks.py) calls `block_view(x, start, end)` for each block, runs any inner sampler on the
-returned view, then `commit(x_block, start, end)`: one forward pass over the finished block writes its keys and
-values. The masks reproduce training exactly (diffusion/bd3lm.py): the noisy block sees itself and every clean
-position before `start`; a clean position sees clean positions of its own and earlier blocks. With
-`use_cache=False` each call recomputes the clean prefix instead: same log-probs, more work.
+returned view, then `commit(x_block, start, end)`. The finished block's keys and values are written by the next
+block's first denoising pass, which takes `[finished clean block ; new noisy block]` as one input (so a block
+costs its denoising passes and no separate cache-writing pass). The masks reproduce training exactly
+(diffusion/bd3lm.py): the noisy block sees itself and every clean position before `start`; a clean position sees
+clean positions of its own and earlier blocks. With `use_cache=False` each call recomputes the clean prefix
+instead: same log-probs, more work.
 """
 
 from __future__ import annotations
@@ -62,17 +64,17 @@ class BD3Denoiser(Denoiser):
     def block_view(self, x: torch.Tensor, start: int, end: int) -> "BD3BlockView":
         # x: [B, L] long, the current sequence; positions < start are clean and final
         if self.use_cache:
-            self._sync(x, start)
+            self._sync(x, start, defer=True)
         return BD3BlockView(self, x.clone(), start, end)
 
     @torch.no_grad()
     def commit(self, x_block: torch.Tensor, start: int, end: int) -> None:
-        # x_block: [B, end - start] long, the finished block; one pass writes its keys/values
+        # x_block: [B, end - start] long, the finished block; its keys/values are written by the next pass
         if not self.use_cache or self.tokens is None or end >= self.tokens.shape[1]:
             return  # nothing to cache without a cache, or after the last block
         full = self.tokens.clone()
         full[:, start:end] = x_block
-        self._sync(full, end)
+        self._sync(full, end, defer=True)
 
     def _prepare(self, x: torch.Tensor) -> None:
         bsz, length = x.shape
@@ -81,8 +83,9 @@ class BD3Denoiser(Denoiser):
             self.committed = 0
             self.cache = self.model.new_cache(bsz, max(length, self.length or 0))
 
-    def _sync(self, x: torch.Tensor, upto: int) -> None:
-        """Make the cache hold exactly the clean prefix x[:, :upto] (rolling back where it differs)."""
+    def _sync(self, x: torch.Tensor, upto: int, defer: bool = False) -> int:
+        """Make the cache hold the clean prefix x[:, :upto] (rolling back where it differs). `defer`: only roll
+        back and record the tokens; the caller's next pass writes the rest. Returns the cached length."""
         self._prepare(x)
         bs = self.block_size
         done = self.committed
@@ -94,9 +97,11 @@ class BD3Denoiser(Denoiser):
             done = (min(done, upto) // bs) * bs  # K/V of a cut block depend on its later positions
         self.tokens[:, done:] = x[:, done:]
         self.cache.length = done
-        if upto > done:
+        if upto > done and not defer:
             self._write(done, upto)
-        self.committed = upto
+            done = upto
+        self.committed = done
+        return done
 
     def _write(self, a: int, b: int) -> None:
         """Forward clean tokens [a, b) against the cached [0, a) and append their keys/values."""
@@ -111,11 +116,17 @@ class BD3Denoiser(Denoiser):
         """context: [B, L] (clean before `start`), x_block: [B, end - start] -> SUBS log-probs [B, end - start, V]."""
         bsz = x_block.shape[0]
         if self.use_cache:
-            self._sync(context, start)
-            pos = torch.arange(start, end, device=x_block.device)
-            self._count(bsz, end - start, end)
-            logits = self.model(x_block, attn="bidirectional", positions=pos, cache=self.cache,
-                                cache_write=False).logits
+            a = self._sync(context, start, defer=True)  # cached [0, a); clean [a, start) go into this pass
+            pos = torch.arange(a, end, device=x_block.device)
+            inp = torch.cat([self.tokens[:, a:start], x_block], 1) if a < start else x_block
+            attn = "bidirectional"
+            if a < start:
+                attn = torch.cat([torch.ones(end - a, a, dtype=torch.bool, device=pos.device),
+                                  prefix_block_mask(start - a, end - a, self.block_size, pos.device, offset=a)], 1)
+            self._count(bsz, end - a, end)
+            logits = self.model(inp, attn=attn, positions=pos, cache=self.cache,
+                                cache_write=False).logits[:, start - a:]
+            self.cache.length = self.committed = start  # keep the clean keys/values, drop the noisy block's
         else:
             inp = torch.cat([context[:, :start], x_block], 1)
             self._count(bsz, end, end)
@@ -124,10 +135,10 @@ class BD3Denoiser(Denoiser):
         return subs_log_probs(logits, x_block, self.mask_id)
 
 
-def prefix_block_mask(start: int, end: int, block_size: int, device=None) -> torch.Tensor:
-    """[end, end] bool for the input `[clean x_<start ; noisy block]`: clean rows are block-causal among the
-    clean prefix (never seeing the noisy block); noisy rows see everything."""
-    pos = torch.arange(end, device=device)
+def prefix_block_mask(start: int, end: int, block_size: int, device=None, offset: int = 0) -> torch.Tensor:
+    """[end, end] bool for the input `[clean x_<start ; noisy block]` whose first row is position `offset`:
+    clean rows are block-causal among the clean prefix (never seeing the noisy block); noisy rows see everything."""
+    pos = torch.arange(offset, offset + end, device=device)
     mask = torch.ones(end, end, dtype=torch.bool, device=device)
     mask[:start, :start] = block_causal_mask(pos[:start], pos[:start], block_size)
     mask[:start, start:] = False
