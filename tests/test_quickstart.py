@@ -35,3 +35,21 @@ def test_quickstart_runs_every_stage_and_resumes(tmp_path, monkeypatch):
     run_quickstart(cfg, echo=again.append)
     assert sum(line.startswith("[skip]") for line in again) == 10  # every stage was finished
     assert not any(line.startswith("[start]") for line in again)
+
+
+def test_report_checks_use_standard_errors():
+    """The report's verdicts compare exact NLLs at 2 standard errors, not bare point estimates."""
+    from paradistill.quickstart.report import checks, compare
+
+    def row(label, ppl, se, entropy=3.5):
+        return {"label": label, "exact_ppl": ppl, "exact_nll_se": se, "entropy": entropy}
+
+    assert compare(row("a", 100.0, 0.01), row("b", 101.0, 0.01)) == "within noise"  # |log ratio| 0.00995 < 0.028
+    assert compare(row("a", 100.0, 0.01), row("b", 120.0, 0.01)) == "lower"
+    assert compare(row("a", 120.0, 0.01), row("b", 100.0, 0.01)) == "higher"
+    plan = {"gd_steps": [8, 32], "sdtt_from": 64, "adjust_k": []}
+    rows = [row("MDLM T=8", 200.0, 0.02), row("GD-MDLM T=8", 150.0, 0.02), row("GD-MDLM T=32", 1.0, 0.0),
+            row("MDLM T=64", 100.0, 0.02), row("SDTT round 2 T=16", 101.0, 0.02)]
+    text = "\n".join(checks(rows, plan))
+    assert "GD-MDLM vs MDLM at T=8" in text and "(better)" in text and "T=32" not in text
+    assert "no worse: within noise" in text

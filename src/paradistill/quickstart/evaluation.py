@@ -86,7 +86,9 @@ def evaluate_setting(setting: dict[str, Any], ctx: dict[str, Any], reference: st
     return {"label": setting["label"], "eval": str(folder / f"{slug}.json"), "samples": str(samples),
             **{k: res.get(k) for k in ("exact_ppl", "gen_ppl", "entropy", "nfe_mean", "seconds_per_sample",
                                         "tokens_per_second", "sampler_passes")},
-            "mauve": (res.get("mauve") or {}).get("mauve")}
+            "mauve": (res.get("mauve") or {}).get("mauve"),
+            "exact_nll_se": (res.get("exact") or {}).get("nll_se"),
+            "slips": (res.get("exact") or {}).get("violations_per_sample")}
 
 
 def stage_eval(ctx: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,19 @@ def quality(row: dict[str, Any]) -> float | None:
     return row.get("exact_ppl") if row.get("exact_ppl") is not None else row.get("gen_ppl")
 
 
+def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """'lower' / 'higher' / 'within noise': exact NLL per token of row a against row b, at 2 standard errors
+    (per-sample NLLs, independent samples). Rows without standard errors compare by the point estimate."""
+    import math
+
+    qa, qb = quality(a), quality(b)
+    sa, sb = a.get("exact_nll_se"), b.get("exact_nll_se")
+    if sa is not None and sb is not None and a.get("exact_ppl") and b.get("exact_ppl"):
+        if abs(math.log(qa) - math.log(qb)) < 2 * math.hypot(sa, sb):
+            return "within noise"
+    return "lower" if qa < qb else "higher"
+
+
 def _f(x, digits=3):
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -37,19 +50,24 @@ def best_per_budget(rows: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def _table(rows, marks, qname) -> list[str]:
-    lines = [f"| setting | NFE (full passes) | sampler passes | s/sample | tokens/s | {qname} | entropy | MAUVE |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"| setting | NFE (full passes) | sampler passes | s/sample | tokens/s | {qname} | slips/sample | entropy "
+             "| MAUVE |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         label = f"**{r['label']}** ({marks[r['label']]})" if r["label"] in marks else r["label"]
         q = _f(quality(r), 2)
         lines.append(f"| {label} | {_f(r.get('nfe_mean'), 1)} | {_f(r.get('sampler_passes'), 1)} | "
                      f"{_f(r.get('seconds_per_sample'), 4)} | {_f(r.get('tokens_per_second'), 0)} | "
-                     f"{f'**{q}**' if r['label'] in marks else q} | {_f(r.get('entropy'), 3)} | {_f(r.get('mauve'), 3)} |")
+                     f"{f'**{q}**' if r['label'] in marks else q} | {_f(r.get('slips'), 1)} | {_f(r.get('entropy'), 3)} | "
+                     f"{_f(r.get('mauve'), 3)} |")
     return lines
 
 
 def _row(rows, label):
     return next((r for r in rows if r["label"] == label), None)
+
+
+def _verdict(cmp: str, good: str, bad: str, tie: str = "within noise") -> str:
+    return tie if cmp == "within noise" else good if cmp == "lower" else bad
 
 
 def checks(rows: list[dict[str, Any]], plan: dict[str, Any]) -> list[str]:
@@ -60,11 +78,11 @@ def checks(rows: list[dict[str, Any]], plan: dict[str, Any]) -> list[str]:
             change = 100 * (quality(gd) / quality(base) - 1)
             out.append(f"- GD-MDLM vs MDLM at T={t}: Gen PPL {quality(gd):.2f} vs {quality(base):.2f} ({change:+.1f}%), "
                        f"entropy {gd['entropy']:.3f} vs {base['entropy']:.3f} "
-                       f"({'better' if quality(gd) < quality(base) else 'NOT better'})")
+                       f"({_verdict(compare(gd, base), 'better', 'NOT better')})")
     teacher = _row(rows, f"MDLM T={plan['sdtt_from']}")
     for r in rows:
         if r["label"].startswith("SDTT") and teacher and quality(r):
-            verdict = "no worse" if quality(r) <= quality(teacher) else "worse"
+            verdict = _verdict(compare(r, teacher), "no worse", "worse", tie="no worse: within noise")
             out.append(f"- {r['label']} vs its teacher MDLM T={plan['sdtt_from']}: Gen PPL {quality(r):.2f} vs "
                        f"{quality(teacher):.2f} ({verdict}), entropy {r['entropy']:.3f} vs {teacher['entropy']:.3f}")
     seq = _row(rows, "sequential (K=1)")
@@ -94,7 +112,10 @@ def write_report(out: Path, plan: dict[str, Any], results: dict[str, Any], elaps
              f"Quality is {qname} (lower is better; "
              + ("the generator's own entropy rate gives the floor, see the `exact` block of each eval JSON" if plan["builtin"]
                 else "the AR teacher is the judge") + "), always with unigram entropy beside it. "
-             "**Bold**: the best quality within a latency budget (multiples of the AR row's seconds per sample).", ""]
+             "**Bold**: the best quality within a latency budget (multiples of the AR row's seconds per sample). "
+             + ("Slips/sample: tokens the generator's grammar forbids (each costs ~12 nats). A check calls two exact "
+                "scores 'within noise' when their NLLs per token differ by less than 2 standard errors. "
+                if plan["builtin"] else ""), ""]
     for prefix, title in GROUPS:
         group = [r for r in rows if r["label"].startswith(prefix)]
         if not group:
