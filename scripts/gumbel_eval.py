@@ -28,13 +28,16 @@ def score(tokens: torch.Tensor) -> dict:
     from paradistill.data.grammar import StoryGrammar
     from paradistill.eval.metrics import exact_nll, unigram_entropy
 
-    totals, counts = exact_nll(tokens.tolist(), StoryGrammar())
+    grammar = StoryGrammar()
+    totals, counts = exact_nll(tokens.tolist(), grammar)
+    slips = grammar.token_log_probs(tokens)[:, 1:] <= grammar.noise_logp + 1e-9  # off-grammar tokens
     nll = float(totals.sum() / counts.sum())
     per = totals / counts
     se = float(per.std(ddof=1) / math.sqrt(len(per)))
     ent = [unigram_entropy(r) for r in tokens[:, 1:].tolist()]
     return {"gen_ppl": math.exp(nll), "gen_ppl_lo": math.exp(nll - se), "gen_ppl_hi": math.exp(nll + se),
-            "nll": nll, "entropy": float(np.mean(ent)), "num": int(tokens.shape[0])}
+            "nll": nll, "entropy": float(np.mean(ent)), "num": int(tokens.shape[0]),
+            "slips_per_sample": float(slips.sum(1).float().mean())}
 
 
 def run_setting(loaded, label: str, sampler: str, steps: int, args, noise_temperature: float | None) -> dict:
@@ -59,14 +62,15 @@ def run_setting(loaded, label: str, sampler: str, steps: int, args, noise_temper
 def table(rows: list[dict], baseline: str) -> str:
     """Markdown: one line per (model, setting) with the change of Gen PPL and the entropy ratio vs the baseline."""
     base = {(r["sampler"], r["steps"]): r for r in rows if r["model"] == baseline}
-    lines = ["| model | sampler | T | noise temp. | Gen PPL (exact) | vs baseline | entropy | entropy / baseline |",
-             "|---|---|---|---|---:|---:|---:|---:|"]
+    lines = ["| model | sampler | T | noise temp. | Gen PPL (exact) | vs baseline | slips / sample | entropy | "
+             "entropy / baseline |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         b = base.get((r["sampler"], r["steps"]))
         rel = f"{100 * (r['gen_ppl'] / b['gen_ppl'] - 1):+.1f}%" if b and r is not b else ""
         ent = f"{r['entropy'] / b['entropy']:.3f}" if b and r is not b else ""
+        slips = f"{r['slips_per_sample']:.2f}" if "slips_per_sample" in r else "-"
         lines.append(f"| {r['model']} | {r['sampler']} | {r['steps']} | {r['noise_temperature'] or ''} | "
-                     f"{r['gen_ppl']:.3f} [{r['gen_ppl_lo']:.2f}, {r['gen_ppl_hi']:.2f}] | {rel} | "
+                     f"{r['gen_ppl']:.3f} [{r['gen_ppl_lo']:.2f}, {r['gen_ppl_hi']:.2f}] | {rel} | {slips} | "
                      f"{r['entropy']:.3f} | {ent} |")
     return "\n".join(lines)
 

@@ -5,8 +5,8 @@ RUN/round_<r>_<m>steps), plus the held-out data as a reference. Gen PPL is exact
 and positions 1..L-1 of -log p(x_i | x_<i) under StoryGrammar (the corpus's generator). Entropy: the unigram
 entropy (nats) of each sample's tokens at positions 1..L-1, averaged over samples.
 Each ungrammatical token scores at the noise floor (~ -12 nats) and the generator then resynchronises, so exact
-Gen PPL mostly counts slips. Beside it: the fraction of samples with no violation, the mean number of tokens
-before the first violation, and Gen PPL under an AR judge (--judge,
+Gen PPL mostly counts slips. Beside it: the fraction of samples with no violation, the mean number of slips
+(ungrammatical tokens) per sample, and Gen PPL under an AR judge (--judge,
 default runs/base/ar, eval/metrics.py conventions).
 
     python scripts/sdtt_eval.py --teacher runs/base/mdlm --run runs/sdtt/mdlm --teacher-steps 8 16 32 64 128 \
@@ -34,10 +34,12 @@ def unigram_entropy(row: list[int]) -> float:
 
 
 def violation_stats(lp: torch.Tensor, floor: float) -> dict:
-    """lp: [N, L-1] exact log-probs -> violation-free fraction and mean tokens before the first violation."""
+    """lp: [N, L-1] exact log-probs -> violation-free fraction, mean slips (noise-floor tokens) per sample and
+    mean tokens before the first slip."""
     bad = lp <= floor + 1e-9
     first = torch.where(bad.any(1), bad.float().argmax(1), torch.full((lp.shape[0],), lp.shape[1]))
-    return {"violation_free": float((~bad.any(1)).float().mean()), "tokens_before_violation": float(first.float().mean())}
+    return {"violation_free": float((~bad.any(1)).float().mean()), "tokens_before_violation": float(first.float().mean()),
+            "slips_per_sample": float(bad.sum(1).float().mean())}
 
 
 def judge_ppl(tokens: torch.Tensor, judge) -> dict:

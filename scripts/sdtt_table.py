@@ -31,17 +31,17 @@ def render(path: Path) -> str:
             ".\nExact Gen PPL: the corpus generator scores the samples (band: +-1 standard error of the mean "
             "NLL over samples). Each ungrammatical token scores at the noise floor (~ -12 nats) and the generator "
             "resynchronises after it, so exact Gen PPL mostly counts slips; beside it the violation-free fraction, "
-            "the mean number of tokens before the first "
-            f"violation (of 63), and Gen PPL under the AR judge `{res.get('judge')}` (95% CI). Entropy: mean "
-            "unigram entropy per sample (nats).\n\n")
-    lines = ["| model | steps (NFE) | exact Gen PPL | (+-1 s.e.) | entropy | violation-free | tokens before "
-             "1st violation | judge Gen PPL [95% CI] |", "|---|---:|---:|---|---:|---:|---:|---|"]
+            "the mean number of slips per sample (of 63 tokens), and Gen PPL under the AR judge "
+            f"`{res.get('judge')}` (95% CI). Entropy: mean unigram entropy per sample (nats).\n\n")
+    lines = ["| model | steps (NFE) | exact Gen PPL | (+-1 s.e.) | entropy | violation-free | slips / "
+             "sample | judge Gen PPL [95% CI] |", "|---|---:|---:|---|---:|---:|---:|---|"]
     for r in res["rows"]:
         steps = "-" if r["steps"] is None else f"{r['steps']} ({r['nfe_per_batch']:.0f})"
         judge = (f"{r['judge_ppl']:.2f} [{r['judge_ppl_ci95'][0]:.2f}, {r['judge_ppl_ci95'][1]:.2f}]"
                  if "judge_ppl" in r else "-")
+        slips = f"{r['slips_per_sample']:.2f}" if "slips_per_sample" in r else "-"
         lines.append(f"| {r['model']} | {steps} | {r['gen_ppl']:.1f} | {r['gen_ppl_lo']:.1f}-{r['gen_ppl_hi']:.1f} "
-                     f"| {r['entropy']:.3f} | {r['violation_free']:.3f} | {r['tokens_before_violation']:.1f} | {judge} |")
+                     f"| {r['entropy']:.3f} | {r['violation_free']:.3f} | {slips} | {judge} |")
     return head + "\n".join(lines) + "\n"
 
 
