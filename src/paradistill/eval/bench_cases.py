@@ -167,6 +167,7 @@ def run_benchmark(bc: BenchConfig, out: str | Path | None = None, progress: bool
             for row in roofline(cfg, wbytes, length, batch, peak, bandwidth, bc):
                 results["roofline"].append({"length": length, "batch": batch, **row})
     results["ratios"] = ratios(results["cases"])
+    results["crossover"] = crossover(results)
     if out is not None:
         write_results(results, Path(out))
     return results
@@ -192,6 +193,26 @@ def ratios(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 ratio = a["tokens_per_s"] / b["tokens_per_s"]
                 out.append({"ratio": label, "length": length, "batch": batch, "value": ratio, "target": target,
                             "met": ratio >= target})
+    return out
+
+
+def crossover(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Step count T* below which MDLM out-runs KV-cached AR, per (L, batch): at the roofline (from the bounds) and
+    as measured (MDLM's time is linear in T, so T* = T x its measured speed-up over AR, from the largest T <= 64
+    with a cached row). Both for parity and for the issue's 2x."""
+    out = []
+    for length, batch in sorted({(r["length"], r["batch"]) for r in results["cases"]}):
+        bounds = {q["method"]: q["bound_s_per_token"] for q in results.get("roofline", [])
+                  if q["length"] == length and q["batch"] == batch}
+        ar = _find(results["cases"], "ar kv-cache", length, batch)
+        steps = [t for t in (16, 32, 8, 64) if _find(results["cases"], f"mdlm T={t} cached", length, batch)]
+        if ar is None or not steps or f"mdlm T={steps[0]} (no reuse)" not in bounds:
+            continue
+        t = steps[0]
+        per_step = bounds[f"mdlm T={t} (no reuse)"] / t
+        measured = t * _find(results["cases"], f"mdlm T={t} cached", length, batch)["tokens_per_s"] / ar["tokens_per_s"]
+        out.append({"length": length, "batch": batch, "roofline_parity_T": bounds["ar kv-cache"] / per_step,
+                    "measured_parity_T": measured, "from_T": t})
     return out
 
 

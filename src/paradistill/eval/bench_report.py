@@ -32,6 +32,15 @@ def markdown_table(r: dict[str, Any]) -> str:
         lines.append(f"| {q['method']} | {q['length']} | {q['batch']} | {q['flops_per_token'] / 1e9:.4f} | "
                      f"{q['bytes_per_token'] / 2**20:.3f} | {q['intensity']:.1f} | {q['bound']} | "
                      f"{1000 * q['bound_s_per_token']:.4f} |")
+    if r.get("crossover"):
+        lines += ["", "## Where MDLM overtakes KV-cached AR", "",
+                  "MDLM costs T full passes over L tokens (compute-bound); KV-cached AR reads every weight once per "
+                  "token (memory-bound at batch 1). MDLM with T steps is faster when T < T*, twice as fast when "
+                  "T < T*/2.", "", "| L | batch | T* at the roofline | T* measured | 2x needs T < (measured) |",
+                  "|---:|---:|---:|---:|---:|"]
+        for q in r["crossover"]:
+            lines.append(f"| {q['length']} | {q['batch']} | {q['roofline_parity_T']:.1f} | "
+                         f"{q['measured_parity_T']:.1f} (from T={q['from_T']}) | {q['measured_parity_T'] / 2:.1f} |")
     return "\n".join(lines) + "\n"
 
 

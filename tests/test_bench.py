@@ -1,0 +1,85 @@
+"""The speed benchmark at toy sizes: every method's cases run and are reported with their NFE, and the cached
+paths really are the cheap ones (counted work, never timed)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+
+def _tokens_seen(model):
+    """Count the token positions that go through the model's embedding (one count per forward pass input)."""
+    seen = []
+    handle = model.embed.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].numel()))
+    return seen, handle
+
+
+def test_benchmark_runs_every_method_and_writes_its_tables(tmp_path):
+    from paradistill.eval.bench import BenchConfig
+    from paradistill.eval.bench_cases import run_benchmark
+
+    torch.manual_seed(0)
+    bc = BenchConfig(dim=32, n_layers=1, n_heads=2, vocab_size=40, lengths=[16], batch_sizes=[1], mdlm_steps=[4, 16],
+                     bd3_block=16, bd3_steps_per_block=2, adjust_k=[2], reps=1, warmup=0, forward_tokens=256)
+    res = run_benchmark(bc, out=tmp_path, progress=False)
+    cases = {c["case"]: c for c in res["cases"]}
+    for name in ("ar kv-cache", "ar no-cache", "mdlm T=4 cached", "mdlm T=16 no-cache", "bd3lm B=16 kv-cache",
+                 "bd3lm B=16 no-cache", "adjust K=2"):
+        assert name in cases, (name, sorted(cases))
+        assert cases[name]["tokens_per_s"] > 0 and cases[name]["latency_s"] > 0
+    assert cases["ar kv-cache"]["nfe"] == 15 and cases["ar no-cache"]["nfe"] == 15  # one pass per new token
+    assert cases["mdlm T=4 cached"]["nfe"] <= 4
+    assert cases["adjust K=2"]["sampler_passes"] > 0
+    assert {q["ratio"] for q in res["ratios"]} == {"ar kv-cache vs no-cache", "bd3lm B=16 kv-cache vs no-cache",
+                                                   "mdlm T=16 cached vs ar kv-cache"}
+    (cross,) = res["crossover"]
+    assert cross["roofline_parity_T"] > 0 and cross["measured_parity_T"] > 0 and cross["from_T"] == 16
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["cases"] == res["cases"]
+    table = (tmp_path / "table.md").read_text()
+    assert "Target ratios" in table and "Where MDLM overtakes KV-cached AR" in table and "Roofline" in table
+    assert (tmp_path / "bench.png").stat().st_size > 0
+
+
+def test_ar_kv_cache_feeds_one_token_per_step():
+    """Regression guard for the cached AR path: after the prompt, every forward pass sees exactly one new token
+    (total L - 1 positions), while recomputation sees the whole prefix each time (~L^2 / 2)."""
+    from paradistill.models.transformer import ModelConfig, Transformer
+    from paradistill.sampling.ar import generate_ar
+
+    model = Transformer(ModelConfig(vocab_size=40, dim=32, n_layers=1, n_heads=2, max_len=64)).eval()
+    prompt = torch.zeros(2, 1, dtype=torch.long)
+    seen, handle = _tokens_seen(model)
+    try:
+        cached = generate_ar(model, prompt, 24, torch.Generator().manual_seed(0), use_cache=True)
+        per_pass_cached = list(seen)
+        seen.clear()
+        plain = generate_ar(model, prompt, 24, torch.Generator().manual_seed(0), use_cache=False)
+    finally:
+        handle.remove()
+    assert torch.equal(cached.tokens, plain.tokens)
+    assert per_pass_cached == [2] * 23  # batch 2 x one position per pass: the prompt, then each new token
+    assert sum(seen) == 2 * sum(range(1, 24))  # recomputation re-reads the prefix
+
+
+def test_mdlm_cached_ancestral_skips_steps_that_change_nothing():
+    """Regression guard for MDLM prediction caching: with more steps (256) than masked tokens (63) the cached
+    sampler makes at most one forward pass per step that unmasks something (a step that unmasks nothing reuses
+    the previous prediction); the uncached one makes one per step."""
+    from paradistill.eval.bench import BenchConfig
+    from paradistill.eval.bench_cases import _cases, bench_tokenizer
+    from paradistill.generation import generate
+    from paradistill.models.transformer import ModelConfig
+
+    bc = BenchConfig(dim=32, n_layers=1, n_heads=2, vocab_size=40, methods=["mdlm"], mdlm_steps=[256])
+    cfg = ModelConfig(vocab_size=40, dim=32, n_layers=1, n_heads=2, max_len=128)
+    rows = {name: (loaded, opts) for name, loaded, opts in _cases(bc, cfg, bench_tokenizer(40), 64)}
+    nfe = {}
+    for name in ("mdlm T=256 cached", "mdlm T=256 no-cache"):
+        loaded, opts = rows[name]
+        options = dict(opts)
+        res = generate(loaded, 1, batch_size=1, seed=0, progress=False, **options)  # batch 1: the bench case
+        nfe[name] = sum(res.nfe) / len(res.nfe)
+    assert nfe["mdlm T=256 no-cache"] >= 250  # about one pass per step
+    assert nfe["mdlm T=256 cached"] <= 64, nfe
