@@ -1,7 +1,6 @@
 """Exactness tests for the built-in story corpus (paradistill.data.grammar)."""
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -36,9 +35,7 @@ def garbage(G, n, length, seed):
 
 
 def test_construction_and_ids(G):
-    t = time.perf_counter()
-    G2 = StoryGrammar(noise=LAM)
-    assert time.perf_counter() - t < 3.0  # ~0.3 s on an idle core
+    G2 = StoryGrammar(noise=LAM)  # construction cost is benchmarked, not asserted (timed tests are flaky)
     assert G.vocab[:4] == ["[PAD]", "[BOS]", "[EOS]", "[MASK]"]
     assert (G.pad_id, G.bos_id, G.eos_id, G.mask_id) == (0, 1, 2, 3)
     assert G.vocab_size == len(G.vocab) == len(set(G.vocab)) and 200 <= G.vocab_size <= 500
