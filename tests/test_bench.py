@@ -83,3 +83,21 @@ def test_mdlm_cached_ancestral_skips_steps_that_change_nothing():
         nfe[name] = sum(res.nfe) / len(res.nfe)
     assert nfe["mdlm T=256 no-cache"] >= 250  # about one pass per step
     assert nfe["mdlm T=256 cached"] <= 64, nfe
+
+
+def test_ar_trained_on_wrapped_text_samples_from_bos():
+    """Text corpora are packed as a wrapped stream (keep_bos False: rows start mid-document). An AR model still
+    needs a first token to sample unconditionally: BOS, which starts every document of that stream."""
+    from paradistill.eval.bench import make_loaded
+    from paradistill.eval.bench_cases import bench_tokenizer
+    from paradistill.generation import generate
+    from paradistill.models.transformer import ModelConfig
+
+    tok = bench_tokenizer(40)
+    loaded = make_loaded("ar", ModelConfig(vocab_size=40, dim=32, n_layers=1, n_heads=2, max_len=64), tok,
+                         {"seq_len": 16, "keep_bos": False, "data_mode": "wrap"})
+    res = generate(loaded, 3, batch_size=3, seed=0, progress=False)
+    assert res.tokens.shape == (3, 16)
+    assert (res.tokens[:, 0] == tok.bos_id).all() and (res.tokens[:, 1:] != tok.mask_id).all()
+    prompted = generate(loaded, 2, batch_size=2, seed=0, progress=False, prompt="w1 w2")
+    assert prompted.tokens[0, :2].tolist() == tok.encode("w1 w2")

@@ -97,6 +97,8 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
         raise UserError(f"checkpoint '{loaded.path}' has no tokenizer/ folder: it cannot be sampled")
     length = length or int(loaded.config.get("method", {}).get("seq_len", 64))
     keep_bos = bool(loaded.method.get("keep_bos", True))
+    if loaded.kind == "ar" and not prompt:
+        keep_bos = True  # an AR model needs a first token; BOS starts every document of its stream (wrap/pad too)
     row, fixed_row = build_template(tok, length, prompt, infill, keep_bos)
     # PAD is a token only for models trained on padded rows; elsewhere it is never drawn
     pad_is_token = loaded.method.get("data_mode") == "pad" or tok.pad_id in (tok.bos_id, tok.eos_id)
