@@ -282,6 +282,27 @@ def test_hidden_cache_matches_fresh_passes(tmp_path, base):
     assert a[1]["kl_marginal"] == pytest.approx(b[1]["kl_marginal"], rel=2e-2)
 
 
+def test_hidden_cache_without_fixed_positions(tmp_path, base):
+    """Every position generated (text packed without BOS): windows reach the fully revealed state L, which has no
+    recorded full pass; the cached objective still equals the fresh one (the tinyshakespeare quick-start)."""
+    adapter = ParadistillAdapter.from_loaded(base)
+    x = torch.full((1, L), base.tokenizer.mask_id)
+    fixed = torch.zeros(1, L, dtype=torch.bool)
+    folder = generate_trajectories(adapter, tmp_path / "t", x, fixed, 8, batch_size=8, shard_size=8,
+                                   progress=False, cache_hidden=True)
+    rows = torch.from_numpy(load_trajectories(folder, adapter.fingerprint())).long()
+    assert (rows[:, L:2 * L] >= 0).all()  # all L positions were picked
+    from paradistill.distill.adjust_data import load_hidden_store
+
+    store = load_hidden_store(folder, adapter.fingerprint())
+    sampler = random_sampler(adapter)
+    cfg = AdjustConfig(max_unroll=L)
+    for seed in range(4):
+        a = AdjustObjective(adapter, cfg).loss(sampler, rows, torch.Generator().manual_seed(seed))
+        b = AdjustObjective(adapter, cfg, store).loss(sampler, rows, torch.Generator().manual_seed(seed))
+        assert a[0].item() == pytest.approx(b[0].item(), rel=2e-2, abs=1e-6)
+
+
 def test_bad_inputs(tmp_path, base, tiny_tokenizer):
     x, fixed = template(base.tokenizer, 2)
     with pytest.raises(UserError, match="tokens-per-pass 0"):

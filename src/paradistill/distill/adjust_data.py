@@ -398,6 +398,9 @@ class HiddenStore:
                       for i in range(math.ceil(num / shard_size))]
 
     def get(self, rows: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        # A state with every generated position revealed (index L when no position is fixed, e.g. text packed
+        # without BOS) has no full pass recorded and nothing left to score: any stored state stands in for it.
+        states = states.clamp_max(self.parts[0].shape[1] - 1)
         out = [self.parts[r // self.shard_size][r % self.shard_size, s]
                for r, s in zip(rows.tolist(), states.tolist())]
         return torch.from_numpy(np.stack(out).astype(np.float32))
