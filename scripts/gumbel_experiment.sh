@@ -18,6 +18,11 @@ PY=.venv/bin/python
 # seed-to-seed spread of the baseline: the same MDLM with train.seed=1
 [ -f runs/base/mdlm-seed1/latest.json ] || .venv/bin/paradistill --threads 1 train mdlm --recipe tiny \
     --out runs/base/mdlm-seed1 train.max_steps=1200 train.seed=1
+# the same student and Gaussian ablation with train.seed=1, compared with the seed-1 MDLM (paired seeds)
+.venv/bin/paradistill --threads 1 distill gumbel --teacher builtin-generator --student mdlm --recipe tiny \
+    --out runs/gumbel/gd-mdlm-seed1 gumbel.extra_mode=add train.max_steps=1200 train.seed=1
+.venv/bin/paradistill --threads 1 distill gumbel --teacher builtin-generator --student mdlm --recipe tiny \
+    --out runs/gumbel/gd-mdlm-gaussian-seed1 gumbel.extra_mode=add gumbel.noise=gaussian train.max_steps=1200 train.seed=1
 # noise temperature, chosen on seed 1 (not the reported samples)
 $PY scripts/gumbel_eval.py --model gd-mdlm=runs/gumbel/gd-mdlm --tune 0.5 0.7 0.85 1.0 --steps 8 16 --num 64 \
     --seed 1 --json results/gumbel_distillation/tune_noise_temperature.json
@@ -28,5 +33,8 @@ $PY scripts/gumbel_eval.py --model mdlm=runs/base/mdlm --model gd-mdlm=runs/gumb
 $PY scripts/gumbel_eval.py --model mdlm=runs/base/mdlm --model gd-gaussian=runs/gumbel/gd-mdlm-gaussian \
     --model gd-topk=runs/gumbel/gd-mdlm-topk --steps 4 8 16 32 --first-hitting --num 256 --batch-size 128 --seed 0 \
     --json results/gumbel_distillation/ablations.json
+$PY scripts/gumbel_eval.py --model mdlm-seed1=runs/base/mdlm-seed1 --model gd-mdlm-seed1=runs/gumbel/gd-mdlm-seed1 \
+    --model gd-gaussian-seed1=runs/gumbel/gd-mdlm-gaussian-seed1 --steps 4 8 16 32 --first-hitting --num 256 \
+    --batch-size 128 --seed 0 --json results/gumbel_distillation/seed1.json
 # extraction benchmark (V = 50257, L = 128, batch 8)
 $PY scripts/bench_gumbel_extraction.py --out results/gumbel_extraction
