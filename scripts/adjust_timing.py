@@ -3,6 +3,7 @@
 
     python scripts/adjust_timing.py --base runs/base/mdlm --adjust runs/adjust/mdlm --ks 4 8 --reps 3 \
         --out results/adjust/timing.json
+    (repeat --adjust LABEL=RUN to time several samplers in the same interleaved repetitions)
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import torch
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", required=True)
-    p.add_argument("--adjust", required=True)
+    p.add_argument("--adjust", required=True, action="append", metavar="[LABEL=]RUN",
+                   help="an ADJUST sampler run; repeat to time several samplers side by side (rows 'LABEL K=k')")
     p.add_argument("--ks", type=int, nargs="+", default=[4, 8])
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--reps", type=int, default=3)
@@ -30,16 +32,18 @@ def main() -> None:
     from paradistill import api
 
     loaded = api.load(args.base)
-    configs = [("sequential", 1, "marginal")] + [(m, k, m) for k in args.ks for m in ("marginal", "adjust")]
-    api.generate(loaded, 2, sampler="adjust", tokens_per_pass=2, mode="adjust", adjust_checkpoint=args.adjust,
-                 batch_size=2, progress=False)  # warm-up
-    times: dict[str, list[float]] = {f"{m} K={k}": [] for m, k, _ in configs}
+    samplers = [a.split("=", 1) if "=" in a else ("adjust", a) for a in args.adjust]
+    configs = [("sequential", 1, "marginal", None)] + [
+        c for k in args.ks for c in [("marginal", k, "marginal", None)] + [(n, k, "adjust", r) for n, r in samplers]]
+    for _, run in samplers:  # warm-up
+        api.generate(loaded, 2, sampler="adjust", tokens_per_pass=2, mode="adjust", adjust_checkpoint=run,
+                     batch_size=2, progress=False)
+    times: dict[str, list[float]] = {f"{m} K={k}": [] for m, k, _, _ in configs}
     for rep in range(args.reps):
-        for name, k, mode in configs:
+        for name, k, mode, run in configs:
             start = time.perf_counter()
             api.generate(loaded, args.batch_size, sampler="adjust", tokens_per_pass=k, mode=mode,
-                         batch_size=args.batch_size, seed=rep, progress=False,
-                         adjust_checkpoint=args.adjust if mode == "adjust" else None)
+                         batch_size=args.batch_size, seed=rep, progress=False, adjust_checkpoint=run)
             times[f"{name} K={k}"].append((time.perf_counter() - start) / args.batch_size)
             print(f"rep {rep} {name} K={k}: {times[f'{name} K={k}'][-1] * 1000:.1f} ms/sample", flush=True)
     seq = statistics.median(times["sequential K=1"])

@@ -19,8 +19,22 @@ def render_val(path: Path, res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_headroom(path: Path, res: dict) -> str:
+    """A headroom_*.json of scripts/sdtt_headroom.py: the objective at init vs the best per-position student."""
+    lines = [f"### {path.stem}: how far could each round lower its objective? (`{res['run']}`, oracle fitted on "
+             f"{res['draws']} first-step draws, {res['batches']} val batches)\n",
+             "| round | steps | divergence | at init (= teacher) | best per-position student (held-out draws) | "
+             "headroom, lower bound | headroom, upper bound (in-sample) |", "|---|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['round']} | {r['steps']} | {r['divergence']} | {r['init']:.4f} | {r['oracle_heldout']:.4f} | "
+              f"{r['headroom_lower']:.4f} ({100 * r['headroom_lower_frac']:.1f}%) | "
+              f"{r['headroom_upper']:.4f} ({100 * r['headroom_upper_frac']:.1f}%) |" for r in res["rows"]]
+    return "\n".join(lines) + "\n"
+
+
 def render(path: Path) -> str:
     res = json.loads(path.read_text())
+    if "draws" in res:
+        return render_headroom(path, res)
     if "divergence" in res:
         return render_val(path, res)
     cfg = res.get("sdtt") or {}

@@ -282,6 +282,27 @@ def test_hidden_cache_matches_fresh_passes(tmp_path, base):
     assert a[1]["kl_marginal"] == pytest.approx(b[1]["kl_marginal"], rel=2e-2)
 
 
+def test_init_from_base_with_a_smaller_mlp(base):
+    """A cheaper sampler (MLP ratio 2 on a ratio-4 base) starts from the base's first block: attention and norms
+    copied, the MLP's strongest hidden units kept (rows of w_in with their bias, the matching columns of w_out)."""
+    from paradistill.distill.adjust import init_from_base
+
+    adapter = ParadistillAdapter.from_loaded(base)
+    sampler = SamplerLayer(SamplerConfig(adapter.embed_size, adapter.hidden_size, adapter.hidden_size, 2,
+                                         mlp_ratio=2))
+    assert init_from_base(sampler, adapter)
+    ref, got = base.model.blocks[0].state_dict(), sampler.block.state_dict()
+    for k in ("attn.qkv.weight", "attn.proj.weight", "norm1.weight", "norm2.bias", "mlp.2.bias"):
+        assert torch.equal(got[k], ref[k])
+    w_in, w_out = ref["mlp.0.weight"], ref["mlp.2.weight"]
+    assert got["mlp.0.weight"].shape[0] == w_in.shape[0] // 2
+    rows = [int((w_in == r).all(1).nonzero()[0]) for r in got["mlp.0.weight"]]
+    assert rows == sorted(rows) and len(set(rows)) == len(rows)
+    assert torch.equal(got["mlp.2.weight"], w_out[:, rows]) and torch.equal(got["mlp.0.bias"], ref["mlp.0.bias"][rows])
+    strength = w_in.norm(dim=1) * w_out.norm(dim=0)
+    assert strength[rows].min() >= strength[[i for i in range(len(strength)) if i not in rows]].max()
+
+
 def test_hidden_cache_without_fixed_positions(tmp_path, base):
     """Every position generated (text packed without BOS): windows reach the fully revealed state L, which has no
     recorded full pass; the cached objective still equals the fresh one (the tinyshakespeare quick-start)."""

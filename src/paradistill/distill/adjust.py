@@ -235,14 +235,23 @@ def sampler_config_for(adapter, cfg: AdjustConfig, base_heads: int) -> SamplerCo
 def init_from_base(sampler: SamplerLayer, adapter) -> bool:
     """Start the sampler block from the base's first block, reading the new token embeddings (down = [I ; 0]):
     its attention already routes neighbouring tokens, so the first updates are informative. Only when the widths
-    and block shapes match; returns whether it applied."""
+    match; a sampler with a smaller MLP (a cheaper sampler pass) keeps the base MLP's hidden units with the largest
+    ||w_in|| * ||w_out||. Returns whether it applied."""
     first = getattr(getattr(adapter, "model", None), "blocks", [None])[0]
     cfg = sampler.cfg
     if first is None or cfg.dim != cfg.hidden_size or cfg.dim != cfg.embed_size:
         return False
-    state = first.state_dict()
+    state = dict(first.state_dict())
     mine = sampler.block.state_dict()
-    if set(state) != set(mine) or any(state[k].shape != mine[k].shape for k in mine):
+    if set(state) != set(mine):
+        return False
+    hidden = mine["mlp.0.weight"].shape[0]
+    if hidden < state["mlp.0.weight"].shape[0]:
+        w_in, w_out = state["mlp.0.weight"], state["mlp.2.weight"]
+        keep = (w_in.norm(dim=1) * w_out.norm(dim=0)).topk(hidden).indices.sort().values
+        state["mlp.0.weight"], state["mlp.0.bias"] = w_in[keep], state["mlp.0.bias"][keep]
+        state["mlp.2.weight"] = w_out[:, keep]
+    if any(state[k].shape != mine[k].shape for k in mine):
         return False
     sampler.block.load_state_dict(state)
     with torch.no_grad():
