@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SDTT reproduction on the built-in corpus (results/sdtt/). Usage: scripts/sdtt_experiment.sh [mdlm|ema99|gd|all]
+# SDTT reproduction on the built-in corpus (results/sdtt/). Usage: scripts/sdtt_experiment.sh [mdlm|gd|all]
 # Teacher: runs/base/mdlm (`paradistill train mdlm --out runs/base/mdlm`, tiny recipe); GD student:
 # runs/gumbel/gd-mdlm (`paradistill distill gumbel --teacher builtin-generator --student mdlm --out runs/gumbel/gd-mdlm`).
 set -euo pipefail
@@ -17,12 +17,6 @@ if [[ $WHAT == mdlm || $WHAT == all ]]; then
   $PY scripts/sdtt_val_kl.py --run runs/sdtt/mdlm --teacher runs/base/mdlm --json results/sdtt/val_kl_mdlm.json
   $PY scripts/sdtt_headroom.py --run runs/sdtt/mdlm --teacher runs/base/mdlm --batches 4 --draws 64 \
       --json results/sdtt/headroom_mdlm.json
-fi
-if [[ $WHAT == ema99 || $WHAT == all ]]; then  # the same with a 10x shorter EMA (0.99): does the EMA hold it back?
-  $PY -m paradistill.cli --threads 1 distill sdtt --teacher runs/base/mdlm --out runs/sdtt/mdlm-ema99 --resume $COMMON sdtt.ema=0.99
-  $PY scripts/sdtt_eval.py --teacher runs/base/mdlm --run runs/sdtt/mdlm-ema99 --teacher-steps 8 16 32 64 128 \
-      --num 128 --label "MDLM teacher" --judge runs/base/ar --samples-dir runs/sdtt/mdlm-ema99/samples --json results/sdtt/mdlm-ema99.json
-  $PY scripts/sdtt_val_kl.py --run runs/sdtt/mdlm-ema99 --teacher runs/base/mdlm --json results/sdtt/val_kl_mdlm-ema99.json
 fi
 if [[ $WHAT == gd || $WHAT == all ]]; then
   $PY -m paradistill.cli --threads 1 distill sdtt --teacher runs/gumbel/gd-mdlm --out runs/sdtt/gd-mdlm --resume $COMMON

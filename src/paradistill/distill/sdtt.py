@@ -49,7 +49,7 @@ class SDTTConfig:
     steps_per_round: int = 200
     lr: float = 3e-4
     warmup_steps: int = 20
-    ema: float = 0.999  # a fresh EMA per round (0 disables)
+    ema: float = 0.999  # a fresh EMA per round (0 disables); warm-up min(ema, (1+n)/(10+n)) dominates short rounds
     reset_optimizer: bool = True  # False: each round starts from the previous round's Adam state
     t_sampling: str = "uniform"  # "uniform" in [2 dt, 1] | "grid" on {2 dt, 4 dt, ..., 1}
     antithetic: bool = True

@@ -41,7 +41,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.98
     grad_clip: float = 1.0
-    ema: float = 0.999  # 0 disables EMA
+    ema: float = 0.999  # 0 disables EMA; the decay after n updates is min(ema, (1 + n) / (10 + n)) (warm-up)
     eval_every: int = 250
     eval_batches: int = 8
     checkpoint_every: int = 250
