@@ -26,18 +26,17 @@ import torch
 def score(tokens: torch.Tensor) -> dict:
     """tokens: [N, L] long, BOS first -> exact Gen PPL (+- one standard error band) and unigram entropy."""
     from paradistill.data.grammar import StoryGrammar
-    from paradistill.eval.metrics import exact_nll, unigram_entropy
+    from paradistill.eval.metrics import exact_nll, grammar_violations, unigram_entropy
 
     grammar = StoryGrammar()
     totals, counts = exact_nll(tokens.tolist(), grammar)
-    slips = grammar.token_log_probs(tokens)[:, 1:] <= grammar.noise_logp + 1e-9  # off-grammar tokens
     nll = float(totals.sum() / counts.sum())
     per = totals / counts
     se = float(per.std(ddof=1) / math.sqrt(len(per)))
     ent = [unigram_entropy(r) for r in tokens[:, 1:].tolist()]
     return {"gen_ppl": math.exp(nll), "gen_ppl_lo": math.exp(nll - se), "gen_ppl_hi": math.exp(nll + se),
             "nll": nll, "entropy": float(np.mean(ent)), "num": int(tokens.shape[0]),
-            "slips_per_sample": float(slips.sum(1).float().mean())}
+            "slips_per_sample": float(grammar_violations(tokens.tolist(), grammar).mean())}
 
 
 def run_setting(loaded, label: str, sampler: str, steps: int, args, noise_temperature: float | None) -> dict:

@@ -43,18 +43,12 @@ def oracle(targets, kind):
 
 @torch.no_grad()
 def round_headroom(obj, batches, draws: int, kind: str, seed: int = 0) -> dict:
-    from paradistill.diffusion.mdlm import q_sample
-    from paradistill.diffusion.objectives import keep_positions
     from paradistill.distill.sdtt import ancestral_unmask
 
     gen = torch.Generator().manual_seed(seed)
     sums = {"init": 0.0, "oracle_heldout": 0.0, "init_insample": 0.0, "oracle_insample": 0.0}
     for batch in batches:
-        keep = keep_positions(batch, obj.pad_id, obj.bos_id, obj.keep_bos)
-        t = obj.times(batch.shape, gen)
-        alpha, _ = obj.schedule(t)
-        xt = q_sample(batch, alpha.float(), obj.mask_id, gen, keep=keep)
-        cond = obj.forward.draw(batch, gen)
+        keep, t, xt, cond = obj.noised(batch, gen)
         masked = (xt == obj.mask_id) & ~keep
         lp1 = obj.forward(obj.teacher, xt, t, batch, cond)
         targets = []

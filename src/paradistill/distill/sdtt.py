@@ -278,13 +278,17 @@ class SDTTObjective:
         t = self.sample_times(bsz * (length // block), generator)
         return t.view(bsz, -1).repeat_interleave(block, dim=1)
 
-    def _terms(self, model, batch, generator):
-        # batch: [B, L] long -> per-position divergence [B, L] and the positions it counts [B, L] bool
+    def noised(self, batch, generator):
+        """batch: [B, L] long -> (keep [B, L] bool, t, x_t [B, L], the shared conditioning draw)."""
         keep = keep_positions(batch, self.pad_id, self.bos_id, self.keep_bos)
         t = self.times(batch.shape, generator).to(batch.device)
         alpha, _ = self.schedule(t)
         xt = q_sample(batch, alpha.float(), self.mask_id, generator, keep=keep)
-        cond = self.forward.draw(batch, generator)
+        return keep, t, xt, self.forward.draw(batch, generator)
+
+    def _terms(self, model, batch, generator):
+        # batch: [B, L] long -> per-position divergence [B, L] and the positions it counts [B, L] bool
+        keep, t, xt, cond = self.noised(batch, generator)
         target, first, _ = teacher_targets(self.teacher, self.forward, xt, t, self.dt, keep, self.schedule,
                                            generator, batch, cond)
         student = self.forward(model, xt, t, batch, cond)
