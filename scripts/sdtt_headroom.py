@@ -86,7 +86,11 @@ def main() -> None:
     from paradistill.distill.sdtt import SDTTConfig, build_round
     from paradistill.train.checkpoint import resolve_checkpoint
 
-    summary = json.loads((Path(args.run) / "sdtt.json").read_text())
+    listing = Path(args.run) / "sdtt.json"
+    if not listing.is_file():
+        raise SystemExit(f"--run {args.run}: no sdtt.json there; pass the --out folder of a finished "
+                         "`paradistill distill sdtt` run")
+    summary = json.loads(listing.read_text())
     cfg = from_dict(SDTTConfig, summary["config"])
     kind = args.divergence or cfg.divergence
     data = api.prepare(api.load_recipe(args.recipe), progress=False)
