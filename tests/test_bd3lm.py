@@ -251,6 +251,8 @@ def test_train_sample_and_init_from_mdlm(tmp_path, monkeypatch):
     a = api.generate(loaded, 2, steps=2, seed=1, progress=False)
     b = api.generate(loaded, 2, steps=2, seed=1, progress=False, kv_cache=False)
     assert torch.equal(a.tokens, b.tokens)
+    with pytest.raises(UserError, match="--compile applies to autoregressive"):
+        api.generate(loaded, 1, steps=2, progress=False, compile=True)
     capped = api.generate(loaded, 2, steps=2, seed=1, progress=False, max_length=6)
     assert (capped.tokens[:, 6:] == loaded.tokenizer.pad_id).all()
     with pytest.raises(UserError, match=r"block_size=4\b.*length 18"):

@@ -56,11 +56,15 @@ def test_ar_kv_cache_feeds_one_token_per_step():
         per_pass_cached = list(seen)
         seen.clear()
         plain = generate_ar(model, prompt, 24, torch.Generator().manual_seed(0), use_cache=False)
+        per_pass_plain = list(seen)
+        seen.clear()
+        static = generate_ar(model, prompt, 24, torch.Generator().manual_seed(0), static_cache=True)
     finally:
         handle.remove()
-    assert torch.equal(cached.tokens, plain.tokens)
+    assert torch.equal(cached.tokens, plain.tokens) and torch.equal(cached.tokens, static.tokens)
     assert per_pass_cached == [2] * 23  # batch 2 x one position per pass: the prompt, then each new token
-    assert sum(seen) == 2 * sum(range(1, 24))  # recomputation re-reads the prefix
+    assert seen == [2] * 23  # the static cache (the compiled path's) too
+    assert sum(per_pass_plain) == 2 * sum(range(1, 24))  # recomputation re-reads the prefix
 
 
 def test_mdlm_cached_ancestral_skips_steps_that_change_nothing():

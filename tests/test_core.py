@@ -84,6 +84,51 @@ def test_ar_kv_cache_logits_match_full_pass():
     assert torch.allclose(torch.cat(parts, 1), full, atol=1e-5)
 
 
+def test_static_kv_cache_matches_dynamic_cache_and_full_pass():
+    """The static cache (fixed shapes, mask from positions: the compiled decoding path) gives the logits of a
+    full causal pass, for a prompt of several tokens and then one token per step."""
+    model = make_model(20, n_layers=3)
+    x = torch.randint(0, 20, (3, 17))
+    full = model(x, attn="causal").logits
+    cache = model.new_cache(3, 17, static=True)
+    parts = [model(x[:, :5], attn="causal", cache=cache, positions=torch.arange(5)).logits]
+    for i in range(5, 17):
+        parts.append(model(x[:, i:i + 1], attn="causal", cache=cache, positions=torch.tensor([i])).logits)
+    assert torch.allclose(torch.cat(parts, 1), full, atol=1e-5)
+    assert cache.length == 0  # the static cache keeps no Python-side state
+    with pytest.raises(UserError, match="explicit 1-D positions"):
+        model(x[:, :1], attn="causal", cache=cache)
+    with pytest.raises(UserError, match="explicit 1-D positions"):
+        model(x[:, :1], attn="bidirectional", cache=cache, positions=torch.tensor([0]))
+
+
+def test_ar_generation_static_cache_equals_dynamic():
+    model = make_model(20)
+    prompt = torch.ones(2, 3, dtype=torch.long)
+    a = generate_ar(model, prompt, 12, torch.Generator().manual_seed(3), banned_ids=(MASK,))
+    b = generate_ar(model, prompt, 12, torch.Generator().manual_seed(3), banned_ids=(MASK,), static_cache=True)
+    assert torch.equal(a.tokens, b.tokens) and a.nfe == b.nfe == 9
+    with pytest.raises(UserError, match="static KV cache"):
+        generate_ar(model, prompt, 12, torch.Generator(), use_cache=False, compile=True)
+
+
+@pytest.mark.slow
+def test_ar_compiled_decoding_equals_eager():
+    """The compiled static-cache path (torch.compile, C++ wrapper on CPU) samples what eager decoding samples and
+    compiles one graph for every step (no recompilation per position)."""
+    import torch._dynamo.utils as dynamo_utils
+
+    torch._dynamo.reset()
+    model = make_model(20)
+    prompt = torch.ones(2, 1, dtype=torch.long)
+    a = generate_ar(model, prompt, 16, torch.Generator().manual_seed(5), banned_ids=(MASK,))
+    b = generate_ar(model, prompt, 16, torch.Generator().manual_seed(5), banned_ids=(MASK,), compile=True)
+    c = generate_ar(model, prompt, 16, torch.Generator().manual_seed(6), banned_ids=(MASK,), compile=True)
+    assert torch.equal(a.tokens, b.tokens) and a.nfe == b.nfe == 15
+    assert not torch.equal(b.tokens, c.tokens)
+    assert dynamo_utils.counters["stats"]["unique_graphs"] == 1
+
+
 def test_ar_generation_cached_equals_uncached():
     model = make_model(20)
     prompt = torch.ones(2, 1, dtype=torch.long)

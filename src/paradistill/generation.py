@@ -112,6 +112,9 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
                  f"sampling a batch of {min(batch_size, num)} x {length} tokens over {loaded.model.cfg.vocab_size} "
                  "vocabulary entries", "lower --batch-size", device)
     diffusion_sampler = None
+    if method_options.get("compile") and loaded.kind != "ar":
+        raise UserError(f"--compile applies to autoregressive checkpoints; '{loaded.path}' is a {loaded.kind} "
+                        "checkpoint: drop --compile")
     if loaded.kind == "ar":
         prefix = int(fixed_row.long().cumprod(0).sum())
         if bool(fixed_row[prefix:].any()):
@@ -162,4 +165,5 @@ def _generate_ar(loaded, x, fixed, length, generator, options, method_options):
     prefix = int(fixed[0].long().cumprod(0).sum())
     tok = loaded.tokenizer
     return generate_ar(loaded.model, x[:, :prefix], length, generator, options,
-                       use_cache=method_options.get("kv_cache", True), banned_ids=(tok.mask_id, *options.banned_ids))
+                       use_cache=method_options.get("kv_cache", True), banned_ids=(tok.mask_id, *options.banned_ids),
+                       compile=bool(method_options.get("compile", False)))

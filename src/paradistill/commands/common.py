@@ -54,6 +54,10 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
                    help="how positions still masked after the last step are filled")
     g.add_argument("--seed", type=int, default=0, help="random seed")
     g.add_argument("--no-kv-cache", action="store_true", help="disable KV caches (for comparison)")
+    g.add_argument("--compile", action="store_true",
+                   help="AR checkpoints: decode into a static KV cache through torch.compile (C++ wrapper on CPU, needs "
+                        "g++/clang). The first batch pays the compilation (~20-60 s on CPU); worth it for many "
+                        "samples (see results/bench for the measured gain)")
     g.add_argument("--stop-at-eos", action="store_true", help="block samplers: stop once every sample has ended")
     g.add_argument("--tokens-per-pass", type=int, default=4, help="adjust sampler: tokens per full pass (K)")
     g.add_argument("--adjust-mode", choices=["adjust", "marginal"], default="adjust",
@@ -73,6 +77,8 @@ def sampling_kwargs(args) -> dict:
     if args.sampler == "adjust":
         kw.update(tokens_per_pass=args.tokens_per_pass, mode=args.adjust_mode,
                   adaptive_threshold=getattr(args, "adjust_threshold", None))
+    if getattr(args, "compile", False):
+        kw["compile"] = True
     if args.noise_temperature is not None:
         kw["noise_temperature"] = args.noise_temperature
     return kw

@@ -61,9 +61,15 @@ class ModelOutput(NamedTuple):
 
 
 class KVCache:
-    """Preallocated keys/values for every layer: [n_layers, B, heads, max_len, head_dim]."""
+    """Preallocated keys/values for every layer: [n_layers, B, heads, max_len, head_dim].
 
-    def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
+    Dynamic (default): `length` counts the cached positions; a forward appends after them and attends to the
+    prefix. Static (`static=True`, for compiled decoding): the caller passes `positions`; keys/values are written
+    there and every query attends to the whole buffer under a mask (key position <= query position), so each
+    decoding step has the same shapes and no Python-side state (one compiled graph, no recompilation)."""
+
+    def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32,
+                 static: bool = False):
         from ..memory import check_memory
 
         head_dim = cfg.dim // cfg.n_heads
@@ -75,6 +81,8 @@ class KVCache:
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.length = 0
         self.max_len = max_len
+        self.static = static
+        self.key_positions = torch.arange(max_len, device=device) if static else None
 
     @staticmethod
     def estimate_bytes(cfg: ModelConfig, batch_size: int, max_len: int, bytes_per_value: int = 4) -> int:
@@ -143,13 +151,18 @@ class Attention(nn.Module):
         self.proj = nn.Linear(cfg.dim, cfg.dim, bias=False)
         self.dropout = cfg.dropout
 
-    def forward(self, x, cos, sin, attn, cache: KVCache | None, layer: int) -> torch.Tensor:
-        # x: [B, L, H]
+    def forward(self, x, cos, sin, attn, cache: KVCache | None, layer: int, pos=None) -> torch.Tensor:
+        # x: [B, L, H]; pos: [L] positions, where a static cache is written (attn is then its mask)
         bsz, q_len, _ = x.shape
         qkv = self.qkv(x).view(bsz, q_len, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k = _apply_rotary(qkv[:2], cos, sin).unbind(0)  # queries and keys rotated in one pass
         v = qkv[2]
         past = 0
+        if cache is not None and cache.static:
+            cache.k[layer].index_copy_(2, pos, k)
+            cache.v[layer].index_copy_(2, pos, v)
+            out = F.scaled_dot_product_attention(q, cache.k[layer], cache.v[layer], attn_mask=attn)
+            return self.proj(out.transpose(1, 2).reshape(bsz, q_len, -1))
         if cache is not None:
             past = cache.length
             if past + q_len > cache.max_len:
@@ -177,13 +190,13 @@ class Block(nn.Module):
         self.resid_dropout = nn.Dropout(cfg.dropout)
         self.adaln = nn.Linear(cfg.cond_dim, 6 * cfg.dim) if cfg.time_conditioning else None
 
-    def forward(self, x, cos, sin, attn, cache, layer, cond=None):
+    def forward(self, x, cos, sin, attn, cache, layer, cond=None, pos=None):
         if self.adaln is None:
-            x = x + self.resid_dropout(self.attn(self.norm1(x), cos, sin, attn, cache, layer))
+            x = x + self.resid_dropout(self.attn(self.norm1(x), cos, sin, attn, cache, layer, pos))
             return x + self.resid_dropout(self.mlp(self.norm2(x)))
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaln(cond)[:, None].chunk(6, dim=-1)
         h = self.norm1(x) * (1 + scale1) + shift1
-        x = x + gate1 * self.resid_dropout(self.attn(h, cos, sin, attn, cache, layer))
+        x = x + gate1 * self.resid_dropout(self.attn(h, cos, sin, attn, cache, layer, pos))
         h = self.norm2(x) * (1 + scale2) + shift2
         return x + gate2 * self.resid_dropout(self.mlp(h))
 
@@ -242,9 +255,9 @@ class Transformer(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+    def new_cache(self, batch_size: int, max_len: int, static: bool = False) -> KVCache:
         p = self.embed.weight
-        return KVCache(self.cfg, batch_size, max_len, device=p.device, dtype=p.dtype)
+        return KVCache(self.cfg, batch_size, max_len, device=p.device, dtype=p.dtype, static=static)
 
     def embed_inputs(self, idx, extra=None, extra_mask=None) -> torch.Tensor:
         """Token embeddings [B, L, H]; `extra` [B, L, H] replaces or is added where `extra_mask` [B, L] is True."""
@@ -269,7 +282,14 @@ class Transformer(nn.Module):
                 raise UserError("this model has no noise embedding (model.noise_embed=none): do not pass noise")
             extra = self.noise_embed(noise)
         need = None
-        if positions is None:
+        static = cache is not None and cache.static
+        if static:  # causal decoding into a static cache: explicit 1-D positions, the mask comes from them
+            if positions is None or positions.dim() != 1 or not isinstance(attn, str) or attn != "causal":
+                raise UserError("a static KV cache decodes causally at explicit 1-D positions: pass "
+                                "positions=tensor([...]) and attn='causal'")
+            attn = cache.key_positions[None, :] <= positions[:, None]  # [L, max_len]
+            need = cache.max_len
+        elif positions is None:
             start = cache.length if cache is not None else 0
             positions = torch.arange(start, start + length, device=idx.device)
             need = start + length
@@ -281,8 +301,8 @@ class Transformer(nn.Module):
                 raise UserError("this model is time-conditioned: pass sigma (the diffusion time) to forward")
             cond = F.silu(self.time_embed(sigma.reshape(-1).expand(bsz) if sigma.numel() == 1 else sigma))
         for layer, block in enumerate(self.blocks):
-            x = block(x, cos, sin, attn, cache, layer, cond)
-        if cache is not None and cache_write:
+            x = block(x, cos, sin, attn, cache, layer, cond, positions if static else None)
+        if cache is not None and cache_write and not static:
             cache.length += length
         h = self.norm(x)
         if self.final_adaln is not None:

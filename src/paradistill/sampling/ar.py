@@ -1,8 +1,13 @@
-"""Autoregressive generation with a preallocated KV cache (or, for comparison, full recomputation)."""
+"""Autoregressive generation with a preallocated KV cache (or, for comparison, full recomputation).
+
+`compile=True` decodes into a static cache (same shapes every step, see models.transformer.KVCache) through a
+`torch.compile`d forward: one graph for every step, with a C++ wrapper on CPU so a step is one call into compiled
+code instead of ~100 eager operator dispatches (the cost of a batch-1 step of a small model)."""
 
 from __future__ import annotations
 
 import time
+import weakref
 
 import torch
 
@@ -10,12 +15,41 @@ from ..errors import UserError
 from .base import SampleResult, SamplingOptions
 from .categorical import sample_categorical
 
+_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> compiled forward
+
+
+def compiled_forward(model):
+    """The model's forward under torch.compile for static-cache decoding (built once per model, compiled on the
+    first call). CPU: inductor with its C++ wrapper (needs a C++ compiler); CUDA: inductor's defaults."""
+    fn = _COMPILED.get(model)
+    if fn is None:
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        fn = torch.compile(model.forward, fullgraph=True, dynamic=False,
+                           options={"cpp_wrapper": True} if on_cpu else None)
+        _COMPILED[model] = fn
+    return fn
+
+
+def _first_call(step, *args, **kwargs):
+    try:
+        return step(*args, **kwargs)
+    except UserError:
+        raise
+    except Exception as err:  # compilation failures surface at the first call
+        raise UserError(f"torch.compile of the decoding step failed ({type(err).__name__}: "
+                        f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}); on CPU it needs a "
+                        "working C++ compiler (g++ or clang): install one or sample without --compile") from err
+
 
 @torch.no_grad()
 def generate_ar(model, prompt: torch.Tensor, length: int, generator: torch.Generator,
                 options: SamplingOptions | None = None, use_cache: bool = True,
-                banned_ids: tuple[int, ...] = (), progress: bool = False) -> SampleResult:
-    """prompt: [B, P] long (P >= 1, e.g. BOS) -> tokens [B, length]. NFE = forward passes made."""
+                banned_ids: tuple[int, ...] = (), progress: bool = False, compile: bool = False,
+                static_cache: bool | None = None) -> SampleResult:
+    """prompt: [B, P] long (P >= 1, e.g. BOS) -> tokens [B, length]. NFE = forward passes made.
+
+    use_cache: KV cache (False: recompute the prefix every step, for comparison). compile: static cache and a
+    compiled decoding step. static_cache: the static cache without compiling (default: = compile)."""
     options = options or SamplingOptions()
     options.validate()
     bsz, plen = prompt.shape
@@ -23,11 +57,18 @@ def generate_ar(model, prompt: torch.Tensor, length: int, generator: torch.Gener
         raise UserError("autoregressive generation needs a prompt of at least one token (e.g. BOS)")
     if plen > length:
         raise UserError(f"prompt has {plen} tokens but the sequence length is {length}: shorten the prompt")
+    if compile and not use_cache:
+        raise UserError("compile=True decodes into a static KV cache: it cannot be combined with kv_cache=False")
+    static = compile if static_cache is None else static_cache
     start = time.perf_counter()
     x = torch.empty(bsz, length, dtype=torch.long, device=prompt.device)
     x[:, :plen] = prompt
     banned = torch.tensor(list(banned_ids), dtype=torch.long, device=prompt.device)
-    cache = model.new_cache(bsz, length) if use_cache else None
+    cache = model.new_cache(bsz, length, static=static) if use_cache else None
+    step = compiled_forward(model) if compile else model
+    if static:  # one [1] position tensor per step, made up front (no allocation inside the loop)
+        steps_at = torch.arange(length, device=prompt.device).split(1)
+        steps_at = [p.clone() for p in steps_at]
     nfe = 0
     logits = None
     positions = range(plen, length)
@@ -39,13 +80,16 @@ def generate_ar(model, prompt: torch.Tensor, length: int, generator: torch.Gener
         if cache is None:
             logits = model(x[:, :i], attn="causal").logits[:, -1]
             nfe += 1
-        elif logits is None:
-            logits = model(x[:, :i], attn="causal", cache=cache, cache_write=True).logits[:, -1]
+        elif logits is None:  # the prompt, in one eager pass
+            at = torch.arange(i, device=x.device) if static else None
+            logits = model(x[:, :i], attn="causal", cache=cache, cache_write=True, positions=at).logits[:, -1]
             nfe += 1
         if banned.numel():
             logits = logits.index_fill(-1, banned, float("-inf"))
         x[:, i] = sample_categorical(logits, generator, options.temperature, options.top_p)
         if cache is not None and i + 1 < length:
-            logits = model(x[:, i:i + 1], attn="causal", cache=cache, cache_write=True).logits[:, -1]
+            kwargs = {"attn": "causal", "cache": cache, "cache_write": True, "positions": steps_at[i] if static else None}
+            first = compile and nfe == 1  # compilation happens (and can fail) at the first decoding step
+            logits = (_first_call(step, x[:, i:i + 1], **kwargs) if first else step(x[:, i:i + 1], **kwargs)).logits[:, -1]
             nfe += 1
     return SampleResult(x, nfe, time.perf_counter() - start)
