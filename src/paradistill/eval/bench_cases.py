@@ -211,7 +211,8 @@ def ratios(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def crossover(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Step count T* below which MDLM out-runs KV-cached AR, per (L, batch): at the roofline (from the bounds) and
     as measured (MDLM's time is linear in T, so T* = T x its measured speed-up over AR, from the largest T <= 64
-    with a cached row). Both for parity and for the issue's 2x."""
+    with a cached row; each side at its best of eager / compiled when both were timed). Both for parity and for the
+    issue's 2x."""
     out = []
     for length, batch in sorted({(r["length"], r["batch"]) for r in results["cases"]}):
         bounds = {q["method"]: q["bound_s_per_token"] for q in results.get("roofline", [])
