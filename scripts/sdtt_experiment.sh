@@ -26,4 +26,5 @@ if [[ $WHAT == gd || $WHAT == all ]]; then
   $PY scripts/sdtt_headroom.py --run runs/sdtt/gd-mdlm --teacher runs/gumbel/gd-mdlm --batches 4 --draws 64 \
       --json results/sdtt/headroom_gd-mdlm.json
 fi
-$PY scripts/sdtt_table.py results/sdtt/*.json --out results/sdtt/table.md
+$PY scripts/sdtt_table.py results/sdtt/{gd-mdlm,headroom_gd-mdlm,headroom_mdlm,mdlm,val_kl_gd-mdlm,val_kl_mdlm}.json \
+    --out results/sdtt/table.md
