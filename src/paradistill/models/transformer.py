@@ -77,8 +77,12 @@ class KVCache:
         bytes_per = torch.tensor([], dtype=dtype).element_size()
         check_memory(self.estimate_bytes(cfg, batch_size, max_len, bytes_per), f"a KV cache for batch {batch_size} x "
                      f"{max_len} positions", "lower --batch-size or the sequence length", device)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        if static:  # one tensor per layer: a compiled step then updates each in place (no aliased graph inputs)
+            self.k = [torch.zeros(shape[1:], device=device, dtype=dtype) for _ in range(cfg.n_layers)]
+            self.v = [torch.zeros(shape[1:], device=device, dtype=dtype) for _ in range(cfg.n_layers)]
+        else:
+            self.k = torch.zeros(shape, device=device, dtype=dtype)
+            self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.length = 0
         self.max_len = max_len
         self.static = static
@@ -161,7 +165,10 @@ class Attention(nn.Module):
         if cache is not None and cache.static:
             cache.k[layer].index_copy_(2, pos, k)
             cache.v[layer].index_copy_(2, pos, v)
-            out = F.scaled_dot_product_attention(q, cache.k[layer], cache.v[layer], attn_mask=attn)
+            # explicit attention (matmul, masked softmax, matmul): compiles to two GEMMs and one fused kernel,
+            # where SDPA with a mask decomposes into many small copies for a single query
+            scores = (q @ cache.k[layer].transpose(-1, -2)) * self.head_dim ** -0.5
+            out = torch.softmax(scores.masked_fill(~attn, float("-inf")), dim=-1) @ cache.v[layer]
             return self.proj(out.transpose(1, 2).reshape(bsz, q_len, -1))
         if cache is not None:
             past = cache.length
