@@ -282,7 +282,8 @@ class Transformer(nn.Module):
                 extra_mask: torch.Tensor | None = None, cache: KVCache | None = None,
                 cache_write: bool = False, noise=None) -> ModelOutput:
         """idx: [B, L] long; positions: [L] or [B, L] (default: cache.length + arange(L)); sigma: [B] time.
-        noise: [B, L, V] or SparseNoise, embedded by `noise_embed` into `extra` (Gumbel Distillation)."""
+        noise: [B, L, V] or SparseNoise, embedded by `noise_embed` into `extra` (Gumbel Distillation).
+        A static cache (KVCache(static=True)) needs explicit 1-D `positions` and is always written there."""
         bsz, length = idx.shape
         if noise is not None:
             if self.noise_embed is None:
