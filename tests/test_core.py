@@ -112,6 +112,17 @@ def test_ar_generation_static_cache_equals_dynamic():
         generate_ar(model, prompt, 12, torch.Generator(), use_cache=False, compile=True)
 
 
+def test_ar_compile_failure_names_the_fix(monkeypatch):
+    import paradistill.sampling.ar as ar
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+    monkeypatch.setattr(ar, "compiled_forward", lambda model: broken)
+    with pytest.raises(UserError, match="C\\+\\+ compiler.*without --compile"):
+        generate_ar(make_model(20), torch.ones(1, 1, dtype=torch.long), 6, torch.Generator(), compile=True)
+
+
 @pytest.mark.slow
 def test_ar_compiled_decoding_equals_eager():
     """The compiled static-cache path (torch.compile, C++ wrapper on CPU) samples what eager decoding samples and
