@@ -106,9 +106,9 @@ class PeakRSS:
             self.peak = max(self.peak, hwm - self.base)
 
 
-def median_time(fn: Callable[[], Any], reps: int, warmup: int) -> tuple[float, Any, int]:
-    """(median seconds, last result, peak RSS bytes) of `fn`; the peak is taken over the first (warm-up) call,
-    which is the one that allocates."""
+def timings(fn: Callable[[], Any], reps: int, warmup: int) -> tuple[list[float], Any, int]:
+    """(seconds of each of `reps` timed calls, last result, peak RSS bytes) of `fn`; the peak is taken over the
+    first (warm-up) calls, which are the ones that allocate."""
     with PeakRSS() as mem:
         for _ in range(max(warmup, 1)):
             fn()
@@ -117,20 +117,19 @@ def median_time(fn: Callable[[], Any], reps: int, warmup: int) -> tuple[float, A
         start = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), result, mem.peak
+    return times, result, mem.peak
+
+
+def median_time(fn: Callable[[], Any], reps: int, warmup: int) -> tuple[float, Any, int]:
+    """(median seconds, last result, peak RSS bytes) of `fn` (see `timings`)."""
+    times, result, peak = timings(fn, reps, warmup)
+    return statistics.median(times), result, peak
 
 
 def _fastest(fn, reps: int, warmup: int) -> float:
     """Seconds of the fastest of `reps` calls after `warmup` calls: a peak is the best the machine sustains, and
     on a shared machine the median of a short burst reads low (clocks ramp up, neighbours steal cycles)."""
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return min(timings(fn, reps, warmup)[0])
 
 
 def peak_matmul_gflops(n: int = 1024, reps: int = 30) -> float:
@@ -169,8 +168,8 @@ def forward_case(cfg: ModelConfig, bc: BenchConfig, peak: float) -> dict[str, An
     batch = max(1, bc.forward_tokens // length)
     x = torch.randint(0, cfg.vocab_size, (batch, length))
     with torch.no_grad():
-        sec, _, mem = median_time(lambda: model(x, attn="bidirectional"), bc.reps + 2, bc.warmup + 1)
-        best = _fastest(lambda: model(x, attn="bidirectional"), 2 * bc.reps + 4, 1)
+        times, _, mem = timings(lambda: model(x, attn="bidirectional"), 2 * bc.reps + 4, bc.warmup + 1)
+    sec, best = statistics.median(times), min(times)
     flops = forward_flops(cfg, batch, length)
     # against the peak (the fastest matmul) the fair figure is the fastest pass; the median is reported beside it
     return {"case": "forward", "tokens": batch * length, "seconds": best, "seconds_median": sec,
