@@ -9,6 +9,9 @@ instead (use a different --seed than the reported run, so the temperature is not
 
     python scripts/gumbel_eval.py --model mdlm=runs/base/mdlm --model gd=runs/gumbel/gd-mdlm \
         --steps 4 8 16 32 --first-hitting --num 128 --json results/gumbel_distillation/main.json
+
+`--reuse LABEL=JSON` takes a model's rows from an earlier run of this script (e.g. the baseline), so a new student
+can be compared with it without sampling the baseline again.
 """
 
 from __future__ import annotations
@@ -86,6 +89,9 @@ def main() -> None:
     ap.add_argument("--noise-temperature", type=float, default=None, help="GD students (default: checkpoint's)")
     ap.add_argument("--tune", type=float, nargs="*", default=None,
                     help="evaluate GD students at these noise temperatures instead")
+    ap.add_argument("--reuse", action="append", default=[], metavar="LABEL=JSON",
+                    help="take LABEL's rows from an earlier --json of this script (same --num and --seed) instead of "
+                         "sampling it again; reused models come first, so the first one is the baseline")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None, help="write the rows here (and a table.md beside it)")
     args = ap.parse_args()
@@ -94,6 +100,16 @@ def main() -> None:
 
     models = [m.split("=", 1) for m in args.model]
     rows = []
+    for item in args.reuse:
+        label, path = item.split("=", 1)
+        old = json.loads(Path(path).read_text())
+        if (old["args"]["num"], old["args"]["seed"]) != (args.num, args.seed):
+            raise SystemExit(f"--reuse {item}: it was sampled with --num {old['args']['num']} --seed "
+                             f"{old['args']['seed']}, not --num {args.num} --seed {args.seed}")
+        taken = [r for r in old["rows"] if r["model"] == label]
+        if not taken:
+            raise SystemExit(f"--reuse {item}: no rows labelled {label!r} in {path}")
+        rows += taken
     settings = [("ancestral", s) for s in args.steps] + ([("first-hitting", 1)] if args.first_hitting else [])
     for label, path in models:
         loaded = api.load(path)
@@ -102,7 +118,7 @@ def main() -> None:
             for sampler, steps in settings:
                 rows.append(run_setting(loaded, label if len(temps) == 1 else f"{label} tau={temp}", sampler,
                                         steps, args, temp))
-    md = table(rows, models[0][0])
+    md = table(rows, args.reuse[0].split("=", 1)[0] if args.reuse else models[0][0])
     print(md)
     if args.json:
         out = Path(args.json)

@@ -11,7 +11,7 @@ def add_parser(msub) -> None:
         description="Train a masked-diffusion student conditioned on the Gumbel noise that makes the teacher "
                     "produce the training text (posterior extraction on real data, or offline teacher samples). "
                     "Options of the method live in the recipe's `gumbel:` section (gumbel.noise, gumbel.embed, "
-                    "gumbel.topk, gumbel.extra_mode, gumbel.noise_temperature, gumbel.extraction, ...). Sample "
+                    "gumbel.topk, gumbel.extra_mode, gumbel.logit_skip, gumbel.noise_temperature, gumbel.extraction, ...). Sample "
                     "and evaluate the result with `paradistill sample` / `paradistill eval` "
                     "(--noise-temperature sets the noise temperature).")
     p.add_argument("--teacher", required=True,
@@ -26,6 +26,10 @@ def add_parser(msub) -> None:
                    help="noise type (ablations; overrides gumbel.noise)")
     p.add_argument("--embed", choices=["dense", "topk", "tied"], default=None,
                    help="noise embedding (overrides gumbel.embed)")
+    p.add_argument("--logit-skip", action="store_true",
+                   help="also add the noise to the student's logits through a learned gate (gumbel.logit_skip=true): "
+                        "the teacher's sample is argmax(logits + noise), so the student can use the noise directly "
+                        "instead of only through its input embedding; not in the paper (see results/gumbel_distillation)")
     p.add_argument("--offline", action="store_true", help="offline extraction: teacher samples from stored seeds")
     p.add_argument("--block-size", type=int, default=None, help="BD3-LM block size (overrides bd3lm.block_size)")
     add_scale_options(p)
@@ -41,6 +45,8 @@ def run(args) -> int:
         overrides.append(f"gumbel.noise={args.noise}")
     if args.embed:
         overrides.append(f"gumbel.embed={args.embed}")
+    if args.logit_skip:
+        overrides.append("gumbel.logit_skip=true")
     if args.offline:
         overrides.append("gumbel.extraction=offline")
     if args.block_size is not None:

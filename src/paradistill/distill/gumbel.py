@@ -8,6 +8,8 @@ conditioned on the Gumbel noise that makes an AR teacher produce the training te
 - The noise enters the student through `model.noise_embed` at masked positions ("replace" or "add"): dense
   `W softmax(xi)`, or its top-k entries ("topk"; "tied" to the token embedding). Ablations: noise types
   gaussian / uniform (the same noise mapped through the CDFs, so it carries the same information) and none.
+- Optional logit skip (`gumbel.logit_skip`, not in the paper): the noise is also added to the logits through a
+  learned gate, mirroring the teacher's `argmax(l + xi)`; at this scale the input embedding alone barely uses it.
 - The GD objective wraps the base objective (MDLMObjective or BD3Objective) through its `forward_logits` hook:
   the loss is the base NELBO, conditioned on the noise. Checkpoint kinds "gd-mdlm" / "gd-bd3lm".
 - Inference: fresh prior noise times a temperature per sample, fixed over all steps, any sampler.
@@ -43,6 +45,7 @@ class GumbelConfig:
     offline_val_samples: int = 256
     chunk: int = 0  # positions per extraction chunk (0: automatic, ~32 MiB of float64 per chunk)
     zero_init: bool = True  # extra_mode=add: the noise projection starts at 0, so the student starts as an MDLM
+    logit_skip: bool = False  # also add gate(h_i) * xi_i to the student's logits (Gumbel-max structure; see below)
 
     def validate(self) -> None:
         if self.noise not in NOISE_TYPES:
@@ -58,6 +61,8 @@ class GumbelConfig:
         if self.chunk < 0 or self.offline_samples < 0 or self.offline_val_samples < 1:
             raise UserError("gumbel.chunk / gumbel.offline_samples must be >= 0 and offline_val_samples >= 1")
         check_noise_temperature(self.noise_temperature)
+        if self.logit_skip and self.noise == "none":
+            raise UserError("gumbel.logit_skip=true needs noise: set gumbel.noise to gumbel, gaussian or uniform")
 
 
 def noise_output(model_cfg) -> str:
@@ -250,7 +255,7 @@ def train_gumbel(teacher_spec: str, student: str, recipe, out: str | Path, init:
     embed = "none" if cfg.noise == "none" else cfg.embed
     torch.manual_seed(recipe.train.seed)
     model = Transformer(model_config(recipe, tok.vocab_size, noise_embed=embed, noise_topk=cfg.topk,
-                                     extra_mode=cfg.extra_mode))
+                                     extra_mode=cfg.extra_mode, noise_logit_skip=cfg.logit_skip))
     if cfg.zero_init and cfg.extra_mode == "add" and model.noise_embed is not None:
         for p in model.noise_embed.parameters():
             torch.nn.init.zeros_(p)

@@ -5,6 +5,10 @@
 - topk:  only the k largest entries of softmax(xi) (it is dominated by a few), same learned matrix,
          cost B*L*k*H instead of B*L*V*H;
 - tied:  top-k entries through the (shared) token embedding, then a learned H x H map: no V x H parameters.
+Optionally (`noise_logit_skip`) the noise also reaches the output directly: the logits at noise-injected
+positions get `g(h_i) * xi_i`, with a gate `g` linear in the final hidden state (zero-initialised). This is the
+Gumbel-max structure of the teacher's sample, `x_i = argmax(l_i + xi_i)`: a student whose own logits approach the
+teacher's `l_i` needs only a large gate to reproduce the sample, instead of routing a V-dim vector through H dims.
 The input is either dense noise `xi: [B, L, V]` or a `SparseNoise` (top-k indices and log-weights), which
 the chunked extractor produces without materialising [B, L, V].
 """
@@ -57,6 +61,32 @@ class NoiseEmbedding(nn.Module):
                               per_sample_weights=noise.log_weights.reshape(-1, k).exp().to(table.dtype),
                               mode="sum").view(bsz, length, -1)
         return self.out(emb) if self.out is not None else emb
+
+
+def noise_as_logits(noise, vocab_size: int) -> torch.Tensor:
+    """Dense noise [B, L, V] as is; SparseNoise as a [B, L, V] tensor holding `xi` up to a per-position constant at
+    its top-k coordinates and the k-th largest value elsewhere (the tail clamped up: same softmax ordering)."""
+    if isinstance(noise, torch.Tensor):
+        return noise.float()
+    lw = noise.log_weights.float()
+    floor = lw.min(dim=-1, keepdim=True).values
+    out = torch.zeros(*lw.shape[:-1], vocab_size, dtype=lw.dtype, device=lw.device)
+    return out.scatter_(-1, noise.indices, lw - floor)
+
+
+class NoiseLogitSkip(nn.Module):
+    """logits += g(h_i) * xi_i at positions where `where` is True; g = Linear(H -> 1)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.gate = nn.Linear(dim, 1)
+
+    def forward(self, hidden: torch.Tensor, noise, where: torch.Tensor | None, vocab_size: int) -> torch.Tensor:
+        # hidden: [B, L, H]; noise: [B, L, V] or SparseNoise; where: [B, L] bool or None (everywhere)
+        scale = self.gate(hidden).float()  # [B, L, 1]
+        if where is not None:
+            scale = scale * where[..., None]
+        return scale * noise_as_logits(noise, vocab_size)
 
 
 def build_noise_embedding(cfg, token_embed: nn.Embedding) -> NoiseEmbedding:

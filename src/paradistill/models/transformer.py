@@ -38,6 +38,7 @@ class ModelConfig:
     noise_embed: Literal["none", "dense", "topk", "tied"] = "none"
     noise_topk: int = 32
     extra_mode: Literal["replace", "add"] = "replace"
+    noise_logit_skip: bool = False  # add gate(h_i) * xi_i to the logits where noise is injected (noise_embed.py)
 
     def validate(self) -> None:
         if self.vocab_size < 2:
@@ -241,7 +242,16 @@ class Transformer(nn.Module):
             from .noise_embed import build_noise_embedding
 
             self.noise_embed = build_noise_embedding(cfg, self.embed)
+        self.noise_skip = None
+        if cfg.noise_logit_skip:
+            from .noise_embed import NoiseLogitSkip
+
+            if cfg.noise_embed == "none":
+                raise UserError("model.noise_logit_skip needs a noise embedding (model.noise_embed != none)")
+            self.noise_skip = NoiseLogitSkip(cfg.dim)
         self._init_weights()
+        if self.noise_skip is not None:  # the gate starts at 0: the student starts as its base model
+            nn.init.zeros_(self.noise_skip.gate.weight)
 
     def _init_weights(self) -> None:
         for name, p in self.named_parameters():
@@ -316,4 +326,7 @@ class Transformer(nn.Module):
         if self.final_adaln is not None:
             shift, scale = self.final_adaln(cond)[:, None].chunk(2, dim=-1)
             h = h * (1 + scale) + shift
-        return ModelOutput(self.head(h).float(), h)
+        logits = self.head(h).float()
+        if noise is not None and self.noise_skip is not None:
+            logits = logits + self.noise_skip(h, noise, extra_mask, self.cfg.vocab_size)
+        return ModelOutput(logits, h)
