@@ -23,6 +23,12 @@ PY=.venv/bin/python
     --out runs/gumbel/gd-mdlm-seed1 gumbel.extra_mode=add train.max_steps=1200 train.seed=1
 .venv/bin/paradistill --threads 1 distill gumbel --teacher builtin-generator --student mdlm --recipe tiny \
     --out runs/gumbel/gd-mdlm-gaussian-seed1 gumbel.extra_mode=add gumbel.noise=gaussian train.max_steps=1200 train.seed=1
+# a third paired seed (session 6): MDLM and GD-MDLM with train.seed=2
+[ -f runs/base/mdlm-seed2/latest.json ] || .venv/bin/paradistill --threads 1 train mdlm --recipe tiny \
+    --out runs/base/mdlm-seed2 train.max_steps=1200 train.seed=2
+[ -f runs/gumbel/gd-mdlm-seed2/latest.json ] || .venv/bin/paradistill --threads 1 distill gumbel \
+    --teacher builtin-generator --student mdlm --recipe tiny --out runs/gumbel/gd-mdlm-seed2 gumbel.extra_mode=add \
+    train.max_steps=1200 train.seed=2
 # noise temperature, chosen on seed 1 (not the reported samples)
 $PY scripts/gumbel_eval.py --model gd-mdlm=runs/gumbel/gd-mdlm --tune 0.5 0.7 0.85 1.0 --steps 8 16 --num 64 \
     --seed 1 --json results/gumbel_distillation/tune_noise_temperature.json
@@ -36,5 +42,7 @@ $PY scripts/gumbel_eval.py --model mdlm=runs/base/mdlm --model gd-gaussian=runs/
 $PY scripts/gumbel_eval.py --model mdlm-seed1=runs/base/mdlm-seed1 --model gd-mdlm-seed1=runs/gumbel/gd-mdlm-seed1 \
     --model gd-gaussian-seed1=runs/gumbel/gd-mdlm-gaussian-seed1 --steps 4 8 16 32 --first-hitting --num 256 \
     --batch-size 128 --seed 0 --json results/gumbel_distillation/seed1.json
+$PY scripts/gumbel_eval.py --model mdlm-seed2=runs/base/mdlm-seed2 --model gd-mdlm-seed2=runs/gumbel/gd-mdlm-seed2 \
+    --steps 4 8 16 32 --first-hitting --num 256 --batch-size 128 --seed 0 --json results/gumbel_distillation/seed2.json
 # extraction benchmark (V = 50257, L = 128, batch 8)
 $PY scripts/bench_gumbel_extraction.py --out results/gumbel_extraction

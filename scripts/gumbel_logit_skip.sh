@@ -21,3 +21,8 @@ $PY scripts/gumbel_eval.py --reuse mdlm=$R/main.json --model gd-mdlm-skip=runs/g
     --steps 4 8 16 32 --first-hitting --num 256 --batch-size 128 --seed 0 --json $R/logit_skip_seed0.json
 $PY scripts/gumbel_eval.py --reuse mdlm-seed1=$R/seed1.json --model gd-mdlm-skip-seed1=runs/gumbel/gd-mdlm-skip-seed1 \
     --tune 0.1 0.85 --steps 4 8 16 32 --first-hitting --num 256 --batch-size 128 --seed 0 --json $R/logit_skip_seed1.json
+# does a student follow the noise at inference? agreement of its samples with the teacher's x* = f(xi)
+$PY scripts/gumbel_noise_map.py --model mdlm=runs/base/mdlm --model gd-mdlm=runs/gumbel/gd-mdlm \
+    --model gd-mdlm-seed1=runs/gumbel/gd-mdlm-seed1 --model gd-mdlm-skip=runs/gumbel/gd-mdlm-skip \
+    --model gd-mdlm-skip-seed1=runs/gumbel/gd-mdlm-skip-seed1 --steps 8 16 --first-hitting --num 128 \
+    --json $R/noise_map.json

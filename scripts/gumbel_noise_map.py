@@ -56,7 +56,8 @@ def main() -> None:
     ap.add_argument("--num", type=int, default=128)
     ap.add_argument("--length", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
-XX
+    ap.add_argument("--noise-temperature", type=float, default=1.0,
+                    help="scale of the noise the GD students see (default 1: the teacher's own noise)")
     ap.add_argument("--json", default=None, help="write the rows here (and a .md table beside it)")
     args = ap.parse_args()
     torch.set_num_threads(1)
