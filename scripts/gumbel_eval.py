@@ -77,6 +77,16 @@ def table(rows: list[dict], baseline: str) -> str:
     return "\n".join(lines)
 
 
+def save(args, rows: list[dict], md: str) -> None:
+    """Print the table; with --json, write {args, rows} there and the table beside it (.md)."""
+    print(md)
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+        out.with_suffix(".md").write_text(md + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", required=True, metavar="LABEL=RUN",
@@ -119,12 +129,7 @@ def main() -> None:
                 rows.append(run_setting(loaded, label if len(temps) == 1 else f"{label} tau={temp}", sampler,
                                         steps, args, temp))
     md = table(rows, args.reuse[0].split("=", 1)[0] if args.reuse else models[0][0])
-    print(md)
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
-        out.with_suffix(".md").write_text(md + "\n")
+    save(args, rows, md)
 
 
 if __name__ == "__main__":

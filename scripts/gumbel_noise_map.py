@@ -14,9 +14,6 @@ setting: the fraction of positions 1..L-1 equal to x*, and the mean length of th
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
-
 import torch
 
 
@@ -91,12 +88,9 @@ def main() -> None:
     lines += [f"| {r['model']} | {r['noise_temperature'] or '(no noise)'} | {r['sampler']} | {r['steps']} | "
               f"{100 * r['agreement']:.1f}% | {r['prefix']:.2f} |" for r in rows]
     md = "\n".join(lines)
-    print(md)
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
-        out.with_suffix(".md").write_text(md + "\n")
+    from gumbel_eval import save  # scripts/ is on sys.path when this script runs
+
+    save(args, rows, md)
 
 
 if __name__ == "__main__":
