@@ -250,8 +250,6 @@ class Transformer(nn.Module):
                 raise UserError("model.noise_logit_skip needs a noise embedding (model.noise_embed != none)")
             self.noise_skip = NoiseLogitSkip(cfg.dim)
         self._init_weights()
-        if self.noise_skip is not None:  # the gate starts at 0: the student starts as its base model
-            nn.init.zeros_(self.noise_skip.gate.weight)
 
     def _init_weights(self) -> None:
         for name, p in self.named_parameters():
@@ -264,8 +262,9 @@ class Transformer(nn.Module):
             if isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        for lin in [b.adaln for b in self.blocks] + [self.final_adaln]:
-            if lin is not None:  # adaLN-zero: conditioning starts as the identity
+        gate = self.noise_skip.gate if self.noise_skip is not None else None
+        for lin in [b.adaln for b in self.blocks] + [self.final_adaln, gate]:
+            if lin is not None:  # adaLN-zero and the noise gate: conditioning starts as the identity
                 nn.init.zeros_(lin.weight)
                 nn.init.zeros_(lin.bias)
 
