@@ -7,6 +7,8 @@ set -euo pipefail
 export OMP_NUM_THREADS=1 PARADISTILL_CACHE=${PARADISTILL_CACHE:-.cache/data}
 PY=.venv/bin/python
 R=results/gumbel_distillation
+# is the noise informative? masked NLL of the MDLM with beta * xi added to its logits (no training)
+$PY scripts/gumbel_skip_probe.py runs/base/mdlm --json $R/skip_probe.json
 for s in 0 1; do
   run=runs/gumbel/gd-mdlm-skip$([ $s = 0 ] || echo -seed$s)
   [ -f $run/latest.json ] || .venv/bin/paradistill --threads 1 distill gumbel --teacher builtin-generator \
