@@ -1,0 +1,81 @@
+"""The Gumbel Distillation diagnostics in scripts/: the noise-following metrics and the entropy-matched comparison."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _script(name: str):
+    sys.path.insert(0, str(SCRIPTS))  # the scripts import each other (gumbel_eval.save)
+    try:
+        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+
+@pytest.fixture(scope="module")
+def setting():
+    from paradistill.distill.gumbel_noise import draw_seeds, fresh_noise
+    from paradistill.distill.teachers import GrammarTeacher
+
+    teacher = GrammarTeacher()
+    seeds = draw_seeds(8, torch.Generator().manual_seed(0))
+    xi = fresh_noise(seeds, 24, teacher.vocab_size, "gumbel", 1.0, "dense", dtype=torch.float64)
+    return _script("gumbel_noise_map"), teacher, xi
+
+
+def test_the_teachers_own_sample_follows_its_noise_everywhere(setting):
+    mod, teacher, xi = setting
+    target = mod.teacher_from_noise(teacher, xi, teacher.grammar.bos_id)
+    m = mod.noise_following(teacher, target, xi, target)
+    assert (m["agreement"], m["prefix"], m["local_agreement"]) == (1.0, xi.shape[1] - 1, 1.0)
+    assert 0 < m["local_chance"] < 0.9  # drawn without the noise, these tokens would match far less often
+
+
+def test_a_student_that_slips_once_then_follows_the_noise_keeps_its_local_agreement(setting):
+    """One forced departure at position 3, then the Gumbel-max rule after its own prefix: agreement with x* falls
+    (the text has gone elsewhere), the prefix stops at 2, the local agreement misses only the slipped position."""
+    mod, teacher, xi = setting
+    target = mod.teacher_from_noise(teacher, xi, teacher.grammar.bos_id)
+    x = target.clone()
+    x[:, 3] = (target[:, 3] + 1) % teacher.vocab_size
+    for i in range(4, x.shape[1]):
+        logp = teacher.next_token_log_probs(x[:, :i])[:, -1].double()
+        x[:, i] = (logp + xi[:, i, : logp.shape[-1]]).argmax(-1)
+    m = mod.noise_following(teacher, x, xi, target)
+    assert m["prefix"] == 2.0
+    assert m["local_agreement"] == pytest.approx(1 - 1 / (x.shape[1] - 1))
+    assert m["agreement"] < m["local_agreement"]
+
+
+def test_a_sample_from_other_noise_follows_this_noise_only_by_chance(setting):
+    from paradistill.distill.gumbel_noise import draw_seeds, fresh_noise
+
+    mod, teacher, xi = setting
+    target = mod.teacher_from_noise(teacher, xi, teacher.grammar.bos_id)
+    other = fresh_noise(draw_seeds(8, torch.Generator().manual_seed(1)), xi.shape[1], teacher.vocab_size,
+                        "gumbel", 1.0, "dense", dtype=torch.float64)
+    x = mod.teacher_from_noise(teacher, other, teacher.grammar.bos_id)
+    m = mod.noise_following(teacher, x, xi, target)
+    assert m["agreement"] < 0.9 and m["prefix"] < xi.shape[1] - 1
+    # independent of xi: the local agreement is its chance level, the mean teacher probability of the tokens
+    assert abs(m["local_agreement"] - m["local_chance"]) < 0.15
+
+
+def test_entropy_matched_reference_interpolates_log_gen_ppl_and_never_extrapolates():
+    mod = _script("gumbel_frontier")
+    ref = [{"entropy": 3.0, "gen_ppl": 100.0}, {"entropy": 3.4, "gen_ppl": 400.0}, {"entropy": 3.2, "gen_ppl": 200.0}]
+    assert mod.matched(ref, 3.2) == pytest.approx(200.0)
+    assert mod.matched(ref, 3.1) == pytest.approx(math.sqrt(100.0 * 200.0))  # geometric midpoint
+    assert mod.matched(ref, 2.9) is None and mod.matched(ref, 3.5) is None
+    assert mod.temperature_of({"noise_temperature": 0.25, "temperature": 1.0}) == 0.25
+    assert mod.temperature_of({"noise_temperature": None, "temperature": 0.8}) == 0.8
