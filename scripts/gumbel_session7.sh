@@ -62,3 +62,5 @@ $PY scripts/gumbel_frontier.py $R/bd3lm_seed1_temp0.{5,6,7,8,9}.json $R/bd3lm_sk
     $R/bd3lm_skip_seed1_more_tau.json --series "BD3-LM seed 1, softmax temperature=bd3lm-seed1(-temp.*)?" \
     --series "GD-BD3LM + skip seed 1, noise temperature=gd-bd3lm-skip-seed1( tau=.*)?" \
     --panel-title "T = {} steps per block" --json $R/frontier_bd3lm_seed1.json --png $R/frontier_bd3lm_seed1.png
+# where softmax(xi) puts its mass relative to the teacher's plausible tokens (no model; seconds)
+$PY scripts/gumbel_noise_info.py --num 128 --json $R/noise_info.json

@@ -79,3 +79,17 @@ def test_entropy_matched_reference_interpolates_log_gen_ppl_and_never_extrapolat
     assert mod.matched(ref, 2.9) is None and mod.matched(ref, 3.5) is None
     assert mod.temperature_of({"noise_temperature": 0.25, "temperature": 1.0}) == 0.25
     assert mod.temperature_of({"noise_temperature": None, "temperature": 0.8}) == 0.8
+
+
+def test_noise_info_sees_the_chosen_token_favoured_by_its_noise(setting):
+    """scripts/gumbel_noise_info.py: x* = f(xi) favours tokens with high noise, so the chosen token's softmax(xi)
+    weight is above the average 1/V; a uniform spread of mass is |S|/V; all shares lie in [0, 1]."""
+    mod, teacher, xi = setting
+    info = _script("gumbel_noise_info")
+    x = mod.teacher_from_noise(teacher, xi, teacher.grammar.bos_id)
+    r = info.noise_info(teacher, xi, x, 1e-3)
+    assert r["vocab"] == teacher.vocab_size
+    assert r["softmax_weight_of_chosen"] > 1 / r["vocab"]
+    assert r["uniform_mass_on_support"] == pytest.approx(r["support_size"] / r["vocab"])
+    for key in ("softmax_mass_on_support", "argmax_in_support", "teacher_prob_of_chosen"):
+        assert 0 <= r[key] <= 1
