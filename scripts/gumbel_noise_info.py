@@ -45,14 +45,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     from gumbel_eval import save  # scripts/ is on sys.path when this script runs
-    from gumbel_noise_map import teacher_from_noise
-    from paradistill.distill.gumbel_noise import draw_seeds, fresh_noise
+    from gumbel_noise_map import prior_noise_and_sample
     from paradistill.distill.teachers import GrammarTeacher
 
     teacher = GrammarTeacher()
-    seeds = draw_seeds(args.num, torch.Generator().manual_seed(args.seed))
-    xi = fresh_noise(seeds, args.length, teacher.vocab_size, "gumbel", 1.0, "dense", dtype=torch.float64)
-    x = teacher_from_noise(teacher, xi, teacher.grammar.bos_id)
+    xi, x = prior_noise_and_sample(teacher, args.num, args.length, teacher.vocab_size, teacher.grammar.bos_id,
+                                   args.seed)
     r = noise_info(teacher, xi, x, args.threshold)
     md = "\n".join([
         f"Built-in generator as teacher, {args.num} prior noise draws x {args.length - 1} positions; support S_i: "

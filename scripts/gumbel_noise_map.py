@@ -31,6 +31,19 @@ def teacher_from_noise(teacher, xi: torch.Tensor, bos_id: int) -> torch.Tensor:
     return x
 
 
+def prior_noise_and_sample(teacher, num: int, length: int, vocab: int, bos_id: int, seed: int):
+    """(xi, x*): prior Gumbel noise [num, length, vocab] float64 from per-sample seeds drawn with `seed` (the stream
+    used at inference), and the teacher's own sample x* = f(xi) [num, length]."""
+    from paradistill.distill.gumbel_noise import draw_seeds, fresh_noise
+
+    seeds = draw_seeds(num, torch.Generator().manual_seed(seed))
+    xi = fresh_noise(seeds, length, vocab, "gumbel", 1.0, "dense", dtype=torch.float64)
+    return xi, teacher_from_noise(teacher, xi, bos_id)
+
+
+STUDENT_KINDS = ("mdlm", "bd3lm", "gd-mdlm", "gd-bd3lm")
+
+
 @torch.no_grad()
 def student_from_noise(loaded, xi: torch.Tensor, tau: float, sampler: str, steps: int, seed: int) -> torch.Tensor:
     """Samples of `loaded` (mdlm / bd3lm, or their gd-* students seeing the noise tau * xi) at `steps` steps (per
@@ -76,12 +89,11 @@ def noise_following(teacher, out: torch.Tensor, xi: torch.Tensor, target: torch.
 def agreement_rows(label: str, loaded, teacher, steps: list[int], first_hitting: bool, num: int, length: int,
                    seed: int, noise_temperature: float) -> list[dict]:
     """One row per sampler setting: how often `loaded` (a GD student, or an MDLM = chance) reproduces x* = f(xi)."""
-    from paradistill.distill.gumbel_noise import draw_seeds, fresh_noise
-
-    vocab = loaded.model.cfg.vocab_size
-    seeds = draw_seeds(num, torch.Generator().manual_seed(seed))
-    xi = fresh_noise(seeds, length, vocab, "gumbel", 1.0, "dense", dtype=torch.float64)
-    target = teacher_from_noise(teacher, xi, loaded.tokenizer.bos_id)
+    if loaded.kind not in STUDENT_KINDS:
+        raise SystemExit(f"{label}={loaded.path}: a '{loaded.kind}' checkpoint; the noise map compares "
+                         f"masked-diffusion models ({', '.join(STUDENT_KINDS)}) with the teacher")
+    xi, target = prior_noise_and_sample(teacher, num, length, loaded.model.cfg.vocab_size, loaded.tokenizer.bos_id,
+                                        seed)
     gd = loaded.kind.startswith("gd-")
     tau = noise_temperature if gd else None
     rows = []
@@ -120,8 +132,8 @@ def main() -> None:
         rows += agreement_rows(label, api.load(path), teacher, args.steps, args.first_hitting, args.num,
                                args.length, args.seed, args.noise_temperature)
     lines = ["| model | noise temp. | sampler | T | tokens equal to the teacher's x* = f(xi) | agreeing prefix (of "
-             f"{args.length - 1}) | local agreement: tokens equal to the teacher's choice after the sample's own prefix | "
-             "local agreement if the noise were ignored |", "|---|---:|---|---|---:|---:|---:|---:|"]
+             f"{args.length - 1}) | local agreement: tokens equal to the teacher's choice after the sample's own "
+             "prefix | local agreement if the noise were ignored |", "|---|---:|---|---|---:|---:|---:|---:|"]
     lines += [f"| {r['model']} | {r['noise_temperature'] or '(no noise)'} | {r['sampler']} | {r['steps']} | "
               f"{100 * r['agreement']:.1f}% | {r['prefix']:.2f} | {100 * r['local_agreement']:.1f}% | "
               f"{100 * r['local_chance']:.1f}% |" for r in rows]

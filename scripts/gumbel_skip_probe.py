@@ -8,8 +8,6 @@ corpus's exact generator).
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import torch
 
@@ -20,9 +18,10 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=256, help="validation rows")
     ap.add_argument("--betas", type=float, nargs="*", default=[0, 0.25, 0.5, 1, 2])
     ap.add_argument("--times", type=float, nargs="*", default=[0.1, 0.3, 0.5, 0.7, 0.9, 1.0])
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", default=None, help="write the rows here (and a .md table beside it)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    from gumbel_eval import save  # scripts/ is on sys.path when this script runs
     from paradistill import api
     from paradistill.diffusion.mdlm import masked_token_nll, q_sample
     from paradistill.distill.gumbel_noise import draw_seeds, extract_posterior
@@ -48,15 +47,11 @@ def main() -> None:
             count += int(masked.sum())
         rows.append({"t": t, **{f"beta={b}": total[b] / count for b in args.betas}})
         print(f"t={t}: " + "  ".join(f"beta {b}: {total[b] / count:.3f}" for b in args.betas), flush=True)
-    if args.json:
-        out = Path(args.json)
-        out.write_text(json.dumps({"args": vars(args), "masked_nll": rows}, indent=2))
-        head = "| t | " + " | ".join(f"beta = {b}" for b in args.betas) + " |"
-        lines = [head, "|" + "---:|" * (len(args.betas) + 1)]
-        lines += [f"| {r['t']} | " + " | ".join(f"{r[f'beta={b}']:.3f}" for b in args.betas) + " |" for r in rows]
-        out.with_suffix(".md").write_text("Masked NLL (nats/token) of the MDLM with beta * xi added to its logits\n\n"
-                                          + "\n".join(lines) + "\n")
-
+    head = "| t | " + " | ".join(f"beta = {b}" for b in args.betas) + " |"
+    lines = ["Masked NLL (nats/token) of the MDLM with beta * xi added to its logits\n", head,
+             "|" + "---:|" * (len(args.betas) + 1)]
+    lines += [f"| {r['t']} | " + " | ".join(f"{r[f'beta={b}']:.3f}" for b in args.betas) + " |" for r in rows]
+    save(args, rows, "\n".join(lines))
 
 if __name__ == "__main__":
     main()
