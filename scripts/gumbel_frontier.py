@@ -22,6 +22,20 @@ import re
 from pathlib import Path
 
 
+def eval_rows(path: Path) -> list[dict]:
+    """The rows of a scripts/gumbel_eval.py --json output; SystemExit naming the file if it is not one."""
+    hint = "give outputs of scripts/gumbel_eval.py --json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such file ({hint})")
+    try:
+        rows = json.loads(path.read_text())["rows"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise SystemExit(f"{path}: not readable as gumbel_eval rows ({type(err).__name__}: {err}; {hint})") from None
+    if not all(isinstance(r, dict) and {"model", "steps", "entropy", "gen_ppl"} <= r.keys() for r in rows):
+        raise SystemExit(f"{path}: its rows lack model / steps / entropy / gen_ppl ({hint})")
+    return rows
+
+
 def temperature_of(row: dict) -> float:
     """The knob that moves a point along its series: the noise temperature of a GD student, else the softmax one."""
     return row["noise_temperature"] if row.get("noise_temperature") is not None else row.get("temperature", 1.0)
@@ -48,7 +62,7 @@ def main() -> None:
     args = ap.parse_args()
     rows, seen = [], set()
     for p in args.json:  # a row reused by --reuse appears in several files: keep it once
-        for r in json.loads(Path(p).read_text())["rows"]:
+        for r in eval_rows(Path(p)):
             key = (r["model"], r["sampler"], str(r["steps"]), r.get("noise_temperature"), r.get("temperature", 1.0))
             if key not in seen:
                 seen.add(key)

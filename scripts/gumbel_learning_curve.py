@@ -29,6 +29,8 @@ def checkpoints(run: Path) -> list[tuple[int, Path]]:
 
 
 def val_curve(run: Path) -> list[tuple[int, float]]:
+    if not (run / "metrics.jsonl").is_file():
+        raise SystemExit(f"{run}: no metrics.jsonl: not a training run directory of paradistill")
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return [(r["step"], r["val_loss"]) for r in rows if r.get("kind") == "val"]
 
