@@ -227,7 +227,18 @@ def _objective(student, noise="gumbel", embed="dense"):
     return GumbelObjective(base, GrammarTeacher(), GumbelConfig(noise=noise, embed=embed, topk=8), 3)
 
 
-@pytest.mark.parametrize("student,embed", [("mdlm", "dense"), ("mdlm", "topk"), ("bd3lm", "tied")])
+def test_linear_embedding_is_the_standardised_noise_times_w_and_ignores_a_constant_shift():
+    model = make_model(12, noise_embed="linear")
+    xi = gn.fresh_noise(torch.tensor([1, 2]), 5, 12, dtype=torch.float32)
+    want = (xi - xi.mean(-1, keepdim=True)) / (math.pi / math.sqrt(6)) @ model.noise_embed.weight
+    assert torch.allclose(model.noise_embed(xi), want, atol=1e-6)
+    assert torch.allclose(model.noise_embed(xi + 3.0), want, atol=1e-5)  # Gumbel-max ignores a shift; so does e
+    with pytest.raises(ValueError, match="dense noise"):
+        model.noise_embed(topk_softmax(xi, 4))
+
+
+@pytest.mark.parametrize("student,embed", [("mdlm", "dense"), ("mdlm", "topk"), ("bd3lm", "tied"),
+                                           ("mdlm", "linear")])
 def test_gd_objective_trains_the_noise_embedding_and_keeps_base_masks(student, embed):
     obj = _objective(student, embed=embed)
     model = make_model(360, noise_embed=embed, noise_topk=8).train()

@@ -24,7 +24,7 @@ def add_parser(msub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/latest.json")
     p.add_argument("--noise", choices=["gumbel", "gaussian", "uniform", "none"], default=None,
                    help="noise type (ablations; overrides gumbel.noise)")
-    p.add_argument("--embed", choices=["dense", "topk", "tied"], default=None,
+    p.add_argument("--embed", choices=["dense", "topk", "tied", "linear"], default=None,
                    help="noise embedding (overrides gumbel.embed)")
     p.add_argument("--logit-skip", action="store_true",
                    help="also add the noise to the student's logits through a learned gate (gumbel.logit_skip=true): "

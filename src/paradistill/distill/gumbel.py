@@ -36,7 +36,7 @@ OFFLINE_FILE = "offline_teacher_samples.npz"
 @dataclass
 class GumbelConfig:
     noise: str = "gumbel"  # gumbel | gaussian | uniform | none (ablations)
-    embed: str = "dense"  # dense | topk | tied (how softmax(noise) becomes an input embedding)
+    embed: str = "dense"  # dense | topk | tied (how softmax(noise) becomes an input embedding) | linear (raw noise)
     topk: int = 32  # entries of softmax(noise) kept by topk / tied
     extra_mode: str = "replace"  # replace the MASK embedding at masked positions, or add to it
     noise_temperature: float = 0.85  # default sampling temperature of the noise (upstream: 0.85)
@@ -50,8 +50,8 @@ class GumbelConfig:
     def validate(self) -> None:
         if self.noise not in NOISE_TYPES:
             raise UserError(f"gumbel.noise={self.noise!r}: choose one of {', '.join(NOISE_TYPES)}")
-        if self.embed not in ("dense", "topk", "tied"):
-            raise UserError(f"gumbel.embed={self.embed!r}: choose dense, topk or tied")
+        if self.embed not in ("dense", "topk", "tied", "linear"):
+            raise UserError(f"gumbel.embed={self.embed!r}: choose dense, topk, tied or linear")
         if self.extra_mode not in ("replace", "add"):
             raise UserError(f"gumbel.extra_mode={self.extra_mode!r}: choose replace or add")
         if self.extraction not in ("online", "offline"):
@@ -66,8 +66,8 @@ class GumbelConfig:
 
 
 def noise_output(model_cfg) -> str:
-    """The noise format the student's embedding takes: full [B, L, V] for dense, top-k for topk / tied."""
-    return "dense" if model_cfg.noise_embed == "dense" else "topk"
+    """The noise format the student's embedding takes: full [B, L, V] for dense / linear, top-k for topk / tied."""
+    return "dense" if model_cfg.noise_embed in ("dense", "linear") else "topk"
 
 
 def _take(noise, positions: torch.Tensor):

@@ -4,7 +4,11 @@
 - dense: the full softmax times a learned V x H matrix (the published design);
 - topk:  only the k largest entries of softmax(xi) (it is dominated by a few), same learned matrix,
          cost B*L*k*H instead of B*L*V*H;
-- tied:  top-k entries through the (shared) token embedding, then a learned H x H map: no V x H parameters.
+- tied:  top-k entries through the (shared) token embedding, then a learned H x H map: no V x H parameters;
+- linear: `W (xi - mean_k xi) / s` with the raw noise instead of its softmax (not in the paper): every coordinate
+         enters with the same weight, so the values of xi at the tokens the teacher finds plausible are kept
+         (softmax(xi) is dominated by its few largest coordinates, mostly tokens the text rules out). Centred
+         per position because Gumbel-max ignores a constant shift; s = pi / sqrt(6), the Gumbel(0,1) std.
 Optionally (`noise_logit_skip`) the noise also reaches the output directly: the logits at noise-injected
 positions get `g(h_i) * xi_i`, with a gate `g` linear in the final hidden state (zero-initialised). This is the
 Gumbel-max structure of the teacher's sample, `x_i = argmax(l_i + xi_i)`: a student whose own logits approach the
@@ -15,11 +19,15 @@ the chunked extractor produces without materialising [B, L, V].
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+GUMBEL_STD = math.pi / math.sqrt(6.0)
 
 
 class SparseNoise(NamedTuple):
@@ -38,7 +46,7 @@ class NoiseEmbedding(nn.Module):
         super().__init__()
         self.mode = mode
         self.topk = topk
-        if mode in ("dense", "topk"):
+        if mode in ("dense", "topk", "linear"):
             self.weight = nn.Parameter(torch.randn(vocab_size, dim) * 0.02)
             self.out = None
         else:  # tied: reuse the token embedding (not registered twice)
@@ -52,6 +60,11 @@ class NoiseEmbedding(nn.Module):
     def forward(self, noise) -> torch.Tensor:
         """noise: [B, L, V] float or SparseNoise -> [B, L, H]."""
         table = self._table()
+        if self.mode == "linear":
+            if not isinstance(noise, torch.Tensor):
+                raise ValueError("the linear noise embedding needs the dense noise [B, L, V], not its top-k")
+            centred = noise.float() - noise.float().mean(dim=-1, keepdim=True)
+            return (centred / GUMBEL_STD).to(table.dtype) @ table
         if isinstance(noise, torch.Tensor) and self.mode == "dense":
             return F.softmax(noise.float(), dim=-1).to(table.dtype) @ table
         if isinstance(noise, torch.Tensor):

@@ -35,7 +35,7 @@ class ModelConfig:
     rope_base: float = 10000.0
     max_len: int = 1024
     # Per-position extra input (Gumbel noise): "none", or how a V-dim noise vector is embedded.
-    noise_embed: Literal["none", "dense", "topk", "tied"] = "none"
+    noise_embed: Literal["none", "dense", "topk", "tied", "linear"] = "none"
     noise_topk: int = 32
     extra_mode: Literal["replace", "add"] = "replace"
     noise_logit_skip: bool = False  # add gate(h_i) * xi_i to the logits where noise is injected (noise_embed.py)
