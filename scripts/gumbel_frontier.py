@@ -51,6 +51,11 @@ def matched(reference: list[dict], entropy: float) -> float | None:
     return None
 
 
+def step_order(steps):
+    """Step counts in numeric order, then 'L' (first-hitting)."""
+    return (0, steps, "") if isinstance(steps, int) else (1, 0, str(steps))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("json", nargs="+", help="outputs of scripts/gumbel_eval.py --json")
@@ -63,7 +68,7 @@ def main() -> None:
     rows, seen = [], set()
     for p in args.json:  # a row reused by --reuse appears in several files: keep it once
         for r in eval_rows(Path(p)):
-            key = (r["model"], r["sampler"], str(r["steps"]), r.get("noise_temperature"), r.get("temperature", 1.0))
+            key = (r["model"], r.get("sampler"), str(r["steps"]), r.get("noise_temperature"), r.get("temperature", 1.0))
             if key not in seen:
                 seen.add(key)
                 rows.append(r)
@@ -74,7 +79,7 @@ def main() -> None:
         if not series[name]:
             raise SystemExit(f"--series {item}: no row's model label matches {pattern!r}")
     ref_name = next(iter(series))
-    steps = sorted({r["steps"] for s in series.values() for r in s}, key=str)
+    steps = sorted({r["steps"] for s in series.values() for r in s}, key=step_order)
     out = []
     for name, members in series.items():
         for r in members:
@@ -86,7 +91,7 @@ def main() -> None:
     lines = [f"Reference: {ref_name}. 'at same entropy': its Gen PPL interpolated to the point's entropy.\n",
              "| series | T | temperature | entropy | exact Gen PPL | reference at same entropy | change |",
              "|---|---|---:|---:|---:|---:|---:|"]
-    for r in sorted(out, key=lambda r: (str(r["steps"]), r["series"] != ref_name, r["series"], r["temperature"])):
+    for r in sorted(out, key=lambda r: (step_order(r["steps"]), r["series"] != ref_name, r["series"], r["temperature"])):
         ref = "" if r["reference_at_same_entropy"] is None else f"{r['reference_at_same_entropy']:.1f}"
         chg = "" if r["change_at_same_entropy"] is None else f"{100 * r['change_at_same_entropy']:+.1f}%"
         lines.append(f"| {r['series']} | {r['steps']} | {r['temperature']} | {r['entropy']:.3f} | {r['gen_ppl']:.1f} | "

@@ -294,3 +294,55 @@ def test_headroom_oracle_minimises_the_expected_divergence():
         for _ in range(20):
             other = torch.log_softmax(best + 0.05 * torch.randn(best.shape, generator=gen), dim=-1)
             assert value < mod.divergence_mean(other, targets, kind, counted)
+
+
+def _oracle_module():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    sys.path.insert(0, str(scripts))
+    try:
+        spec = importlib.util.spec_from_file_location("sdtt_oracle", scripts / "sdtt_oracle.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    finally:
+        sys.path.remove(str(scripts))
+
+
+def test_oracle_student_keeps_decoded_tokens_and_equals_a_teacher_that_ignores_context():
+    """scripts/sdtt_oracle.py: the best one-pass student of a round (geometric mean of the two-step targets) is a
+    distribution, one-hot on every decoded token, and exactly the teacher when the teacher's prediction does not
+    depend on what the first step decoded (then every draw gives the same target)."""
+    from paradistill.diffusion.schedules import LogLinear
+    from paradistill.sampling.base import Denoiser
+
+    mod = _oracle_module()
+    mask, vocab = 3, 9
+    x = torch.tensor([[0, 5, 3, 3, 7, 3], [0, 3, 3, 3, 3, 2]])
+    t = torch.tensor([0.6, 0.9])
+    real = Denoiser(make_model(vocab), mask)
+    out = mod.OracleDenoiser(real, LogLinear(), 0.1, 4, torch.Generator().manual_seed(0))(x, t)
+    assert torch.allclose(out.exp().sum(-1), torch.ones(2, 6), atol=1e-5)
+    decoded = x != mask
+    assert torch.equal(out.argmax(-1)[decoded], x[decoded]) and bool((out.exp()[decoded].max(-1).values > 0.999).all())
+
+    prior = torch.log_softmax(torch.randn(vocab, generator=torch.Generator().manual_seed(1)), -1)
+    prior[mask] = -float("inf")
+    prior = torch.log_softmax(prior, -1)
+
+    class ContextFree:  # SUBS: one-hot on decoded tokens, a fixed distribution elsewhere
+        mask_id = mask
+
+        def __call__(self, x, t):
+            lp = prior.expand(*x.shape, vocab).clone()
+            onehot = torch.full((vocab,), -float("inf"))
+            return torch.where((x != mask)[..., None], onehot.expand_as(lp).scatter(-1, x[..., None], 0.0), lp)
+
+    ctx_free = mod.OracleDenoiser(ContextFree(), LogLinear(), 0.2, 3, torch.Generator().manual_seed(0))(x, t)
+    assert torch.allclose(ctx_free[~decoded].exp(), prior.exp().expand(int((~decoded).sum()), vocab), atol=1e-6)
+    inner = mod.OracleDenoiser(ContextFree(), LogLinear(), 0.1, 2, torch.Generator().manual_seed(0))
+    nested = mod.OracleDenoiser(inner, LogLinear(), 0.2, 2, torch.Generator().manual_seed(1))(x, t)  # --rounds 2
+    assert torch.allclose(nested[~decoded].exp(), prior.exp().expand(int((~decoded).sum()), vocab), atol=1e-6)
