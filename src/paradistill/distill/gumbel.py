@@ -6,8 +6,9 @@ conditioned on the Gumbel noise that makes an AR teacher produce the training te
 - Offline: teacher samples drawn by Gumbel-max from stored per-sample seeds; the noise is regenerated from the
   seed during training (the seed travels as an extra last column of the token rows).
 - The noise enters the student through `model.noise_embed` at masked positions ("replace" or "add"): dense
-  `W softmax(xi)`, or its top-k entries ("topk"; "tied" to the token embedding). Ablations: noise types
-  gaussian / uniform (the same noise mapped through the CDFs, so it carries the same information) and none.
+  `W softmax(xi)`, or its top-k entries ("topk"; "tied" to the token embedding), or the raw centred noise
+  ("linear", not in the paper). Ablations: noise types gaussian / uniform (the same noise mapped through the
+  CDFs, so it carries the same information) and none.
 - Optional logit skip (`gumbel.logit_skip`, not in the paper): the noise is also added to the logits through a
   learned gate, mirroring the teacher's `argmax(l + xi)`; at this scale the input embedding alone barely uses it.
 - The GD objective wraps the base objective (MDLMObjective or BD3Objective) through its `forward_logits` hook:
