@@ -41,7 +41,7 @@ def plot(curves: dict, rows: list[dict], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 5.2))
     for label, pts in curves.items():
         a.plot([s for s, _ in pts], [v for _, v in pts], marker=".", label=label)
     a.set(xlabel="optimizer step", ylabel="validation NELBO (nats/token)", title="validation NELBO")
@@ -57,7 +57,7 @@ def plot(curves: dict, rows: list[dict], path: str) -> None:
                color=line.get_color(), label=f"{key[0]}, {key[1]} T={key[2]}: local, chance")
     b.set(xlabel="optimizer step", ylabel="% of tokens", title="= x* (solid), local (dashed), its chance (dotted)")
     b.set_ylim(bottom=0)
-    b.legend(fontsize=6, ncol=2, loc="center right")
+    b.legend(fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.18))  # below the axes: never on the data
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
