@@ -45,3 +45,10 @@ for T in 0.8 0.9; do
   $PY scripts/gumbel_eval.py --model gd-mdlm-long-temp$T=runs/gumbel/gd-mdlm-long --temperature $T --steps 4 8 16 32 \
       --first-hitting --num 256 --batch-size 128 --seed 0 --json $R/softmax_long_temp$T.json
 done
+# and an MDLM trained 4800 steps (same recipe; 2 threads, ~18 minutes), at softmax temperature 1 and 0.8
+[ -f runs/base/mdlm-long/latest.json ] || $PD --threads 2 train mdlm --recipe tiny --out runs/base/mdlm-long \
+    train.max_steps=4800 train.checkpoint_every=1200 train.keep_checkpoints=8
+for T in 1.0 0.8; do
+  $PY scripts/gumbel_eval.py --model mdlm-long-temp$T=runs/base/mdlm-long --temperature $T --steps 4 8 16 32 \
+      --first-hitting --num 256 --batch-size 128 --seed 0 --json $R/mdlm_long_temp$T.json
+done
