@@ -5,14 +5,14 @@ ancestral steps of size dt. The student does not see the teacher's random first 
 (reverse KL, the default divergence) is, per position, the normalised geometric mean of the targets over first-step
 draws: `g = softmax(E_y log target_y)` (see sdtt_headroom.py). This script *samples with that oracle*: an ancestral
 sampler at T steps whose prediction at every step is g, estimated from `--draws` fresh two-step draws of the teacher
-(1 + 2 * draws teacher passes per step). It is the best any one-round student distilled from the teacher at 2T
+(1 + draws teacher passes per step). It is the best any one-round student distilled from the teacher at 2T
 steps can sample at T steps, whatever its size or training length; beside it the teacher itself at T and at 2T
 steps, same sampler, seeds and scoring (exact Gen PPL under the corpus's generator, unigram entropy). A finite
 number of draws makes g slightly sharper than its expectation (it is fitted on the draws it uses), so the oracle
 is if anything optimistic.
 
 `--rounds R` nests the oracle: round r's oracle is the teacher of round r + 1, so the student at T steps descends
-from the teacher at T * 2^R steps through R perfect rounds ((1 + 2 * draws)^R teacher passes per step).
+from the teacher at T * 2^R steps through R perfect rounds ((1 + draws)^R teacher passes per step).
 
     python scripts/sdtt_oracle.py --teacher runs/base/mdlm --steps 16 --draws 16 --num 128 \
         --json results/sdtt/oracle_T16.json
@@ -40,7 +40,6 @@ class OracleDenoiser:
         self.base, self.schedule, self.dt, self.draws, self.generator = base, schedule, dt, draws, generator
         self.mask_id = base.mask_id
         self.time_conditioned = True  # its prediction depends on t: the sampler must not reuse it across steps
-        self.passes = 0
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -55,7 +54,6 @@ class OracleDenoiser:
             x_mid, first = ancestral_unmask(x, masked, lp1, t64, t_mid, self.schedule, self.generator)
             lp2 = self.base(x_mid, t_mid.float())
             total += torch.where(first[..., None], lp1, lp2).double().clamp(min=-1e4)
-        self.passes += 1 + 2 * self.draws
         return torch.log_softmax(total / self.draws, dim=-1).float()
 
 
@@ -86,10 +84,10 @@ def summarise(paths: list[str]) -> tuple[list[dict], str]:
             run = json.loads(Path(path).read_text())
             teacher = {r["steps"]: r for r in run["rows"] if r["model"] == "teacher"}
             oracle = next(r for r in run["rows"] if r["model"] != "teacher")
+            steps, rounds = oracle["steps"], oracle.get("rounds") or 1
+            at_t, at_top = teacher[steps], teacher[steps * 2 ** rounds]
         except (OSError, ValueError, KeyError, StopIteration) as err:
-            raise SystemExit(f"--table {path}: not the --json of a sdtt_oracle.py run ({err})") from None
-        steps, rounds = oracle["steps"], oracle.get("rounds") or 1
-        at_t, at_top = teacher[steps], teacher[steps * 2 ** rounds]
+            raise SystemExit(f"--table {path}: not the --json of a sdtt_oracle.py run ({type(err).__name__}: {err})") from None
         rows.append({"file": path, "steps": steps, "rounds": rounds, "draws": oracle["draws"],
                      "teacher_steps": steps * 2 ** rounds, "oracle_gen_ppl": oracle["gen_ppl"],
                      "oracle_band": [oracle["gen_ppl_lo"], oracle["gen_ppl_hi"]], "oracle_entropy": oracle["entropy"],
@@ -139,7 +137,12 @@ def main() -> None:
     from paradistill.sampling.base import Denoiser
     from paradistill.train.checkpoint import load_checkpoint
 
-    loaded = load_checkpoint(args.teacher, use_ema=True)
+    from paradistill.errors import UserError
+
+    try:
+        loaded = load_checkpoint(args.teacher, use_ema=True)
+    except UserError as err:
+        raise SystemExit(f"--teacher: {err}") from None
     if loaded.kind != "mdlm":
         raise SystemExit(f"--teacher {args.teacher}: a {loaded.kind} checkpoint; this oracle is written for MDLM")
     base = Denoiser(loaded.model, loaded.tokenizer.mask_id)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..models.noise_embed import SparseNoise
+from ..models.noise_embed import DENSE_INPUT_MODES, EMBED_MODES, SparseNoise
 from .gumbel_noise import (NOISE_TYPES, check_noise_temperature, draw_seeds, extract_posterior, fresh_noise,
                            gumbel_from_keys, position_keys)
 
@@ -51,8 +51,8 @@ class GumbelConfig:
     def validate(self) -> None:
         if self.noise not in NOISE_TYPES:
             raise UserError(f"gumbel.noise={self.noise!r}: choose one of {', '.join(NOISE_TYPES)}")
-        if self.embed not in ("dense", "topk", "tied", "linear"):
-            raise UserError(f"gumbel.embed={self.embed!r}: choose dense, topk, tied or linear")
+        if self.embed not in EMBED_MODES:
+            raise UserError(f"gumbel.embed={self.embed!r}: choose one of {', '.join(EMBED_MODES)}")
         if self.extra_mode not in ("replace", "add"):
             raise UserError(f"gumbel.extra_mode={self.extra_mode!r}: choose replace or add")
         if self.extraction not in ("online", "offline"):
@@ -68,7 +68,7 @@ class GumbelConfig:
 
 def noise_output(model_cfg) -> str:
     """The noise format the student's embedding takes: full [B, L, V] for dense / linear, top-k for topk / tied."""
-    return "dense" if model_cfg.noise_embed in ("dense", "linear") else "topk"
+    return "dense" if model_cfg.noise_embed in DENSE_INPUT_MODES else "topk"
 
 
 def _take(noise, positions: torch.Tensor):

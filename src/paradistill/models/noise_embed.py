@@ -28,6 +28,8 @@ from torch import nn
 
 
 GUMBEL_STD = math.pi / math.sqrt(6.0)
+EMBED_MODES = ("dense", "topk", "tied", "linear")
+DENSE_INPUT_MODES = ("dense", "linear")  # the modes that take the full [B, L, V] noise (the others: its top-k)
 
 
 class SparseNoise(NamedTuple):
@@ -63,8 +65,8 @@ class NoiseEmbedding(nn.Module):
         if self.mode == "linear":
             if not isinstance(noise, torch.Tensor):
                 raise ValueError("the linear noise embedding needs the dense noise [B, L, V], not its top-k")
-            centred = noise.float() - noise.float().mean(dim=-1, keepdim=True)
-            return (centred / GUMBEL_STD).to(table.dtype) @ table
+            xi = noise.float()
+            return ((xi - xi.mean(dim=-1, keepdim=True)) / GUMBEL_STD).to(table.dtype) @ table
         if isinstance(noise, torch.Tensor) and self.mode == "dense":
             return F.softmax(noise.float(), dim=-1).to(table.dtype) @ table
         if isinstance(noise, torch.Tensor):
