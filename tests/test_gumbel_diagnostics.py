@@ -93,3 +93,32 @@ def test_noise_info_sees_the_chosen_token_favoured_by_its_noise(setting):
     assert r["uniform_mass_on_support"] == pytest.approx(r["support_size"] / r["vocab"])
     for key in ("softmax_mass_on_support", "argmax_in_support", "teacher_prob_of_chosen"):
         assert 0 <= r[key] <= 1
+
+
+def test_depth_probe_masks_the_chain_before_the_target():
+    mod = _script("gumbel_depth")
+    assert mod.masked_span(20, 0, 64, None) == (20, 64)  # only the target (and what follows) masked
+    assert mod.masked_span(20, 3, 64, None) == (17, 64)  # three links of the chain before it
+    assert mod.masked_span(2, 2, 64, None) is None  # would mask BOS
+    assert mod.masked_span(22, 2, 64, 4) == (20, 24)  # block model: i sits at offset d of its own block
+    assert mod.masked_span(22, 1, 64, 4) is None and mod.masked_span(23, 4, 64, 4) is None
+
+
+def test_coupling_is_complete_for_a_teacher_whose_choice_ignores_the_text():
+    """Same noise, any start states: a teacher with one next-token distribution for every state always agrees;
+    the built-in generator, whose choice depends on the story so far, rarely does at depth 0."""
+    from paradistill.data.grammar import StoryGrammar
+
+    mod = _script("gumbel_depth")
+    real = StoryGrammar()
+
+    class Memoryless:
+        vocab_size, doc_state = real.vocab_size, real.doc_state
+        emit_logp = real.emit_logp[real.doc_state].expand(real.num_states, -1)
+        next_state = real.next_state
+
+    flat = mod.coupling_curve(Memoryless(), 64, 24, 23, 6, seed=0)
+    assert [r["agree"] for r in flat] == [1.0] * 7
+    deep = mod.coupling_curve(real, 256, 24, 23, 6, seed=0)
+    assert deep[0]["agree"] < 0.5
+    assert all(r["agree"] >= r["same_start_state"] for r in deep)  # a shared state implies a shared token
