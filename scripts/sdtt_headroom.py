@@ -43,7 +43,7 @@ def oracle(targets, kind):
 
 @torch.no_grad()
 def round_headroom(obj, batches, draws: int, kind: str, seed: int = 0) -> dict:
-    from paradistill.distill.sdtt import ancestral_unmask
+    from paradistill.distill.sdtt import two_step_target
 
     gen = torch.Generator().manual_seed(seed)
     sums = {"init": 0.0, "oracle_heldout": 0.0, "init_insample": 0.0, "oracle_insample": 0.0}
@@ -53,9 +53,8 @@ def round_headroom(obj, batches, draws: int, kind: str, seed: int = 0) -> dict:
         lp1 = obj.forward(obj.teacher, xt, t, batch, cond)
         targets = []
         for _ in range(2 * draws):
-            x_mid, first = ancestral_unmask(xt, masked, lp1, t, t - obj.dt, obj.schedule, gen)
-            lp2 = obj.forward(obj.teacher, x_mid, t - obj.dt, batch, cond)
-            targets.append(torch.where(first[..., None], lp1, lp2))
+            second = lambda x_mid: obj.forward(obj.teacher, x_mid, t - obj.dt, batch, cond)  # noqa: E731
+            targets.append(two_step_target(lp1, second, xt, masked, t, t - obj.dt, obj.schedule, gen)[0])
         fit, held = torch.stack(targets[:draws]), torch.stack(targets[draws:])
         best = oracle(fit, kind)
         sums["init"] += divergence_mean(lp1, held, kind, masked)

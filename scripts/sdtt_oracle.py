@@ -43,7 +43,7 @@ class OracleDenoiser:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        from paradistill.distill.sdtt import ancestral_unmask
+        from paradistill.distill.sdtt import two_step_target
 
         t64 = t.double()
         t_mid = (t64 - self.dt).clamp(min=0.0)
@@ -51,9 +51,9 @@ class OracleDenoiser:
         lp1 = self.base(x, t)
         total = torch.zeros_like(lp1, dtype=torch.float64)
         for _ in range(self.draws):
-            x_mid, first = ancestral_unmask(x, masked, lp1, t64, t_mid, self.schedule, self.generator)
-            lp2 = self.base(x_mid, t_mid.float())
-            total += torch.where(first[..., None], lp1, lp2).double().clamp(min=-1e4)
+            target = two_step_target(lp1, lambda x_mid: self.base(x_mid, t_mid.float()), x, masked, t64, t_mid,
+                                     self.schedule, self.generator)[0]
+            total += target.double().clamp(min=-1e4)
         return torch.log_softmax(total / self.draws, dim=-1).float()
 
 

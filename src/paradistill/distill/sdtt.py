@@ -27,7 +27,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -195,9 +195,18 @@ def teacher_targets(teacher, forward: Forward, xt: torch.Tensor, t: torch.Tensor
     Returns (target log-probs [B, L, V] float32, first-step unmask [B, L] bool, x after the first step)."""
     masked = (xt == forward.mask_id) & ~keep
     lp1 = forward(teacher, xt, t, x0, cond)
-    x_mid, first = ancestral_unmask(xt, masked, lp1, t, t - dt, schedule, generator)
-    lp2 = forward(teacher, x_mid, t - dt, x0, cond)
-    return torch.where(first[..., None], lp1, lp2), first, x_mid
+    return two_step_target(lp1, lambda x_mid: forward(teacher, x_mid, t - dt, x0, cond), xt, masked, t, t - dt,
+                           schedule, generator)
+
+
+def two_step_target(lp1: torch.Tensor, second: Callable, xt: torch.Tensor, masked: torch.Tensor, t: torch.Tensor,
+                    t_mid: torch.Tensor, schedule, generator: torch.Generator):
+    """One draw of the teacher's two-step target from its first-step log-probs `lp1` [B, L, V] at (xt, t): an
+    ancestral step t -> t_mid from lp1, then `second(x_mid)` (the teacher's log-probs there). Positions unmasked by
+    the first step keep lp1. Callers averaging over several draws compute lp1 once.
+    Returns (target log-probs, first-step unmask [B, L] bool, x_mid)."""
+    x_mid, first = ancestral_unmask(xt, masked, lp1, t, t_mid, schedule, generator)
+    return torch.where(first[..., None], lp1, second(x_mid)), first, x_mid
 
 
 # ---- divergences --------------------------------------------------------------------------------------
