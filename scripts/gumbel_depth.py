@@ -1,4 +1,4 @@
-"""How deep a piece of the noise -> text map has a Gumbel-distilled student learned? Two measurements.
+"""How deep a piece of the noise -> text map has a Gumbel-distilled student learned? Three measurements.
 
 The teacher's sample is `x*_i = argmax(log p_T(. | x*_<i) + xi_i)`: position i depends on the noise at i *and*, through
 the text, on the noise at every earlier position. A parallel step that commits several tokens at once therefore
@@ -17,6 +17,10 @@ asks the student to run this chain forward over the still-masked positions insid
    two different samples: the share of runs that agree at position i. If it rises to 1 within a few positions, the
    map is shallow in practice (only the last few noise vectors matter, whatever the text before them); if it stays
    low, committing position i before its left context needs the long chain.
+3. **Links demanded by the MDLM samplers** (with the first MDLM-family `--model`; `--demand-steps`): the sampler is run
+   with a backbone that records the MASK pattern of every pass; for each committed token, the number of positions
+   before it still masked in the pass that committed it. With independent unmasking times (ancestral at any T,
+   first-hitting) each earlier position is still masked with probability >= 1/2: on average >= (i-1)/2 links.
 
     python scripts/gumbel_depth.py --model mdlm=runs/base/mdlm --model gd-mdlm-skip=runs/gumbel/gd-mdlm-skip \
         --num 128 --json results/gumbel_distillation/depth.json --png results/gumbel_distillation/depth.png
@@ -107,6 +111,55 @@ def depth_profile(loaded, xi: torch.Tensor, target: torch.Tensor, positions: lis
     return rows
 
 
+class MaskRecorder:
+    """A backbone that records which of its input positions are MASK at every call (what each pass of a sampler
+    sees). Attribute access falls through to the wrapped model."""
+
+    def __init__(self, model, mask_id: int):
+        self._model, self._mask_id, self.calls = model, mask_id, []
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def __call__(self, idx, *args, **kw):
+        self.calls.append((idx == self._mask_id).cpu())
+        return self._model(idx, *args, **kw)
+
+
+def links_demanded(masks: list[torch.Tensor]) -> torch.Tensor:
+    """masks: one [B, L] bool per forward pass (MASK in its input) -> [B, L] long: for every position, how many
+    positions before it were masked in the last pass where it was masked (the pass whose prediction committed it):
+    the links of the teacher's chain a student must run to reproduce x*_i there. -1 where never masked."""
+    m = torch.stack(masks, 1)  # [B, C, L]
+    B, C, L = m.shape
+    last = torch.where(m, torch.arange(C)[None, :, None], -1).max(1).values  # [B, L]
+    rows = torch.gather(m, 1, last.clamp(min=0)[:, :, None].expand(B, L, L))  # [B, i, j]: masks of i's last pass
+    before = torch.ones(L, L, dtype=torch.bool).tril(-1)  # j < i
+    return torch.where(last >= 0, (rows & before).sum(-1), -1)
+
+
+@torch.no_grad()
+def demanded_links(loaded, settings: list[tuple[str, int]], num: int, length: int, seed: int) -> list[dict]:
+    """Run the sampler on `loaded` (an MDLM-family model; the unmasking order of these samplers does not depend on the
+    model) and report, per setting, the links demanded per committed token (mean, and the share needing >= 4)."""
+    from paradistill import api
+
+    rows = []
+    for sampler, steps in settings:
+        rec = MaskRecorder(loaded.model, loaded.tokenizer.mask_id)
+        model, loaded.model = loaded.model, rec
+        try:
+            api.generate(loaded, num, length=length, sampler=sampler, steps=steps, batch_size=num, seed=seed,
+                         progress=False)
+        finally:
+            loaded.model = model
+        d = links_demanded(rec.calls)[:, 1:].float()
+        rows.append({"sampler": sampler, "steps": steps if sampler == "ancestral" else "L",
+                     "mean_links": float(d.mean()), "share_ge4": float((d >= 4).float().mean()),
+                     "passes": len(rec.calls)})
+    return rows
+
+
 def render(coupling: list[dict], profiles: dict, png: str) -> None:
     import matplotlib
 
@@ -145,6 +198,9 @@ def main() -> None:
     ap.add_argument("--noise-temperature", type=float, default=1.0, help="scale of the noise the GD students see")
     ap.add_argument("--coupling-num", type=int, default=4096, help="runs for the teacher coupling curve")
     ap.add_argument("--coupling-depth", type=int, default=40, help="largest d of the coupling curve")
+    ap.add_argument("--demand-steps", type=int, nargs="*", default=[4, 8, 16, 32],
+                    help="ancestral step counts (and first-hitting) at which to count the links an MDLM sampler "
+                         "demands per token, run on the first MDLM-family --model")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write the rows here (and a .md table beside it)")
     ap.add_argument("--png", default=None, help="plot both curves here")
@@ -160,7 +216,7 @@ def main() -> None:
         saved = json.loads(Path(args.json).read_text())["rows"]
         profiles = {}
         for r in saved:
-            if "model" in r:
+            if "model" in r and "depth" in r:
                 profiles.setdefault(r["model"], []).append(r)
         render(next(r["coupling"] for r in saved if "coupling" in r), profiles, args.png)
         return
@@ -174,9 +230,15 @@ def main() -> None:
                               min(args.coupling_depth, args.length - 2), args.seed)
     for r in coupling:
         print(f"coupling d={r['depth']:2d} agree {r['agree']:.3f} (same start state {r['same_start_state']:.3f})")
-    profiles, rows = {}, []
+    profiles, rows, demand = {}, [], []
     for label, path in (m.split("=", 1) for m in args.model):
         loaded = api.load(path)
+        if not demand and loaded.kind in ("mdlm", "gd-mdlm") and args.demand_steps:
+            settings = [("ancestral", t) for t in args.demand_steps] + [("first-hitting", 1)]
+            demand = demanded_links(loaded, settings, args.num, args.length, args.seed)
+            for r in demand:
+                print(f"demand {r['sampler']:13s} T={r['steps']!s:3s} links per token {r['mean_links']:.2f} "
+                      f"(>= 4: {100 * r['share_ge4']:.0f}%)", flush=True)
         if loaded.kind not in STUDENT_KINDS:
             raise SystemExit(f"{label}={path}: a '{loaded.kind}' checkpoint; expected one of {STUDENT_KINDS}")
         xi, target = prior_noise_and_sample(teacher, args.num, args.length, loaded.model.cfg.vocab_size,
@@ -202,11 +264,17 @@ def main() -> None:
               "| d | " + " | ".join(str(r["depth"]) for r in shown) + " |", "|---|" + "---:|" * len(shown),
               "| same token | " + " | ".join(f"{r['agree']:.3f}" for r in shown) + " |",
               "| same start state | " + " | ".join(f"{r['same_start_state']:.3f}" for r in shown) + " |"]
+    if demand:
+        lines += ["", "MDLM samplers: links of the chain demanded per committed token (masked positions before it in the "
+                  "pass that commits it; positions 1..L-1)", "", "| sampler | T | passes | mean links | share >= 4 |",
+                  "|---|---|---:|---:|---:|"]
+        lines += [f"| {r['sampler']} | {r['steps']} | {r['passes']} | {r['mean_links']:.2f} | "
+                  f"{100 * r['share_ge4']:.0f}% |" for r in demand]
     if args.png:
         render(coupling, profiles, args.png)
     from gumbel_eval import save
 
-    save(args, rows + [{"coupling": coupling}], "\n".join(lines))
+    save(args, rows + [{"coupling": coupling}] + ([{"demand": demand}] if demand else []), "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -122,3 +122,26 @@ def test_coupling_is_complete_for_a_teacher_whose_choice_ignores_the_text():
     deep = mod.coupling_curve(real, 256, 24, 23, 6, seed=0)
     assert deep[0]["agree"] < 0.5
     assert all(r["agree"] >= r["same_start_state"] for r in deep)  # a shared state implies a shared token
+
+
+def test_links_demanded_counts_the_masked_positions_before_each_commit():
+    """Pass 0 sees everything after BOS masked and commits 1 and 3; pass 1 sees 2 and 4 masked and commits them.
+    Position 1: nothing masked before it (0 links); 3: 1 and 2 (2 links); 2: none left by pass 1; 4: position 2."""
+    mod = _script("gumbel_depth")
+    p0 = torch.tensor([[False, True, True, True, True]])
+    p1 = torch.tensor([[False, False, True, False, True]])
+    assert mod.links_demanded([p0, p1]).tolist() == [[-1, 0, 0, 2, 1]]
+
+
+def test_mask_recorder_passes_calls_through():
+    mod = _script("gumbel_depth")
+
+    class Model:
+        cfg = "cfg"
+
+        def __call__(self, idx, scale=1):
+            return idx * scale
+
+    rec = mod.MaskRecorder(Model(), mask_id=3)
+    assert rec(torch.tensor([[1, 3, 3]]), scale=2).tolist() == [[2, 6, 6]] and rec.cfg == "cfg"
+    assert rec.calls[0].tolist() == [[False, True, True]]
