@@ -86,6 +86,9 @@ def depth_profile(loaded, xi: torch.Tensor, target: torch.Tensor, positions: lis
     n, L = target.shape
     wrapped = NoiseInjected(model, (tau * xi).float(), tok.mask_id) if kind.startswith("gd-") else model
     block = int(loaded.method["block_size"]) if kind in ("bd3lm", "gd-bd3lm") else None
+    # stateless here (a block model without its KV cache): one denoiser serves every probe
+    den = Denoiser(wrapped, tok.mask_id) if block is None else \
+        BD3Denoiser(wrapped, tok.mask_id, block, use_cache=False, batch_size=n, length=L)
     rows = []
     for d in depths:
         if block is not None and d >= block:
@@ -99,9 +102,8 @@ def depth_profile(loaded, xi: torch.Tensor, target: torch.Tensor, positions: lis
             x = target.clone()
             x[:, start:end] = tok.mask_id
             if block is None:
-                lp = Denoiser(wrapped, tok.mask_id)(x, torch.full((n,), (end - start) / L))[:, i]
+                lp = den(x, torch.full((n,), (end - start) / L))[:, i]
             else:
-                den = BD3Denoiser(wrapped, tok.mask_id, block, use_cache=False, batch_size=n, length=L)
                 lp = den.block_view(x, start, end)(x[:, start:end], torch.ones(n))[:, d]
             p_hit.append(lp.gather(-1, target[:, i, None]).squeeze(-1).exp())
             a_hit.append((lp.argmax(-1) == target[:, i]).float())
@@ -220,6 +222,8 @@ def main() -> None:
                 profiles.setdefault(r["model"], []).append(r)
         render(next(r["coupling"] for r in saved if "coupling" in r), profiles, args.png)
         return
+    if any("=" not in m for m in args.model):
+        raise SystemExit("--model takes LABEL=RUN (e.g. mdlm=runs/base/mdlm)")
     torch.set_num_threads(1)
     from gumbel_noise_map import STUDENT_KINDS, prior_noise_and_sample  # scripts/ is on sys.path
     from paradistill import api
@@ -231,8 +235,13 @@ def main() -> None:
     for r in coupling:
         print(f"coupling d={r['depth']:2d} agree {r['agree']:.3f} (same start state {r['same_start_state']:.3f})")
     profiles, rows, demand = {}, [], []
+    from paradistill.errors import UserError
+
     for label, path in (m.split("=", 1) for m in args.model):
-        loaded = api.load(path)
+        try:
+            loaded = api.load(path)
+        except UserError as err:
+            raise SystemExit(f"--model {label}={path}: {err}") from None
         if not demand and loaded.kind in ("mdlm", "gd-mdlm") and args.demand_steps:
             settings = [("ancestral", t) for t in args.demand_steps] + [("first-hitting", 1)]
             demand = demanded_links(loaded, settings, args.num, args.length, args.seed)

@@ -51,10 +51,12 @@ def round_headroom(obj, batches, draws: int, kind: str, seed: int = 0) -> dict:
         keep, t, xt, cond = obj.noised(batch, gen)
         masked = (xt == obj.mask_id) & ~keep
         lp1 = obj.forward(obj.teacher, xt, t, batch, cond)
-        targets = []
-        for _ in range(2 * draws):
-            second = lambda x_mid: obj.forward(obj.teacher, x_mid, t - obj.dt, batch, cond)  # noqa: E731
-            targets.append(two_step_target(lp1, second, xt, masked, t, t - obj.dt, obj.schedule, gen)[0])
+
+        def second(x_mid):  # the teacher's pass after the first step, on this batch
+            return obj.forward(obj.teacher, x_mid, t - obj.dt, batch, cond)
+
+        targets = [two_step_target(lp1, second, xt, masked, t, t - obj.dt, obj.schedule, gen)[0]
+                   for _ in range(2 * draws)]
         fit, held = torch.stack(targets[:draws]), torch.stack(targets[draws:])
         best = oracle(fit, kind)
         sums["init"] += divergence_mean(lp1, held, kind, masked)

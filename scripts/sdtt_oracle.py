@@ -49,9 +49,10 @@ class OracleDenoiser:
         t_mid = (t64 - self.dt).clamp(min=0.0)
         masked = x == self.mask_id
         lp1 = self.base(x, t)
+        t_second = t_mid.float()
         total = torch.zeros_like(lp1, dtype=torch.float64)
         for _ in range(self.draws):
-            target = two_step_target(lp1, lambda x_mid: self.base(x_mid, t_mid.float()), x, masked, t64, t_mid,
+            target = two_step_target(lp1, lambda x_mid: self.base(x_mid, t_second), x, masked, t64, t_mid,
                                      self.schedule, self.generator)[0]
             total += target.double().clamp(min=-1e4)
         return torch.log_softmax(total / self.draws, dim=-1).float()
@@ -134,10 +135,9 @@ def main() -> None:
     from gumbel_eval import score
 
     from paradistill.diffusion.schedules import LogLinear
+    from paradistill.errors import UserError
     from paradistill.sampling.base import Denoiser
     from paradistill.train.checkpoint import load_checkpoint
-
-    from paradistill.errors import UserError
 
     try:
         loaded = load_checkpoint(args.teacher, use_ema=True)
