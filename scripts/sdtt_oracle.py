@@ -50,10 +50,13 @@ class OracleDenoiser:
         masked = x == self.mask_id
         lp1 = self.base(x, t)
         t_second = t_mid.float()
+
+        def second(x_mid):  # the teacher's pass after the first step
+            return self.base(x_mid, t_second)
+
         total = torch.zeros_like(lp1, dtype=torch.float64)
         for _ in range(self.draws):
-            target = two_step_target(lp1, lambda x_mid: self.base(x_mid, t_second), x, masked, t64, t_mid,
-                                     self.schedule, self.generator)[0]
+            target = two_step_target(lp1, second, x, masked, t64, t_mid, self.schedule, self.generator)[0]
             total += target.double().clamp(min=-1e4)
         return torch.log_softmax(total / self.draws, dim=-1).float()
 
