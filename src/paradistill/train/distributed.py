@@ -116,7 +116,21 @@ def make_fabric(cfg):
         raise UserError(f"cannot set up devices={cfg.devices}, num_nodes={cfg.num_nodes}, strategy={cfg.strategy}, "
                         f"precision={cfg.precision}: {e}") from None
     fabric.launch()
+    if fabric.world_size > 1:
+        import atexit
+
+        atexit.register(close_process_group)
     return fabric
+
+
+def close_process_group() -> None:
+    """Tear the process group down before the interpreter exits: left to the interpreter's own shutdown, gloo's
+    worker threads are sometimes destroyed while still joinable and the process aborts (SIGABRT, "terminate
+    called without an active exception") after its work is done."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():  # no barrier: a rank that failed must not hang the others
+        dist.destroy_process_group()
 
 
 def is_rank_zero() -> bool:
