@@ -62,22 +62,10 @@ class OracleDenoiser:
 
 
 def sample(loaded, denoiser, steps: int, num: int, batch: int, seed: int):
-    from paradistill.generation import build_template
-    from paradistill.sampling.base import SamplingOptions, run_sampler
-    from paradistill.sampling.samplers import AncestralSampler
+    from paradistill.generation import generate
 
-    tok = loaded.tokenizer
-    length = int(loaded.config.get("method", {}).get("seq_len", 64))
-    row, fixed_row = build_template(tok, length, keep_bos=bool(loaded.method.get("keep_bos", True)))
-    options = SamplingOptions(banned_ids=(tok.pad_id,))
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for start in range(0, num, batch):
-        b = min(batch, num - start)
-        res = run_sampler(AncestralSampler(), denoiser, row.expand(b, -1).clone(), fixed_row.expand(b, -1).clone(),
-                          gen, steps, options)
-        out.append(res.tokens)
-    return torch.cat(out)
+    return generate(loaded, num, sampler="ancestral", steps=steps, batch_size=batch, seed=seed, progress=False,
+                    denoiser=denoiser).tokens
 
 
 def summarise(paths: list[str]) -> tuple[list[dict], str]:

@@ -346,3 +346,34 @@ def test_oracle_student_keeps_decoded_tokens_and_equals_a_teacher_that_ignores_c
     inner = mod.OracleDenoiser(ContextFree(), LogLinear(), 0.1, 2, torch.Generator().manual_seed(0))
     nested = mod.OracleDenoiser(inner, LogLinear(), 0.2, 2, torch.Generator().manual_seed(1))(x, t)  # --rounds 2
     assert torch.allclose(nested[~decoded].exp(), prior.exp().expand(int((~decoded).sum()), vocab), atol=1e-6)
+
+
+def test_generate_with_a_custom_denoiser(tmp_path, tiny_tokenizer):
+    """generation.generate(denoiser=...) samples with the given (x, t) -> log-probs in place of the checkpoint's
+    model (what scripts/sdtt_oracle.py samples its oracle student with): a denoiser certain of one token writes it
+    at every generated position and keeps the template's BOS; an autoregressive checkpoint refuses one."""
+    from paradistill import api
+
+    tok = tiny_tokenizer
+    loaded = load_checkpoint(_teacher(tmp_path, tok))
+    word = tok.vocab_size - 1
+
+    class Certain:  # the Denoiser interface: (x, t) -> log-probs, the mask id, whether t is an input
+        mask_id, time_conditioned = tok.mask_id, True
+
+        def __call__(self, x, t):
+            lp = torch.full((*x.shape, tok.vocab_size), -float("inf"))
+            lp[..., word] = 0.0
+            return torch.where((x != tok.mask_id)[..., None], torch.full_like(lp, -float("inf")).scatter(
+                -1, x[..., None], 0.0), lp)
+
+    certain = Certain()
+
+    out = api.generate(loaded, 3, steps=4, batch_size=2, progress=False, denoiser=certain)
+    assert out.tokens.shape == (3, L) and bool((out.tokens[:, 1:] == word).all())
+    assert bool((out.tokens[:, 0] == tok.bos_id).all())
+    own = api.generate(loaded, 3, steps=4, batch_size=2, progress=False)
+    assert not bool((own.tokens[:, 1:] == word).all())
+    ar = load_checkpoint(save_checkpoint(tmp_path / "ar", make_model(tok.vocab_size), "ar", tok, {"seq_len": L}))
+    with pytest.raises(UserError, match="custom denoiser"):
+        api.generate(ar, 1, progress=False, denoiser=certain)

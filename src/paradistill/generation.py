@@ -84,8 +84,11 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
              batch_size: int = 16, seed: int = 0, prompt: str | None = None, infill: str | None = None,
              temperature: float = 1.0, top_p: float = 1.0, block_size: int | None = None,
              tokens_per_step: int | None = None, final_fill: str = "sample", progress: bool = True,
-             **method_options) -> GenerationResult:
-    """Sample `num` sequences from a loaded checkpoint (see train.checkpoint.load_checkpoint)."""
+             denoiser=None, **method_options) -> GenerationResult:
+    """Sample `num` sequences from a loaded checkpoint (see train.checkpoint.load_checkpoint).
+
+    `denoiser`: an object like sampling.base.Denoiser (`(x, t) -> log-probs`, `.mask_id`, `.time_conditioned`) used in place of the checkpoint's own (diffusion checkpoints;
+    research on samplers and targets, e.g. an oracle student); the checkpoint still gives tokenizer and template."""
     if num < 1:
         raise UserError(f"num={num}: must be >= 1")
     if batch_size < 1:
@@ -115,6 +118,9 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
     if method_options.get("compile") and loaded.kind != "ar":
         raise UserError(f"--compile applies to autoregressive checkpoints; '{loaded.path}' is a {loaded.kind} "
                         "checkpoint: drop --compile")
+    if denoiser is not None and (loaded.kind == "ar" or sampler == "adjust" or loaded.kind == "adjust"):
+        raise UserError(f"a custom denoiser replaces a diffusion model's; '{loaded.path}' is sampled as "
+                        f"{'adjust' if sampler == 'adjust' else loaded.kind}: use a diffusion checkpoint")
     if loaded.kind == "ar":
         prefix = int(fixed_row.long().cumprod(0).sum())
         if bool(fixed_row[prefix:].any()):
@@ -146,8 +152,8 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
 
             result = generate_adjust(loaded, x, fixed, generator, options, steps=steps, **method_options)
         else:
-            denoiser = make_denoiser(loaded, b, length, generator, method_options)
-            result = run_sampler(diffusion_sampler, denoiser, x, fixed, generator, steps, options)
+            den = denoiser or make_denoiser(loaded, b, length, generator, method_options)
+            result = run_sampler(diffusion_sampler, den, x, fixed, generator, steps, options)
         secs.append(time.perf_counter() - t0)
         out.append(result.tokens.cpu())
         nfes.append(result.nfe)
