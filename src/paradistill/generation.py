@@ -87,8 +87,9 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
              denoiser=None, **method_options) -> GenerationResult:
     """Sample `num` sequences from a loaded checkpoint (see train.checkpoint.load_checkpoint).
 
-    `denoiser`: an object like sampling.base.Denoiser (`(x, t) -> log-probs`, `.mask_id`, `.time_conditioned`) used in place of the checkpoint's own (diffusion checkpoints;
-    research on samplers and targets, e.g. an oracle student); the checkpoint still gives tokenizer and template."""
+    `denoiser`: an object like sampling.base.Denoiser (`(x, t) -> log-probs`, `.mask_id`, `.time_conditioned`)
+    used in place of the checkpoint's own (diffusion checkpoints; research on samplers and targets, e.g. an oracle
+    student); the checkpoint still gives the tokenizer and the template."""
     if num < 1:
         raise UserError(f"num={num}: must be >= 1")
     if batch_size < 1:
@@ -152,7 +153,7 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
 
             result = generate_adjust(loaded, x, fixed, generator, options, steps=steps, **method_options)
         else:
-            den = denoiser or make_denoiser(loaded, b, length, generator, method_options)
+            den = denoiser if denoiser is not None else make_denoiser(loaded, b, length, generator, method_options)
             result = run_sampler(diffusion_sampler, den, x, fixed, generator, steps, options)
         secs.append(time.perf_counter() - t0)
         out.append(result.tokens.cpu())
