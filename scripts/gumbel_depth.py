@@ -39,9 +39,9 @@ DEPTHS = (0, 1, 2, 3, 5, 7, 11, 15)
 def coupling_curve(grammar, num: int, length: int, target: int, max_depth: int, seed: int) -> list[dict]:
     """Share of pairs of generator runs that agree at position `target` when they share the noise from position
     target-d on but start (at target-d) from the states of two different samples, for d = 0..max_depth."""
-    gen = torch.Generator().manual_seed(seed)
-    V = grammar.vocab_size
-    xi = -torch.log(-torch.log(torch.rand(num, length, V, generator=gen, dtype=torch.float64).clamp_min(1e-300)))
+    from paradistill.sampling.categorical import gumbel_noise
+
+    xi = gumbel_noise((num, length, grammar.vocab_size), torch.Generator().manual_seed(seed))
     states = torch.empty(num, length, dtype=torch.long)  # state before emitting position i
     s = torch.full((num,), grammar.doc_state, dtype=torch.long)
     tokens = torch.empty(num, length, dtype=torch.long)
@@ -145,16 +145,13 @@ def demanded_links(loaded, settings: list[tuple[str, int]], num: int, length: in
     """Run the sampler on `loaded` (an MDLM-family model; the unmasking order of these samplers does not depend on the
     model) and report, per setting, the links demanded per committed token (mean, and the share needing >= 4)."""
     from paradistill import api
+    from paradistill.sampling.base import Denoiser
 
     rows = []
     for sampler, steps in settings:
         rec = MaskRecorder(loaded.model, loaded.tokenizer.mask_id)
-        model, loaded.model = loaded.model, rec
-        try:
-            api.generate(loaded, num, length=length, sampler=sampler, steps=steps, batch_size=num, seed=seed,
-                         progress=False)
-        finally:
-            loaded.model = model
+        api.generate(loaded, num, length=length, sampler=sampler, steps=steps, batch_size=num, seed=seed,
+                     progress=False, denoiser=Denoiser(rec, loaded.tokenizer.mask_id))
         d = links_demanded(rec.calls)[:, 1:].float()
         rows.append({"sampler": sampler, "steps": steps if sampler == "ancestral" else "L",
                      "mean_links": float(d.mean()), "share_ge4": float((d >= 4).float().mean()),
