@@ -219,12 +219,13 @@ def main() -> None:
                 profiles.setdefault(r["model"], []).append(r)
         render(next(r["coupling"] for r in saved if "coupling" in r), profiles, args.png)
         return
-    if any("=" not in m for m in args.model):
-        raise SystemExit("--model takes LABEL=RUN (e.g. mdlm=runs/base/mdlm)")
-    torch.set_num_threads(1)
-    from gumbel_noise_map import STUDENT_KINDS, prior_noise_and_sample  # scripts/ is on sys.path
-    from paradistill import api
+    from gumbel_eval import load_model, model_args  # scripts/ is on sys.path
+    from gumbel_noise_map import STUDENT_KINDS, prior_noise_and_sample
+
     from paradistill.distill.teachers import GrammarTeacher
+
+    models = model_args(args.model)
+    torch.set_num_threads(1)
 
     teacher = GrammarTeacher()
     coupling = coupling_curve(teacher.grammar, args.coupling_num, args.length, args.length - 1,
@@ -232,13 +233,8 @@ def main() -> None:
     for r in coupling:
         print(f"coupling d={r['depth']:2d} agree {r['agree']:.3f} (same start state {r['same_start_state']:.3f})")
     profiles, rows, demand = {}, [], []
-    from paradistill.errors import UserError
-
-    for label, path in (m.split("=", 1) for m in args.model):
-        try:
-            loaded = api.load(path)
-        except UserError as err:
-            raise SystemExit(f"--model {label}={path}: {err}") from None
+    for label, path in models:
+        loaded = load_model(label, path)
         if not demand and loaded.kind in ("mdlm", "gd-mdlm") and args.demand_steps:
             settings = [("ancestral", t) for t in args.demand_steps] + [("first-hitting", 1)]
             demand = demanded_links(loaded, settings, args.num, args.length, args.seed)

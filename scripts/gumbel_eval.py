@@ -26,6 +26,25 @@ import numpy as np
 import torch
 
 
+def model_args(items: list[str], option: str = "--model") -> list[tuple[str, str]]:
+    """LABEL=RUN arguments -> [(label, run)], refusing an ill-formed one before any work is done."""
+    bad = [m for m in items if "=" not in m or not m.split("=", 1)[0]]
+    if bad:
+        raise SystemExit(f"{option} {bad[0]}: takes LABEL=RUN (e.g. mdlm=runs/base/mdlm)")
+    return [tuple(m.split("=", 1)) for m in items]
+
+
+def load_model(label: str, path: str, option: str = "--model"):
+    """api.load with a one-line error naming the argument (missing run, corrupt checkpoint, ...)."""
+    from paradistill import api
+    from paradistill.errors import UserError
+
+    try:
+        return api.load(path)
+    except UserError as err:
+        raise SystemExit(f"{option} {label}={path}: {err}") from None
+
+
 def score(tokens: torch.Tensor) -> dict:
     """tokens: [N, L] long, BOS first -> exact Gen PPL (+- one standard error band) and unigram entropy."""
     from paradistill.data.grammar import StoryGrammar
@@ -110,9 +129,7 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the rows here (and a table.md beside it)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from paradistill import api
-
-    models = [m.split("=", 1) for m in args.model]
+    models = model_args(args.model)
     rows = []
     for item in args.reuse:
         label, path = item.split("=", 1)
@@ -126,7 +143,7 @@ def main() -> None:
         rows += taken
     settings = [("ancestral", s) for s in args.steps] + ([("first-hitting", 1)] if args.first_hitting else [])
     for label, path in models:
-        loaded = api.load(path)
+        loaded = load_model(label, path)
         temps = args.tune if args.tune and loaded.kind.startswith("gd-") else [args.noise_temperature]
         for temp in temps:
             for sampler, steps in settings:

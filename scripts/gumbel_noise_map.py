@@ -123,13 +123,15 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the rows here (and a .md table beside it)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from paradistill import api
+    from gumbel_eval import load_model, model_args  # scripts/ is on sys.path
+
     from paradistill.distill.teachers import GrammarTeacher
 
+    models = model_args(args.model)
     teacher = GrammarTeacher()
     rows = []
-    for label, path in (m.split("=", 1) for m in args.model):
-        rows += agreement_rows(label, api.load(path), teacher, args.steps, args.first_hitting, args.num,
+    for label, path in models:
+        rows += agreement_rows(label, load_model(label, path), teacher, args.steps, args.first_hitting, args.num,
                                args.length, args.seed, args.noise_temperature)
     lines = ["| model | noise temp. | sampler | T | tokens equal to the teacher's x* = f(xi) | agreeing prefix (of "
              f"{args.length - 1}) | local agreement: tokens equal to the teacher's choice after the sample's own "
