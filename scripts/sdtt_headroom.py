@@ -85,7 +85,7 @@ def main() -> None:
     from paradistill import api
     from paradistill.config import from_dict
     from paradistill.distill.sdtt import SDTTConfig, build_round
-    from paradistill.train.checkpoint import resolve_checkpoint
+    from paradistill.checkpoint import resolve_checkpoint
 
     listing = Path(args.run) / "sdtt.json"
     if not listing.is_file():

@@ -128,7 +128,7 @@ def main() -> None:
     from paradistill.diffusion.schedules import LogLinear
     from paradistill.errors import UserError
     from paradistill.sampling.base import Denoiser
-    from paradistill.train.checkpoint import load_checkpoint
+    from paradistill.loader import load_checkpoint
 
     try:
         loaded = load_checkpoint(args.teacher, use_ema=True)

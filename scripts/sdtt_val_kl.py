@@ -25,7 +25,8 @@ def main() -> None:
     from paradistill import api
     from paradistill.config import from_dict
     from paradistill.distill.sdtt import SDTTConfig, build_round
-    from paradistill.train.checkpoint import load_checkpoint, resolve_checkpoint
+    from paradistill.checkpoint import resolve_checkpoint
+    from paradistill.loader import load_checkpoint
     from paradistill.train.loop import TrainConfig, evaluate
 
     summary = json.loads((Path(args.run) / "sdtt.json").read_text())

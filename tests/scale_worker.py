@@ -81,7 +81,7 @@ def run_job(out: str | Path, devices: int, strategy: str, micro: int, steps: int
     result = {"world": fabric.world_size, "full": losses(out / "full"), "split": losses(out / "split"),
               "steps": full.steps, "shard": sharded_job(fabric)}
     from paradistill.diffusion.objectives import DiffusionConfig, MDLMObjective
-    from paradistill.train.checkpoint import load_checkpoint
+    from paradistill.loader import load_checkpoint
 
     loaded = load_checkpoint(out / "full", use_ema=False)
     tok = loaded.tokenizer

@@ -1,4 +1,4 @@
-"""ADJUST joint sampler (distill/adjust.py, distill/adjust_data.py): exactness of K = 1, the sampler's logits
+"""ADJUST joint sampler (distill/adjust.py, distill/adjust_*.py): exactness of K = 1, the sampler's logits
 driving the picks, unrolls that never touch unmasked tokens, a frozen base, trajectories, errors, CLI."""
 
 from __future__ import annotations
@@ -13,13 +13,17 @@ import torch
 from conftest import make_model
 from paradistill.diffusion.mdlm import NEG_INF
 from paradistill.distill.adjust import (AdjustConfig, AdjustObjective, SamplerConfig, SamplerLayer, forward_kl,
-                                        generate_adjust, train_adjust, unroll_windows, unrolled_state)
-from paradistill.distill.adjust_data import (ParadistillAdapter, block_causal_mask, check_adapter,
-                                             generate_trajectories, joint_decode, load_trajectories)
+                                        unroll_windows, unrolled_state)
+from paradistill.distill.adjust_adapters import ParadistillAdapter, block_causal_mask, check_adapter
+from paradistill.distill.adjust_decode import joint_decode
+from paradistill.distill.adjust_store import generate_trajectories, load_trajectories
+from paradistill.generation import sample_adjust as generate_adjust
+from paradistill.methods.adjust import train_adjust
 from paradistill.errors import UserError
 from paradistill.sampling.base import SamplingOptions
 from paradistill.sampling.categorical import sample_categorical
-from paradistill.train.checkpoint import load_checkpoint, save_checkpoint
+from paradistill.checkpoint import save_checkpoint
+from paradistill.loader import load_checkpoint
 from paradistill.train.loop import TrainConfig
 
 L = 12
@@ -242,7 +246,7 @@ def test_trajectories_resume_and_fingerprint(tmp_path, base, tiny_tokenizer):
     rank, s, _ = unroll_windows(row[None, L:2 * L], torch.Generator().manual_seed(0), 1, 1.0)
     for j in range(L - 1):
         state = unrolled_state(row[None, :L], rank, torch.tensor([j]), adapter.mask_id)
-        pos, _ = __import__("paradistill.distill.adjust_data", fromlist=["x"]).pick_lowest_entropy(
+        pos, _ = __import__("paradistill.distill.adjust_decode", fromlist=["x"]).pick_lowest_entropy(
             torch.log_softmax(adapter.hidden_and_logits(state)[1].index_fill(-1, torch.tensor([3]), NEG_INF), -1),
             state == adapter.mask_id)
         assert int(pos) == int(row[L + j])
@@ -256,7 +260,7 @@ def test_trajectories_resume_and_fingerprint(tmp_path, base, tiny_tokenizer):
 def test_hidden_cache_matches_fresh_passes(tmp_path, base):
     """Cached hidden states are the full passes at the recorded states, so the cached objective equals the fresh one."""
     from paradistill.distill.adjust import init_from_base
-    from paradistill.distill.adjust_data import load_hidden_store
+    from paradistill.distill.adjust_store import load_hidden_store
 
     adapter = ParadistillAdapter.from_loaded(base)
     x, fixed = template(base.tokenizer, 1)
@@ -313,7 +317,7 @@ def test_hidden_cache_without_fixed_positions(tmp_path, base):
                                    progress=False, cache_hidden=True)
     rows = torch.from_numpy(load_trajectories(folder, adapter.fingerprint())).long()
     assert (rows[:, L:2 * L] >= 0).all()  # all L positions were picked
-    from paradistill.distill.adjust_data import load_hidden_store
+    from paradistill.distill.adjust_store import load_hidden_store
 
     store = load_hidden_store(folder, adapter.fingerprint())
     sampler = random_sampler(adapter)
@@ -415,7 +419,7 @@ def test_cli_distill_and_sample(tmp_path, base, capsys):
 def test_hf_adapter_with_a_transformers_model():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from paradistill.distill.adjust_data import HFDiffusionAdapter
+    from paradistill.distill.adjust_adapters import HFDiffusionAdapter
 
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=20, hidden_size=32, intermediate_size=64, num_hidden_layers=1,

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import make_model
 from paradistill.cli import main
-from paradistill.train.checkpoint import save_checkpoint
+from paradistill.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")

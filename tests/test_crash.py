@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from paradistill.train.checkpoint import load_checkpoint, resolve_checkpoint
+from paradistill.checkpoint import resolve_checkpoint
+
+from paradistill.loader import load_checkpoint
 
 pytestmark = pytest.mark.slow
 

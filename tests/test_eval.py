@@ -310,7 +310,7 @@ def test_cli_eval_and_report(tmp_path, capsys):
 
 
 def test_val_perplexity_ar_is_exact_cross_entropy(G):
-    from paradistill.train.checkpoint import LoadedCheckpoint
+    from paradistill.checkpoint import LoadedCheckpoint
 
     tok = builtin_tokenizer()
     model = tiny_transformer(tok.vocab_size, seed=2)

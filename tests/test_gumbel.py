@@ -14,7 +14,8 @@ from scipy.stats import kstest, norm
 from paradistill.distill import gumbel_noise as gn
 from paradistill.distill.gumbel import (STREAM_OFFLINE, GumbelConfig, GumbelObjective, NoiseInjected,
                                         noise_conditioned_denoiser, sample_teacher_with_seeds)
-from paradistill.distill.teachers import ARCheckpointTeacher, GrammarTeacher, HFTeacher, check_vocab, load_teacher
+from paradistill.distill.teachers import ARCheckpointTeacher, GrammarTeacher, HFTeacher, check_vocab
+from paradistill.methods.teachers import load_teacher
 from paradistill.errors import UserError
 from paradistill.models.noise_embed import SparseNoise, topk_softmax
 
@@ -278,7 +279,7 @@ def test_gd_uses_the_same_times_and_masks_as_the_base_objective():
 # ------------------------------------------------------------------------------------------------ teachers
 def _save_ar(tmp_path, kind="ar"):
     from paradistill.data.tokenizers import build_tokenizer
-    from paradistill.train.checkpoint import save_checkpoint
+    from paradistill.checkpoint import save_checkpoint
 
     tok = build_tokenizer("builtin")
     model = make_model(tok.vocab_size)
@@ -359,7 +360,7 @@ def test_cli_distill_sample_and_errors(tmp_path, capsys):
     res2 = api.generate(loaded, 4, sampler="ancestral", steps=4, progress=False, noise_temperature=0.5)
     assert res2.tokens.shape == (4, 16)
     # the noise is fixed across steps: the denoiser is a pure function of (x, t)
-    den = noise_conditioned_denoiser(loaded, 2, 16, gen(0), {})
+    den = noise_conditioned_denoiser(loaded, 2, 16, gen(0))
     x = torch.full((2, 16), 3)
     x[:, 0] = 1
     a, b = den(x, torch.ones(2)), den(x, torch.ones(2))

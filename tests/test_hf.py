@@ -11,12 +11,13 @@ import torch.nn.functional as F
 
 from conftest import make_model
 from paradistill.errors import UserError
-from paradistill.train.checkpoint import load_checkpoint, save_checkpoint
+from paradistill.checkpoint import save_checkpoint
+from paradistill.loader import load_checkpoint
 
 
 @pytest.fixture(scope="module")
 def hx():
-    import paradistill.models.hf_export as module
+    import paradistill.interop.hf_export as module
 
     module.register()
     return module
@@ -110,7 +111,7 @@ def test_tiny_gpt2_as_gen_ppl_judge(tiny_gpt2):
 
 def test_tiny_gpt2_as_gumbel_distillation_teacher(tiny_gpt2):
     from paradistill.distill.gumbel_noise import extract_posterior
-    from paradistill.distill.teachers import load_teacher
+    from paradistill.methods.teachers import load_teacher
 
     path, model = tiny_gpt2
     teacher = load_teacher(f"hf:{path}")
@@ -178,7 +179,7 @@ def _mdlm_reference_logits(sd, x, heads):
 def test_mdlm_dit_loader_matches_the_reference_forward(tmp_path):
     from safetensors.torch import save_file
 
-    from paradistill.models.mdlm_import import load_mdlm
+    from paradistill.interop.mdlm_import import load_mdlm
 
     sd = _mdlm_state()
     save_file(sd, str(tmp_path / "model.safetensors"))
@@ -193,7 +194,7 @@ def test_mdlm_dit_loader_matches_the_reference_forward(tmp_path):
 
 def test_mdlm_loader_errors_name_the_keys(tmp_path, tiny_tokenizer):
     from paradistill.cli import main
-    from paradistill.models.mdlm_import import convert
+    from paradistill.interop.mdlm_import import convert
 
     sd = _mdlm_state(prefix="")
     sd.pop("blocks.1.attn_out.weight")
@@ -205,7 +206,7 @@ def test_mdlm_loader_errors_name_the_keys(tmp_path, tiny_tokenizer):
         convert({"transformer.wte.weight": torch.zeros(3, 4)}, n_heads=4)
     torch.save({"state_dict": _mdlm_state(vocab=tiny_tokenizer.vocab_size + 1)}, tmp_path / "last.ckpt")
     with pytest.raises(UserError, match="tokenizer has 12 ids but the MDLM checkpoint 13"):
-        from paradistill.models.mdlm_import import import_mdlm
+        from paradistill.interop.mdlm_import import import_mdlm
 
         import_mdlm(tmp_path / "last.ckpt", tmp_path / "out", tiny_tokenizer, n_heads=4)
     torch.save({"state_dict": _mdlm_state(vocab=tiny_tokenizer.vocab_size)}, tmp_path / "ok.ckpt")

@@ -37,7 +37,7 @@ def launch(out: Path, strategy: str) -> dict:
 
 
 def check_same_run(one: dict, two: dict, one_dir: Path, two_dir: Path) -> None:
-    from paradistill.train.checkpoint import load_checkpoint
+    from paradistill.loader import load_checkpoint
 
     assert two["world"] == 2 and one["world"] == 1 and two["steps"] == 6
     # same loss trajectory (global-batch mean logged by rank 0) and the same final weights, raw and EMA
@@ -100,7 +100,7 @@ def test_sample_cli_devices_1_equals_sharded_generation(tmp_path, one_process):
                  "--batch-size", "2", "--steps", "4", "--seed", "3", "--out", str(out), "--show", "0"]) == 0
     rows = [json.loads(line) for line in open(out)]
     from paradistill.sharded import generate_sharded
-    from paradistill.train.checkpoint import load_checkpoint
+    from paradistill.loader import load_checkpoint
 
     ref = generate_sharded(load_checkpoint(one_dir / "full"), 5, None, seed=3, batch_size=2, steps=4)
     assert [r["tokens"] for r in rows] == ref.tokens.tolist()

@@ -14,12 +14,13 @@ import torch
 from conftest import make_model
 from paradistill.diffusion.mdlm import q_sample
 from paradistill.diffusion.schedules import LogLinear
-from paradistill.distill.sdtt import (Forward, SDTTConfig, SDTTObjective, distill_rounds, divergence, round_dir,
-                                      teacher_targets)
+from paradistill.distill.sdtt import Forward, SDTTConfig, SDTTObjective, divergence, teacher_targets
+from paradistill.methods.sdtt import distill_rounds, round_dir
 from paradistill.errors import UserError
 from paradistill.sampling.base import Denoiser, SamplerState, SamplingOptions
 from paradistill.sampling.samplers import AncestralSampler
-from paradistill.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from paradistill.checkpoint import load_weights, save_checkpoint
+from paradistill.loader import load_checkpoint
 from paradistill.train.loop import TrainConfig
 
 L = 16
@@ -190,7 +191,7 @@ def test_gd_student_teacher_and_student_share_the_inference_noise(tmp_path, tiny
     cond = forward.draw(x0, torch.Generator().manual_seed(11))
     target, first, x_mid = teacher_targets(model, forward, xt, t, 1.0 / m, keep, LogLinear(),
                                            torch.Generator().manual_seed(5), x0, cond)
-    denoiser = noise_conditioned_denoiser(loaded, bsz, L, torch.Generator().manual_seed(11), {})
+    denoiser = noise_conditioned_denoiser(loaded, bsz, L, torch.Generator().manual_seed(11))
     state = SamplerState(xt.clone(), keep, denoiser, torch.Generator().manual_seed(5), m, SamplingOptions(), step=k)
     state = AncestralSampler(cache=False).step(state)
     assert torch.equal(state.x, x_mid)

@@ -11,7 +11,8 @@ import torch
 from conftest import make_model
 from paradistill.diffusion.objectives import DiffusionConfig, MDLMObjective
 from paradistill.errors import TrainingDiverged, UserError
-from paradistill.train.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from paradistill.checkpoint import resolve_checkpoint, save_checkpoint
+from paradistill.loader import load_checkpoint
 from paradistill.train.loop import TrainConfig, train
 
 

@@ -1,16 +1,28 @@
 """Generation from any checkpoint kind: builds the inputs (BOS, prompt, infill template), the denoiser for the
-kind, the sampler, and runs batches. Samplers stay method-agnostic; this is the one place that dispatches."""
+kind (from its properties in `kinds.py`), the sampler, and runs batches. Samplers stay method-agnostic; this is
+the one place that dispatches."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
+from .config import from_dict
+from .distill.adjust import AdjustConfig, generate_adjust
+from .distill.adjust_adapters import ParadistillAdapter
+from .distill.gumbel import noise_conditioned_denoiser
 from .errors import UserError
-from .sampling.base import Denoiser, SamplingOptions, run_sampler
+from .kinds import get_kind, kind_names, require_kind
+from .loader import load_checkpoint
+from .memory import check_memory, sampling_bytes
+from .sampling.ar import generate_ar
+from .sampling.base import SamplingOptions, run_sampler
+from .sampling.bd3lm import denoiser_for
 from .sampling.registry import build_sampler
 
 MASK_MARK = "[MASK]"
@@ -62,22 +74,73 @@ def build_template(tokenizer, length: int, prompt: str | None = None, infill: st
     return row, fixed_row
 
 
-def make_denoiser(loaded, batch_size: int, length: int, generator: torch.Generator, options: dict[str, Any]):
-    """The denoiser for a checkpoint kind (noise-conditioned students draw their noise here)."""
-    kind = loaded.kind
-    mask_id = loaded.tokenizer.mask_id
-    if kind == "mdlm":
-        return Denoiser(loaded.model, mask_id)
-    if kind == "bd3lm":
-        from .sampling.bd3lm import BD3Denoiser
+@dataclass
+class MethodOptions:
+    """Options of particular kinds and samplers, passed to `generate` as keywords; unknown keys are an error."""
+    kv_cache: bool = True  # KV caches (AR, BD3-LM); False recomputes, for comparison
+    compile: bool = False  # AR: compiled decoding into a static KV cache
+    stop_at_eos: bool = False  # block samplers: stop once every sample has ended
+    max_length: int | None = None  # block samplers: stop after this many tokens
+    noise_temperature: float | None = None  # noise-conditioned students (default: the checkpoint's)
+    tokens_per_pass: int | None = None  # ADJUST: K tokens per full pass (default: the checkpoint's)
+    mode: str = "adjust"  # ADJUST: "adjust" (sampler layer) or "marginal" (baseline)
+    adjust_checkpoint: str | None = None  # ADJUST: a sampler trained on this base
+    adaptive_threshold: float | None = None  # ADJUST: adaptive K by pick entropy (nats)
 
-        return BD3Denoiser(loaded.model, mask_id, block_size=int(loaded.method["block_size"]),
-                           use_cache=options.get("kv_cache", True), batch_size=batch_size, length=length)
-    if kind.startswith("gd-"):
-        from .distill.gumbel import noise_conditioned_denoiser
 
-        return noise_conditioned_denoiser(loaded, batch_size, length, generator, options)
-    raise UserError(f"checkpoint kind '{kind}' cannot be sampled with a diffusion sampler")
+def make_denoiser(loaded, batch_size: int, length: int, generator: torch.Generator, opts: MethodOptions):
+    """The denoiser of a masked-diffusion checkpoint (noise-conditioned students draw their noise here)."""
+    kind = require_kind(loaded.kind, "a diffusion sampler", f"checkpoint '{loaded.path}'", family="diffusion")
+    if kind.noise_conditioned:
+        return noise_conditioned_denoiser(loaded, batch_size, length, generator, opts.noise_temperature,
+                                          opts.kv_cache)
+    block = loaded.record.block_size if kind.block else None
+    return denoiser_for(loaded.model, loaded.tokenizer.mask_id, block, use_cache=opts.kv_cache,
+                        batch_size=batch_size, length=length)
+
+
+_ADJUST_PARTS: dict[tuple, tuple] = {}
+
+
+def adjust_parts(loaded, mode: str, adjust_checkpoint):
+    """(adapter, sampler layer or None) for a loaded base (+ ADJUST checkpoint) or a loaded ADJUST checkpoint;
+    the last one is kept, so batches of one call do not reload it."""
+    key = (id(loaded.model), str(adjust_checkpoint), mode)
+    if key in _ADJUST_PARTS:
+        return _ADJUST_PARTS[key]
+    if get_kind(loaded.kind).family == "sampler":
+        if adjust_checkpoint:
+            raise UserError(f"'{loaded.path}' already is an ADJUST checkpoint: drop --adjust, or sample its base")
+        record = loaded.record
+        base = type(loaded)(Path(record.base), record.base_kind, loaded.model.base,
+                            loaded.tokenizer, {"method": loaded.method})
+        adapter, sampler = ParadistillAdapter.from_loaded(base), loaded.model.sampler
+    else:
+        adapter, sampler = ParadistillAdapter.from_loaded(loaded), None
+        if mode == "adjust":
+            if not adjust_checkpoint:
+                raise UserError("--sampler adjust needs a trained sampler: pass --adjust CKPT (from `paradistill "
+                                "distill adjust`), or --adjust-mode marginal for the baseline")
+            trained = load_checkpoint(adjust_checkpoint, expect_kinds=kind_names(family="sampler"))
+            if trained.record.base_fingerprint != adapter.fingerprint():
+                raise UserError(f"ADJUST checkpoint '{adjust_checkpoint}' was trained on another base (fingerprint "
+                                f"{trained.record.base_fingerprint}, '{loaded.path}' is "
+                                f"{adapter.fingerprint()}): pass the sampler trained on this base")
+            sampler = trained.model.sampler
+    _ADJUST_PARTS.clear()
+    _ADJUST_PARTS[key] = (adapter, sampler)
+    return adapter, sampler
+
+
+def sample_adjust(loaded, x, fixed, generator, options, tokens_per_pass: int | None = None, mode: str = "adjust",
+                  adjust_checkpoint=None, adaptive_threshold: float | None = None):
+    """One batch of ADJUST sampling (x, fixed: [B, L]) from a base + `adjust_checkpoint`, or from an ADJUST
+    checkpoint; K defaults to the checkpoint's `adjust.tokens_per_pass`."""
+    adapter, layer = adjust_parts(loaded, mode, adjust_checkpoint)
+    if tokens_per_pass is None:
+        tokens_per_pass = from_dict(AdjustConfig, loaded.record.adjust,
+                                    where=f"checkpoint '{loaded.path}': method.adjust").tokens_per_pass
+    return generate_adjust(adapter, layer, x, fixed, generator, options, tokens_per_pass, mode, adaptive_threshold)
 
 
 def generate(loaded, num: int, length: int | None = None, sampler: str = "ancestral", steps: int = 64,
@@ -85,11 +148,14 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
              temperature: float = 1.0, top_p: float = 1.0, block_size: int | None = None,
              tokens_per_step: int | None = None, final_fill: str = "sample", progress: bool = True,
              denoiser=None, **method_options) -> GenerationResult:
-    """Sample `num` sequences from a loaded checkpoint (see train.checkpoint.load_checkpoint).
+    """Sample `num` sequences from a loaded checkpoint (see loader.load_checkpoint). `method_options` are the
+    fields of `MethodOptions` (an unknown one is an error naming the closest).
 
     `denoiser`: an object like sampling.base.Denoiser (`(x, t) -> log-probs`, `.mask_id`, `.time_conditioned`)
     used in place of the checkpoint's own (diffusion checkpoints; research on samplers and targets, e.g. an oracle
     student); the checkpoint still gives the tokenizer and the template."""
+    opts = from_dict(MethodOptions, {k: str(v) if isinstance(v, Path) else v for k, v in method_options.items()},
+                     where="generate options")
     if num < 1:
         raise UserError(f"num={num}: must be >= 1")
     if batch_size < 1:
@@ -99,78 +165,74 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
     tok = loaded.tokenizer
     if tok is None:
         raise UserError(f"checkpoint '{loaded.path}' has no tokenizer/ folder: it cannot be sampled")
-    length = length or int(loaded.config.get("method", {}).get("seq_len", 64))
-    keep_bos = bool(loaded.method.get("keep_bos", True))
-    if loaded.kind == "ar" and not prompt:
+    kind = get_kind(loaded.kind, where=f"checkpoint '{loaded.path}'")
+    joint = sampler == "adjust" or kind.family == "sampler"  # ADJUST: K picks per full pass
+    record = loaded.record
+    length = length or record.seq_len
+    keep_bos = record.keep_bos
+    if kind.autoregressive and not prompt:
         keep_bos = True  # an AR model needs a first token; BOS starts every document of its stream (wrap/pad too)
     row, fixed_row = build_template(tok, length, prompt, infill, keep_bos)
     # PAD is a token only for models trained on padded rows; elsewhere it is never drawn
-    pad_is_token = loaded.method.get("data_mode") == "pad" or tok.pad_id in (tok.bos_id, tok.eos_id)
+    pad_is_token = record.data_mode == "pad" or tok.pad_id in (tok.bos_id, tok.eos_id)
     options = SamplingOptions(temperature, top_p, final_fill, () if pad_is_token else (tok.pad_id,))
     options.validate()
     generator = torch.Generator().manual_seed(seed)
     device = next(loaded.model.parameters()).device
-    from .memory import check_memory, sampling_bytes
-
     check_memory(sampling_bytes(min(batch_size, num), length, loaded.model.cfg.vocab_size),
                  f"sampling a batch of {min(batch_size, num)} x {length} tokens over {loaded.model.cfg.vocab_size} "
                  "vocabulary entries", "lower --batch-size", device)
     diffusion_sampler = None
-    if method_options.get("compile") and loaded.kind != "ar":
+    if opts.compile and not kind.autoregressive:
         raise UserError(f"--compile applies to autoregressive checkpoints; '{loaded.path}' is a {loaded.kind} "
                         "checkpoint: drop --compile")
-    if denoiser is not None and (loaded.kind == "ar" or sampler == "adjust" or loaded.kind == "adjust"):
+    if denoiser is not None and (kind.autoregressive or joint):
         raise UserError(f"a custom denoiser replaces a diffusion model's; '{loaded.path}' is sampled as "
-                        f"{'adjust' if sampler == 'adjust' else loaded.kind}: use a diffusion checkpoint")
-    if loaded.kind == "ar":
+                        f"{'adjust' if joint else loaded.kind}: use a diffusion checkpoint")
+    if kind.autoregressive:
         prefix = int(fixed_row.long().cumprod(0).sum())
         if bool(fixed_row[prefix:].any()):
             raise UserError("an autoregressive model supports prompts, not infilling templates: use a diffusion model")
-    elif sampler != "adjust" and loaded.kind != "adjust":
-        kind_block = int(loaded.method.get("block_size", 0)) if loaded.kind in ("bd3lm", "gd-bd3lm") else 0
-        block = block_size or (kind_block or None)
+    elif joint:
+        adjust_parts(loaded, opts.mode, opts.adjust_checkpoint)  # bad --adjust / base before any work
+    else:
+        block = block_size or (record.block_size if kind.block else None)
         if block is not None and length % block:
             raise UserError(f"block_size={block} does not divide the sequence length {length}")
         diffusion_sampler = build_sampler(sampler, block_size=block, tokens_per_step=tokens_per_step,
-                                          eos_id=tok.eos_id if method_options.get("stop_at_eos") else None,
-                                          pad_id=tok.pad_id, max_length=method_options.get("max_length"))
+                                          eos_id=tok.eos_id if opts.stop_at_eos else None,
+                                          pad_id=tok.pad_id, max_length=opts.max_length)
     out, nfes, secs, sizes = [], [], [], []
     extras = []  # per batch: sampler-specific counts (e.g. ADJUST sampler passes)
     batches = range(0, num, batch_size)
     if progress:
-        from tqdm.auto import tqdm
-
         batches = tqdm(batches, desc=f"generate {loaded.kind}", leave=False)
     for start in batches:
         b = min(batch_size, num - start)
         x = row.expand(b, -1).clone().to(device)
         fixed = fixed_row.expand(b, -1).clone().to(device)
         t0 = time.perf_counter()
-        if loaded.kind == "ar":
-            result = _generate_ar(loaded, x, fixed, length, generator, options, method_options)
-        elif sampler == "adjust" or loaded.kind == "adjust":
-            from .distill.adjust import generate_adjust
-
-            result = generate_adjust(loaded, x, fixed, generator, options, steps=steps, **method_options)
+        if kind.autoregressive:
+            result = _generate_ar(loaded, x, fixed, length, generator, options, opts)
+        elif joint:
+            result = sample_adjust(loaded, x, fixed, generator, options, opts.tokens_per_pass, opts.mode,
+                                   opts.adjust_checkpoint, opts.adaptive_threshold)
         else:
-            den = denoiser if denoiser is not None else make_denoiser(loaded, b, length, generator, method_options)
+            den = denoiser if denoiser is not None else make_denoiser(loaded, b, length, generator, opts)
             result = run_sampler(diffusion_sampler, den, x, fixed, generator, steps, options)
         secs.append(time.perf_counter() - t0)
         out.append(result.tokens.cpu())
         nfes.append(result.nfe)
         extras.append(dict(getattr(result, "extra", None) or {}))
         sizes.append(b)
-    info = {"sampler": sampler if loaded.kind != "ar" else "ar", "steps": steps, "length": length}
+    info = {"sampler": "ar" if kind.autoregressive else sampler, "steps": steps, "length": length}
     if any(extras):
         info["batch_extra"] = extras
     return GenerationResult(torch.cat(out), nfes, secs, sizes, info)
 
 
-def _generate_ar(loaded, x, fixed, length, generator, options, method_options):
-    from .sampling.ar import generate_ar
-
+def _generate_ar(loaded, x, fixed, length, generator, options, opts: MethodOptions):
     prefix = int(fixed[0].long().cumprod(0).sum())
     tok = loaded.tokenizer
-    return generate_ar(loaded.model, x[:, :prefix], length, generator, options,
-                       use_cache=method_options.get("kv_cache", True), banned_ids=(tok.mask_id, *options.banned_ids),
-                       compile=bool(method_options.get("compile", False)))
+    return generate_ar(loaded.model, x[:, :prefix], length, generator, options, use_cache=opts.kv_cache,
+                       banned_ids=(tok.mask_id, *options.banned_ids), compile=opts.compile)

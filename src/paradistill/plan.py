@@ -23,14 +23,15 @@ from typing import Any
 
 import torch
 
+from .data.corpora import load_corpus
+from .data.tokenizers import build_tokenizer
 from .errors import UserError
+from .models.transformer import ModelConfig, Transformer
+from .recipes import model_config
+from .train.distributed import check_devices, micro_batching
 
 # Vocabulary sizes (MASK included) of common tokenizer specs, so a dry run needs no download.
 KNOWN_VOCAB = {"hf:gpt2": 50258, "gpt2": 50258, "hf:bert-base-uncased": 30522, "hf:bert-base-cased": 28996}
-METHOD_SECTIONS = {"bd3lm": ("paradistill.diffusion.bd3lm", "BD3Config"),
-                   "gumbel": ("paradistill.distill.gumbel", "GumbelConfig"),
-                   "sdtt": ("paradistill.distill.sdtt", "SDTTConfig"),
-                   "adjust": ("paradistill.distill.adjust", "AdjustConfig")}
 
 
 @dataclass
@@ -53,48 +54,43 @@ def vocab_size_for(recipe) -> int:
     spec = str(recipe.data.tokenizer)
     if spec in KNOWN_VOCAB:
         return KNOWN_VOCAB[spec]
-    from .data.tokenizers import build_tokenizer
 
     texts = None
     if spec.partition(":")[0] in ("char", "word"):
-        from .data.corpora import load_corpus
-
         texts = load_corpus(recipe.data.corpus, num_docs=recipe.data.num_docs, seed=recipe.data.seed,
                             text_column=recipe.data.text_column)
     return build_tokenizer(spec, texts).vocab_size
 
 
-def validate_sections(recipe) -> None:
-    """Every method section of the recipe through its config class (unknown keys name the closest valid one)."""
-    import importlib
+@dataclass(frozen=True)
+class PlanShape:
+    """How a planned training differs from a plain backbone training."""
+    noise_embedding: bool = False  # a Gumbel student's noise projection is part of the model
+    two_streams: bool = False  # BD3-LM trains on [x_t ; x0]: twice the sequence length
+    frozen_backbone: bool = False  # ADJUST: only a sampler layer trains on a frozen base
 
-    from .config import from_dict
 
-    for section, (module, cls_name) in METHOD_SECTIONS.items():
-        values = getattr(recipe, section)
-        if not values:
-            continue
-        try:
-            cls = getattr(importlib.import_module(module), cls_name)
-        except (ImportError, AttributeError):
-            continue  # method not in this build
-        from_dict(cls, values, where=f"recipe {recipe.name}: {section}")
+PLAN_SHAPES = {"ar": PlanShape(), "mdlm": PlanShape(), "bd3lm": PlanShape(two_streams=True),
+               "gumbel": PlanShape(noise_embedding=True), "adjust": PlanShape(frozen_backbone=True)}
 
 
 def model_for(kind: str, recipe, vocab_size: int):
     """(ModelConfig, extra trainable parameters outside the backbone, sequence length seen by the model)."""
-    from .recipes import model_config
-
-    changes, extra, length = {}, 0, recipe.data.seq_len
-    if kind == "gumbel":
-        changes = {"noise_embed": recipe.gumbel.get("embed", "dense"), "noise_topk": recipe.gumbel.get("topk", 32)}
-    if kind == "bd3lm":
-        length = 2 * recipe.data.seq_len  # x_t and x0 streams
+    shape = plan_shape(kind)
+    changes = {"noise_embed": recipe.gumbel.embed, "noise_topk": recipe.gumbel.topk} if shape.noise_embedding else {}
+    length = 2 * recipe.data.seq_len if shape.two_streams else recipe.data.seq_len
     cfg = model_config(recipe, vocab_size, **changes)
-    if kind == "adjust":  # one transformer block + W_down (2H -> H) on a frozen base
+    extra = 0
+    if shape.frozen_backbone:  # one transformer block + W_down (2H -> H) on a frozen base
         h = cfg.dim
         extra = 2 * h * h + (4 * h * h + 2 * cfg.mlp_ratio * h * h + 8 * h)
     return cfg, int(extra), length
+
+
+def plan_shape(kind: str) -> PlanShape:
+    if kind not in PLAN_SHAPES:
+        raise UserError(f"no dry-run plan for '{kind}': choose one of {', '.join(PLAN_SHAPES)}")
+    return PLAN_SHAPES[kind]
 
 
 def matmul_params(cfg) -> int:
@@ -109,8 +105,6 @@ def train_flops(cfg, tokens: int, length: int) -> float:
 
 def measure_flops_per_second(accelerator: str, precision: str, length: int, vocab: int) -> dict[str, Any]:
     """Time forward + backward of a reduced model; returns achieved FLOP/s and what was measured."""
-    from .models.transformer import ModelConfig, Transformer
-
     device = "cuda" if accelerator == "cuda" else "cpu"
     cfg = ModelConfig(vocab_size=min(vocab, 4096), dim=256, n_layers=2, n_heads=4, max_len=1024)
     bench_len, batch = min(length, 128), 4
@@ -155,10 +149,8 @@ def memory_estimate(cfg, params: int, trainable: int, micro: int, length: int, p
 
 
 def make_plan(kind: str, recipe, bench: bool = True) -> Plan:
-    from .train.distributed import check_devices, micro_batching
-
     t = recipe.train
-    validate_sections(recipe)
+    frozen = plan_shape(kind).frozen_backbone
     precision = "32-true" if t.precision == "32" else t.precision
     accelerator = check_devices(t.devices, t.num_nodes, t.strategy, precision, t.accelerator) \
         if t.accelerator != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -167,7 +159,7 @@ def make_plan(kind: str, recipe, bench: bool = True) -> Plan:
     vocab = vocab_size_for(recipe)
     cfg, extra, length = model_for(kind, recipe, vocab)
     params = cfg.num_parameters() + extra
-    trainable = extra if kind == "adjust" else params
+    trainable = extra if frozen else params
     world = t.devices * t.num_nodes
     micro, accum = micro_batching(t.batch_size, world, t.micro_batch_size, t.grad_accum)
     tokens = t.batch_size * recipe.data.seq_len
@@ -175,7 +167,7 @@ def make_plan(kind: str, recipe, bench: bool = True) -> Plan:
                              accelerator)
     measured = measure_flops_per_second(accelerator, precision, length, vocab) if bench else {}
     flops = train_flops(cfg, t.batch_size * length, length)
-    if kind == "adjust":  # only the sampler block trains; the frozen model runs forward (2 FLOPs per parameter)
+    if frozen:  # only the sampler block trains; the frozen model runs forward (2 FLOPs per parameter)
         flops = 2.0 * matmul_params(cfg) * t.batch_size * length + 6.0 * extra * t.batch_size * length
     seconds = 1000 * flops / (measured["flops_per_second"] * world) if measured else float("nan")
     return Plan(kind, vocab, params, trainable, tokens, world, micro, accum, memory, seconds, measured)

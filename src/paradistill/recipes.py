@@ -8,8 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from .config import apply_overrides, closest_hint, from_dict, load_yaml
+from .data.packing import prepare_data
+from .diffusion.bd3lm import BD3Config
 from .diffusion.objectives import DiffusionConfig
+from .distill.adjust import AdjustConfig
+from .distill.gumbel import GumbelConfig
+from .distill.sdtt import SDTTConfig
 from .errors import UserError
+from .models.transformer import ModelConfig
 from .train.loop import TrainConfig
 
 
@@ -34,18 +40,30 @@ class DataConfig:
 
 
 @dataclass
+class SampleConfig:
+    """The recipe's recommended sampling settings (what `paradistill recipes` shows a user)."""
+    num: int = 64
+    steps: int = 64
+
+    def validate(self) -> None:
+        if self.num < 1 or self.steps < 1:
+            raise UserError(f"sample.num={self.num}, sample.steps={self.steps}: both must be >= 1")
+
+
+@dataclass
 class Recipe:
+    """A named configuration; every section is a typed dataclass validated when the recipe loads."""
     name: str = "custom"
     description: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig without vocab_size (from the tokenizer)
     train: TrainConfig = field(default_factory=TrainConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    bd3lm: dict[str, Any] = field(default_factory=dict)
-    gumbel: dict[str, Any] = field(default_factory=dict)
-    sdtt: dict[str, Any] = field(default_factory=dict)
-    adjust: dict[str, Any] = field(default_factory=dict)
-    sample: dict[str, Any] = field(default_factory=dict)
+    bd3lm: BD3Config = field(default_factory=BD3Config)
+    gumbel: GumbelConfig = field(default_factory=GumbelConfig)
+    sdtt: SDTTConfig = field(default_factory=SDTTConfig)
+    adjust: AdjustConfig = field(default_factory=AdjustConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
 
 
 def recipe_names() -> list[str]:
@@ -73,8 +91,6 @@ def load_recipe(name_or_file: str = "tiny", overrides: list[str] | None = None) 
 
 def model_config(recipe: Recipe, vocab_size: int, **changes):
     """ModelConfig from the recipe's model section, the tokenizer's vocab size and method changes."""
-    from .models.transformer import ModelConfig
-
     section = dict(recipe.model)
     if "vocab_size" in section:
         raise UserError("recipe model.vocab_size is set from the tokenizer: remove it from the recipe")
@@ -82,3 +98,11 @@ def model_config(recipe: Recipe, vocab_size: int, **changes):
     section["vocab_size"] = vocab_size
     section.setdefault("max_len", max(1024, 2 * recipe.data.seq_len))
     return from_dict(ModelConfig, section, where=f"recipe {recipe.name}: model")
+
+
+def prepare(recipe: Recipe, progress: bool = True):
+    """Tokenised, packed train / validation rows of the recipe's data section (cached on disk)."""
+    d = recipe.data
+    return prepare_data(d.corpus, d.tokenizer, d.seq_len, mode=d.mode, val_fraction=d.val_fraction,
+                        cache_dir=d.cache_dir, num_docs=d.num_docs, seed=d.seed, num_tokens=d.num_tokens,
+                        text_column=d.text_column, progress=progress)

@@ -14,11 +14,12 @@ import math
 import torch
 
 from .generation import GenerationResult, generate
+from .seeding import derive_seed
 from .train.distributed import shard_batches
 
 
 def batch_seed(seed: int, batch_index: int) -> int:
-    return (seed * 1_000_003 + batch_index * 7919 + 12_345) % (2**63 - 1)
+    return derive_seed(seed, "sample-batch", batch_index)
 
 
 def generate_sharded(loaded, num: int, fabric=None, seed: int = 0, batch_size: int = 16, **kwargs) -> GenerationResult:

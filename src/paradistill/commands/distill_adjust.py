@@ -51,44 +51,18 @@ def add_parser(msub) -> None:
     p.set_defaults(run=run)
 
 
-def _templates(tokenizer, length: int, keep_bos: bool, prompts_file: str | None):
-    import torch
-
-    from ..errors import UserError
-    from ..generation import build_template
-
-    prompts = [None]
-    if prompts_file:
-        try:
-            with open(prompts_file) as f:
-                prompts = [line.strip() for line in f if line.strip()]
-        except OSError as e:
-            raise UserError(f"--prompts '{prompts_file}' cannot be read ({e}): pass a text file, one prompt a line") from None
-        if not prompts:
-            raise UserError(f"--prompts '{prompts_file}' holds no prompt: one prompt per line, or drop --prompts")
-    rows = [build_template(tokenizer, length, prompt, None, keep_bos) for prompt in prompts]
-    return torch.stack([r for r, _ in rows]), torch.stack([f for _, f in rows])
-
-
 def run(args) -> int:
     from .. import api
-    from ..config import from_dict
-    from ..distill.adjust import AdjustConfig, train_adjust
 
     overrides = list(args.overrides) + scale_overrides(args)
     for flag, key in ((args.trajectories, "trajectories"), (args.max_unroll, "max_unroll"), (args.steps, "steps")):
         if flag is not None:
             overrides.append(f"adjust.{key}={flag}")
     recipe = api.load_recipe(args.recipe, overrides)
-    cfg = from_dict(AdjustConfig, recipe.adjust, where=f"recipe {recipe.name}: adjust")
-    cfg.validate()
-    base = api.load(args.base, expect_kinds=("mdlm", "bd3lm"))
-    length = int(base.method.get("seq_len", recipe.data.seq_len))
-    templates, fixed = _templates(base.tokenizer, length, bool(base.method.get("keep_bos", True)), args.prompts)
-    result = train_adjust(base, templates, fixed, cfg, recipe.train, args.out, args.trajectories_dir,
-                          resume=args.resume, progress=not args.no_progress)
+    result = api.distill_adjust(args.base, recipe, args.out, args.prompts, args.trajectories_dir, resume=args.resume,
+                                progress=not args.no_progress)
     val = f", validation KL {result.last_val:.4f} nats/position" if result.last_val is not None else ""
     print(f"trained an ADJUST sampler for {result.steps} steps in {result.seconds:.0f}s{val}; checkpoint: "
           f"{result.checkpoint}\nsample: paradistill sample {args.out} --sampler adjust --tokens-per-pass "
-          f"{cfg.tokens_per_pass}")
+          f"{recipe.adjust.tokens_per_pass}")
     return 0

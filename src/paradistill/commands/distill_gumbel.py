@@ -38,7 +38,6 @@ def add_parser(msub) -> None:
 
 def run(args) -> int:
     from .. import api
-    from ..distill.gumbel import train_gumbel
 
     overrides = list(args.overrides) + scale_overrides(args)
     if args.noise:
@@ -53,7 +52,7 @@ def run(args) -> int:
         overrides.append(f"bd3lm.block_size={args.block_size}")
     recipe = api.load_recipe(args.recipe, overrides)
     out = args.out or f"runs/gd-{args.student}"
-    result = train_gumbel(args.teacher, args.student, recipe, out, init=args.init, resume=args.resume)
+    result = api.distill_gumbel(args.teacher, args.student, recipe, out, init=args.init, resume=args.resume)
     val = f", noise-conditioned validation NELBO {result.last_val:.4f}/token" if result.last_val else ""
     print(f"distilled gd-{args.student} for {result.steps} steps in {result.seconds:.0f}s{val}; "
           f"checkpoint: {result.checkpoint}")

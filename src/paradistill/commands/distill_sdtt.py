@@ -43,8 +43,6 @@ def add_parser(msub) -> None:
 
 def run(args) -> int:
     from .. import api
-    from ..config import from_dict
-    from ..distill.sdtt import SDTTConfig, distill_rounds
 
     overrides = list(args.overrides) + scale_overrides(args)
     for flag, key in (("from_steps", "from_steps"), ("to_steps", "to_steps"), ("divergence", "divergence"),
@@ -52,14 +50,9 @@ def run(args) -> int:
         if getattr(args, flag) is not None:
             overrides.append(f"sdtt.{key}={getattr(args, flag)}")
     recipe = api.load_recipe(args.recipe, overrides)
-    cfg = from_dict(SDTTConfig, recipe.sdtt, where=f"recipe {recipe.name}: sdtt")
-    cfg.validate()
-    api.load(args.teacher, expect_kinds=("mdlm", "gd-mdlm", "bd3lm", "gd-bd3lm"))  # before any data work
-    data = api.prepare(recipe)
-    results = distill_rounds(args.teacher, data.train, data.val, data.tokenizer, recipe.train, cfg, args.out,
-                             resume=args.resume)
+    results = api.distill_sdtt(args.teacher, recipe, args.out, resume=args.resume)
     for r in results:
         state = "already done" if r.skipped else ("done" if r.final else "stopped early (re-run with --resume)")
-        val = f", val {cfg.divergence} {r.last_val:.4f}" if r.last_val is not None else ""
+        val = f", val {recipe.sdtt.divergence} {r.last_val:.4f}" if r.last_val is not None else ""
         print(f"round {r.round}: {r.teacher_steps} -> {r.student_steps} steps, {state}{val}; {r.checkpoint}")
     return 0

@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export to / import from Hugging Face directories and MDLM checkpoints",
                        description="Convert between paradistill checkpoints and the Hugging Face ecosystem. "
                                    "Exported directories load with ParadistillModel.from_pretrained (or AutoModel "
-                                   "after paradistill.models.hf_export.register()) and give identical logits; "
+                                   "after paradistill.interop.hf_export.register()) and give identical logits; "
                                    "importing them back is bit-exact.")
     p.add_argument("source", help="checkpoint / run directory (default), exported HF directory (--from hf), or MDLM "
                                   "weights: directory, .safetensors or Lightning .ckpt (--from mdlm)")
@@ -31,12 +31,12 @@ def run(args) -> int:
     from ..errors import UserError
 
     if args.source_format == "paradistill":
-        from ..models.hf_export import export_hf
+        from ..interop.hf_export import export_hf
 
         out = export_hf(args.source, args.to, use_ema=not args.raw_weights)
         print(f"exported {args.source} -> {out} (load: ParadistillModel.from_pretrained('{out}'))")
     elif args.source_format == "hf":
-        from ..models.hf_export import import_hf
+        from ..interop.hf_export import import_hf
 
         out = import_hf(args.source, args.to)
         print(f"imported {args.source} -> paradistill checkpoint {out}")
@@ -44,7 +44,7 @@ def run(args) -> int:
         if not args.tokenizer:
             raise UserError("--from mdlm needs --tokenizer (mdlm-owt: the GPT-2 tokenizer, gpt2:DIR or hf:gpt2)")
         from ..data.tokenizers import build_tokenizer
-        from ..models.mdlm_import import import_mdlm
+        from ..interop.mdlm_import import import_mdlm
 
         out = import_mdlm(args.source, args.to, build_tokenizer(args.tokenizer), n_heads=args.n_heads)
         print(f"converted MDLM weights {args.source} -> paradistill 'mdlm' checkpoint {out}")

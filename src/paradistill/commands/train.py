@@ -35,10 +35,11 @@ def run(args) -> int:
         return 0
     out = args.out or f"runs/{args.kind}"
     result = api.train_model(args.kind, recipe, out, resume=args.resume, init=args.init)
+    from ..kinds import get_kind
     from ..train.distributed import is_rank_zero
 
     if not is_rank_zero():  # other ranks of a multi-device run stay quiet
         return 0
-    val = f", validation {'NLL' if args.kind == 'ar' else 'NELBO'} {result.last_val:.4f}/token" if result.last_val else ""
+    val = f", validation {'NLL' if get_kind(args.kind).autoregressive else 'NELBO'} {result.last_val:.4f}/token" if result.last_val else ""
     print(f"trained {args.kind} for {result.steps} steps in {result.seconds:.0f}s{val}; checkpoint: {result.checkpoint}")
     return 0

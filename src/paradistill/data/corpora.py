@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from .grammar import StoryGrammar
+from .tokenizers import builtin_tokenizer
 
 SPEC_FORMS = "a text file, a folder of .txt files, a glob (data/*.txt), hf:NAME[:CONFIG], or builtin[:N]"
 TEXT_COLUMNS = ("text", "content", "sentence", "document", "story", "article", "body", "sentence1", "question")
@@ -208,8 +210,6 @@ class BuiltinCorpus(Corpus):
     """`n` documents sampled from StoryGrammar with `seed`, as space-joined words (the builtin tokenizer's text)."""
 
     def __init__(self, n: int = DEFAULT_BUILTIN_DOCS, seed: int = 0):
-        from .grammar import StoryGrammar
-
         if n < 1:
             raise UserError(f"builtin corpus size {n} must be >= 1: pass builtin:N with N >= 1")
         self.name, self.n, self.seed = f"builtin:{n}", n, seed
@@ -221,8 +221,6 @@ class BuiltinCorpus(Corpus):
     def docs(self) -> list[str]:
         if self._docs is None:
             import torch
-
-            from .tokenizers import builtin_tokenizer
 
             gen = torch.Generator().manual_seed(self.seed)
             tok = builtin_tokenizer()

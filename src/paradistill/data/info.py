@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .grammar import StoryGrammar
 from .packing import load_prepared
 
 MAX_SCAN_TOKENS = 50_000_000  # token statistics look at most this many tokens per split
@@ -39,8 +40,6 @@ def _stats(rows: np.ndarray, ids: dict[str, int]) -> dict[str, Any]:
 
 def _entropy(seq_len: int) -> dict[str, float] | None:
     """The built-in grammar's entropy rate (nats/token): stationary, and for rows of `seq_len`."""
-    from .grammar import StoryGrammar
-
     g = StoryGrammar()
     if hasattr(g, "exact_entropy_rate"):
         return {"stationary": float(g.exact_entropy_rate()), f"rows_of_{seq_len}": float(g.exact_entropy_rate(seq_len))}

@@ -28,7 +28,8 @@ import torch
 
 from ..errors import UserError
 from .corpora import Corpus, load_corpus, split_mask
-from .tokenizers import Tokenizer, build_tokenizer, load_tokenizer
+from .grammar import StoryGrammar
+from .tokenizers import Tokenizer, build_tokenizer, builtin_tokenizer, load_tokenizer
 
 MODES = ("aligned", "wrap", "pad")
 FORMAT_VERSION = 1
@@ -270,9 +271,6 @@ def _prepare_builtin(cache: Path, base: dict[str, Any], num_tokens: int | None, 
     """Rows sampled straight from StoryGrammar (aligned; identical distribution to tokenising its documents)."""
     from tqdm.auto import tqdm
 
-    from .grammar import StoryGrammar
-    from .tokenizers import builtin_tokenizer
-
     grammar, tok = StoryGrammar(), builtin_tokenizer()
     seq_len, seed, val_fraction = base["seq_len"], base["seed"], base["val_fraction"]
     n_docs = base["num_docs"] or (int(base["corpus"].partition(":")[2] or 0) or None)
@@ -334,16 +332,3 @@ def batches(array: np.ndarray, batch_size: int, seed: int = 0, epoch: int = 0, s
         idx = order[b * per_step: (b + 1) * per_step][rank * batch_size: (rank + 1) * batch_size]
         if len(idx):
             yield torch.from_numpy(np.asarray(array[idx], dtype=np.int64))  # [B, L]
-
-
-class TokenRows(torch.utils.data.Dataset):
-    """A map-style Dataset over a `[N, L]` token array: item i is LongTensor [L]."""
-
-    def __init__(self, array: np.ndarray):
-        self.array = array
-
-    def __len__(self) -> int:
-        return len(self.array)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(self.array[i], dtype=np.int64))

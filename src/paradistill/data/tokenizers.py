@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from .grammar import StoryGrammar
 
 CONFIG_FILE = "tokenizer_config.json"
 SPECIALS = ["[PAD]", "[BOS]", "[EOS]", "[MASK]"]  # ids 0..3 for char / word tokenizers
@@ -361,8 +362,6 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
 
 @functools.lru_cache(maxsize=1)
 def _builtin_vocab() -> tuple[str, ...]:
-    from .grammar import StoryGrammar
-
     return tuple(StoryGrammar().vocab)
 
 

@@ -67,11 +67,3 @@ def nelbo_terms(logits: torch.Tensor, x0: torch.Tensor, xt: torch.Tensor, t: tor
         weight = weight[:, None]
     nll = masked_token_nll(logits, x0, mask_id)
     return torch.where(xt == mask_id, weight * nll, torch.zeros_like(nll))
-
-
-def reduce_tokens(terms: torch.Tensor, loss_mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean over tokens (normalised by the number of counted tokens)."""
-    if loss_mask is None:
-        return terms.mean()
-    loss_mask = loss_mask.to(terms.dtype)
-    return (terms * loss_mask).sum() / loss_mask.sum().clamp_min(1.0)

@@ -11,23 +11,25 @@ untrained sampler is exactly the marginal baseline.
 Training (only the sampler trains): from a recorded one-token-per-pass trajectory state, teacher-force k recorded
 tokens (k ~ truncated geometric, <= max_unroll) through k sampler passes; loss = forward KL(p_full(.|x^(j)) ||
 p_sampler^(j)) over positions still masked, p_full from a fresh frozen full pass on x^(j).
-Data side (adapter, decoding loop, trajectories): adjust_data.py.
+The adapter: adjust_adapters.py; the decoding loop: adjust_decode.py; trajectories on disk: adjust_store.py;
+recording + training (the driver): methods/adjust.py.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
-from typing import Any
+import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..errors import UserError
 from ..models.transformer import Block, ModelConfig, _rotary
-from .adjust_data import (ParadistillAdapter, generate_trajectories, joint_decode, load_hidden_store,
-                          load_trajectories, masked_log_probs)
+from ..sampling.base import SampleResult
+from .adjust_decode import joint_decode, masked_log_probs
+
+ADJUST_MODES = ("adjust", "marginal")
 
 
 @dataclass
@@ -260,50 +262,6 @@ def init_from_base(sampler: SamplerLayer, adapter) -> bool:
     return True
 
 
-def train_adjust(base, templates: torch.Tensor, fixed: torch.Tensor, cfg: AdjustConfig, train_cfg, out,
-                 traj_dir=None, resume: bool = False, progress: bool = True):
-    """Record trajectories of the loaded base (resumable), then train a sampler layer into run dir `out`.
-    templates, fixed: [P, L] generation templates (BOS, or prompts). Returns train.loop.TrainResult."""
-    from ..sampling.base import SamplingOptions
-    from ..train.loop import train
-
-    cfg.validate()
-    out = Path(out)
-    if (out / "latest.json").is_file() and not resume:
-        raise UserError(f"'{out}' already holds an ADJUST run: pass --resume to continue it, or another --out")
-    adapter = ParadistillAdapter.from_loaded(base)
-    traj_dir = Path(traj_dir) if traj_dir else out / "trajectories"
-    length = int(templates.shape[1])
-    gb = cfg.trajectories * length * length * adapter.hidden_size * 2 / 1e9
-    if cfg.cache_hidden and gb > cfg.cache_max_gb:
-        raise UserError(f"the hidden-state cache of {cfg.trajectories} trajectories of length {length} would take "
-                        f"{gb:.1f} GB (> adjust.cache_max_gb={cfg.cache_max_gb}): set adjust.cache_hidden=false "
-                        "(fresh full passes in training), record fewer trajectories, or raise adjust.cache_max_gb")
-    generate_trajectories(adapter, traj_dir, templates, fixed, cfg.trajectories, cfg.traj_batch_size,
-                          cfg.shard_size, cfg.traj_seed, SamplingOptions(temperature=cfg.traj_temperature),
-                          progress=progress, cache_hidden=cfg.cache_hidden)
-    rows = load_trajectories(traj_dir, adapter.fingerprint())
-    store = load_hidden_store(traj_dir, adapter.fingerprint()) if cfg.cache_hidden else None
-    n_val = max(1, int(round(cfg.val_fraction * len(rows))))
-    if len(rows) - n_val < cfg.batch_size:
-        raise UserError(f"{len(rows) - n_val} training trajectories are fewer than adjust.batch_size="
-                        f"{cfg.batch_size}: record more (--trajectories) or lower adjust.batch_size")
-    torch.manual_seed(train_cfg.seed)
-    sampler = SamplerLayer(sampler_config_for(adapter, cfg, base.model.cfg.n_heads))
-    from_base = cfg.init_from_base and init_from_base(sampler, adapter)
-    tcfg = replace(train_cfg, max_steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, ema=cfg.ema,
-                   warmup_steps=cfg.warmup_steps, eval_batches=cfg.eval_batches,
-                   eval_every=min(train_cfg.eval_every, cfg.steps), checkpoint_every=min(train_cfg.checkpoint_every, cfg.steps))
-    method = {"base": str(Path(base.path).resolve()), "base_kind": base.kind, "base_fingerprint": adapter.fingerprint(),
-              "seq_len": int(templates.shape[1]), "keep_bos": bool(base.method.get("keep_bos", True)),
-              "trajectories": str(traj_dir.resolve()), "num_trajectories": len(rows), "adjust": asdict(cfg),
-              "sampler_init": "base first block" if from_base else "random"}
-    if base.kind == "bd3lm":
-        method["block_size"] = adapter.block_size
-    return train(AdjustObjective(adapter, cfg, store), sampler, rows[n_val:], rows[:n_val], tcfg, out, base.tokenizer,
-                 method, resume=resume, progress=progress)
-
-
 class AdjustModel(nn.Module):
     """A loaded ADJUST checkpoint: the frozen base and its sampler layer (`cfg` is the base's ModelConfig, so
     generic code reading vocab size or width keeps working; the sampler's is `sampler.cfg`)."""
@@ -313,82 +271,21 @@ class AdjustModel(nn.Module):
         self.base, self.sampler, self.cfg = base, sampler, base.cfg
 
 
-def load_adjust_checkpoint(ckpt: Path, config: dict[str, Any], use_ema: bool = True, device="cpu"):
-    """Called by train.checkpoint.load_checkpoint for kind 'adjust': base from method['base'], checked by
-    fingerprint, plus the sampler layer."""
-    from ..config import from_dict
-    from ..train.checkpoint import LoadedCheckpoint, load_checkpoint, load_weights
-
-    method = config.get("method", {})
-    base_path = Path(method.get("base", ""))
-    if not base_path.exists():
-        raise UserError(f"ADJUST checkpoint '{ckpt}' sits on base '{base_path}', which does not exist: restore the "
-                        "base checkpoint (or retrain the sampler with `paradistill distill adjust --base CKPT`)")
-    base = load_checkpoint(base_path, use_ema=True, device=device)
-    adapter = ParadistillAdapter.from_loaded(base)
-    if adapter.fingerprint() != method.get("base_fingerprint"):
-        raise UserError(f"base '{base_path}' changed since ADJUST checkpoint '{ckpt}' was trained (fingerprint "
-                        f"{adapter.fingerprint()} vs {method.get('base_fingerprint')}): retrain the sampler")
-    sampler = SamplerLayer(from_dict(SamplerConfig, config["model"], where=f"{ckpt}/config.json:model"))
-    file = ckpt / ("ema.safetensors" if use_ema and (ckpt / "ema.safetensors").is_file() else "model.safetensors")
-    sampler.load_state_dict(load_weights(file))
-    sampler.to(device).eval()
-    return LoadedCheckpoint(ckpt, "adjust", AdjustModel(base.model, sampler), base.tokenizer, config)
-
-
-_RESOLVED: dict[tuple, tuple] = {}
-
-
-def _resolve(loaded, mode: str, adjust_checkpoint):
-    """(adapter, sampler or None) for a loaded base (+ ADJUST checkpoint) or a loaded ADJUST checkpoint."""
-    key = (id(loaded.model), str(adjust_checkpoint), mode)
-    if key in _RESOLVED:
-        return _RESOLVED[key]
-    if loaded.kind == "adjust":
-        if adjust_checkpoint:
-            raise UserError(f"'{loaded.path}' already is an ADJUST checkpoint: drop --adjust, or sample its base")
-        base = type(loaded)(Path(loaded.method["base"]), loaded.method["base_kind"], loaded.model.base,
-                            loaded.tokenizer, {"method": loaded.method})
-        adapter, sampler = ParadistillAdapter.from_loaded(base), loaded.model.sampler
-    else:
-        adapter, sampler = ParadistillAdapter.from_loaded(loaded), None
-        if mode == "adjust":
-            if not adjust_checkpoint:
-                raise UserError("--sampler adjust needs a trained sampler: pass --adjust CKPT (from `paradistill "
-                                "distill adjust`), or --adjust-mode marginal for the baseline")
-            from ..train.checkpoint import load_checkpoint
-
-            trained = load_checkpoint(adjust_checkpoint, expect_kinds=("adjust",))
-            if trained.method.get("base_fingerprint") != adapter.fingerprint():
-                raise UserError(f"ADJUST checkpoint '{adjust_checkpoint}' was trained on another base (fingerprint "
-                                f"{trained.method.get('base_fingerprint')}, '{loaded.path}' is "
-                                f"{adapter.fingerprint()}): pass the sampler trained on this base")
-            sampler = trained.model.sampler
-    _RESOLVED.clear()
-    _RESOLVED[key] = (adapter, sampler)
-    return adapter, sampler
-
-
-def generate_adjust(loaded, x, fixed, generator, options, steps: int | None = None, tokens_per_pass: int | None = None,
-                    mode: str = "adjust", adjust_checkpoint=None, adaptive_threshold: float | None = None,
-                    **_ignored):
-    """Sample with K picks per full pass. x, fixed: [B, L]. `steps` is not used: K fixes the number of full passes
-    (ceil(masked / K), or more with an adaptive threshold). Returns sampling.base.SampleResult whose nfe counts
-    full passes and extra['sampler_passes'] the sampler passes."""
-    import time
-
-    from ..sampling.base import SampleResult
-
-    if mode not in ("adjust", "marginal"):
-        raise UserError(f"adjust mode {mode!r}: choose 'adjust' or 'marginal'")
-    k = tokens_per_pass if tokens_per_pass is not None else int(loaded.method.get("adjust", {}).get("tokens_per_pass", 4))
-    if k < 1:
-        raise UserError(f"--tokens-per-pass {k}: must be >= 1 (1 = one token per full pass, the exact reference)")
+def generate_adjust(adapter, sampler, x, fixed, generator, options, tokens_per_pass: int = 4, mode: str = "adjust",
+                    adaptive_threshold: float | None = None) -> SampleResult:
+    """Sample with K = tokens_per_pass picks per full pass of `adapter`'s frozen base, conditioned by the sampler
+    layer `sampler` (mode "adjust") or on the full pass's marginals (mode "marginal"). x, fixed: [B, L]. K fixes
+    the number of full passes (ceil(masked / K), or more with an adaptive threshold). Returns a SampleResult whose
+    nfe counts full passes and extra['sampler_passes'] the sampler passes."""
+    if mode not in ADJUST_MODES:
+        raise UserError(f"adjust mode {mode!r}: choose one of {', '.join(ADJUST_MODES)}")
+    if tokens_per_pass < 1:
+        raise UserError(f"--tokens-per-pass {tokens_per_pass}: must be >= 1 (1 = one token per full pass, the exact "
+                        "reference)")
     if adaptive_threshold is not None and not adaptive_threshold >= 0:
         raise UserError(f"adaptive entropy threshold {adaptive_threshold}: must be >= 0 (nats)")
-    adapter, sampler = _resolve(loaded, mode, adjust_checkpoint)
     start = time.perf_counter()
-    tokens, _, nfe, passes = joint_decode(adapter, x, fixed, generator, options, k,
+    tokens, _, nfe, passes = joint_decode(adapter, x, fixed, generator, options, tokens_per_pass,
                                           sampler if mode == "adjust" else None, adaptive_threshold)
     return SampleResult(tokens, nfe, time.perf_counter() - start,
-                        extra={"sampler_passes": passes, "tokens_per_pass": k, "mode": mode})
+                        extra={"sampler_passes": passes, "tokens_per_pass": tokens_per_pass, "mode": mode})

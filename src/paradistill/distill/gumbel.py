@@ -18,16 +18,27 @@ conditioned on the Gumbel noise that makes an AR teacher produce the training te
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..config import from_dict
 from ..errors import UserError
+from ..kinds import require_kind
 from ..models.noise_embed import DENSE_INPUT_MODES, EMBED_MODES, SparseNoise
-from .gumbel_noise import (NOISE_TYPES, check_noise_temperature, draw_seeds, extract_posterior, fresh_noise,
-                           gumbel_from_keys, position_keys)
+from ..sampling.bd3lm import denoiser_for
+from ..seeding import derive_seed
+from .gumbel_noise import (
+    NOISE_TYPES,
+    check_noise_temperature,
+    draw_seeds,
+    extract_posterior,
+    fresh_noise,
+    gumbel_from_keys,
+    position_keys,
+)
 
 STREAM_OFFLINE = 2
 STUDENTS = ("mdlm", "bd3lm")
@@ -64,6 +75,11 @@ class GumbelConfig:
         check_noise_temperature(self.noise_temperature)
         if self.logit_skip and self.noise == "none":
             raise UserError("gumbel.logit_skip=true needs noise: set gumbel.noise to gumbel, gaussian or uniform")
+
+
+def saved_gumbel_config(method: dict) -> GumbelConfig:
+    """A checkpoint's Gumbel settings, read back through the same dataclass (its defaults are the only ones)."""
+    return from_dict(GumbelConfig, dict(method.get("gumbel", {})), where="checkpoint config.json: method.gumbel")
 
 
 def noise_output(model_cfg) -> str:
@@ -133,7 +149,7 @@ class GumbelObjective:
         if self.cfg.extraction == "offline":
             self._seeds = batch[:, -1].clone()
             return batch[:, :-1]
-        g = torch.Generator().manual_seed((generator.initial_seed() * 0x5851F42D + 0x14057B7E) % (2**63 - 1))
+        g = torch.Generator().manual_seed(derive_seed(generator.initial_seed(), "gumbel-online"))
         self._seeds = draw_seeds(batch.shape[0], g).to(batch.device)
         return batch
 
@@ -191,7 +207,7 @@ def offline_rows(teacher, run_dir: Path, n_train: int, n_val: int, length: int, 
         data = np.load(path)
         if data["train"].shape == (n_train, length + 1) and data["val"].shape == (n_val, length + 1):
             return data["train"], data["val"]
-    gen = torch.Generator().manual_seed(seed * 7919 + 17)
+    gen = torch.Generator().manual_seed(derive_seed(seed, "gumbel-offline"))
     seeds = draw_seeds(n_train + n_val, gen)
     tokens = sample_teacher_with_seeds(teacher, seeds, length, tokenizer.bos_id, tokenizer.vocab_size,
                                        progress=progress)
@@ -202,71 +218,21 @@ def offline_rows(teacher, run_dir: Path, n_train: int, n_val: int, length: int, 
 
 
 # ---------------------------------------------------------------------------------------------------- sampling
-def noise_conditioned_denoiser(loaded, batch_size: int, length: int, generator: torch.Generator, options):
-    """The denoiser of a gd-* checkpoint: fresh noise (times the noise temperature) for each of the
-    `batch_size` samples, fixed for every step of the sampler."""
-    gm = loaded.method.get("gumbel", {})
-    temperature = options.get("noise_temperature")
-    temperature = gm.get("noise_temperature", 0.85) if temperature is None else temperature
+def noise_conditioned_denoiser(loaded, batch_size: int, length: int, generator: torch.Generator,
+                               noise_temperature: float | None = None, kv_cache: bool = True):
+    """The denoiser of a noise-conditioned (gd-*) checkpoint: fresh noise (times the noise temperature, default the
+    checkpoint's) for each of the `batch_size` samples, fixed for every step of the sampler."""
+    kind = require_kind(loaded.kind, "noise-conditioned sampling", f"checkpoint '{loaded.path}'", noise_conditioned=True)
+    gm = saved_gumbel_config(loaded.method)
+    temperature = gm.noise_temperature if noise_temperature is None else noise_temperature
     check_noise_temperature(temperature)
     model, mask_id = loaded.model, loaded.tokenizer.mask_id
     wrapped = model
-    if gm.get("noise", "gumbel") != "none":
+    if gm.noise != "none":
         device = next(model.parameters()).device
         seeds = draw_seeds(batch_size, generator)
-        noise = fresh_noise(seeds, length, model.cfg.vocab_size, gm.get("noise", "gumbel"), float(temperature),
+        noise = fresh_noise(seeds, length, model.cfg.vocab_size, gm.noise, float(temperature),
                             noise_output(model.cfg), model.cfg.noise_topk, device=device)
         wrapped = NoiseInjected(model, noise, mask_id)
-    if loaded.kind == "gd-mdlm":
-        from ..sampling.base import Denoiser
-
-        return Denoiser(wrapped, mask_id)
-    if loaded.kind == "gd-bd3lm":
-        from ..sampling.bd3lm import BD3Denoiser
-
-        return BD3Denoiser(wrapped, mask_id, block_size=int(loaded.method["block_size"]),
-                           use_cache=options.get("kv_cache", True), batch_size=batch_size, length=length)
-    raise UserError(f"checkpoint kind '{loaded.kind}' is not a Gumbel-distilled student (gd-mdlm, gd-bd3lm)")
-
-
-# ---------------------------------------------------------------------------------------------------- training
-def train_gumbel(teacher_spec: str, student: str, recipe, out: str | Path, init: str | None = None,
-                 resume: bool = False, progress: bool = True, threads: int | None = None):
-    """Distil `teacher_spec` into a noise-conditioned `student` (mdlm | bd3lm) with the recipe; see module doc."""
-    from .. import api
-    from ..config import from_dict
-    from ..models.transformer import Transformer
-    from ..recipes import model_config
-    from ..train.loop import train
-    from .teachers import load_teacher
-
-    if threads:
-        torch.set_num_threads(threads)
-    if student not in STUDENTS:
-        raise UserError(f"--student {student!r}: choose one of {', '.join(STUDENTS)}")
-    cfg = from_dict(GumbelConfig, recipe.gumbel, where=f"recipe {recipe.name}: gumbel")
-    cfg.validate()
-    data = api.prepare(recipe, progress=progress)
-    tok = data.tokenizer
-    teacher = load_teacher(teacher_spec)
-    teacher.check_student(tok)
-    base, method = api.build_objective(student, recipe, tok)
-    objective = GumbelObjective(base, teacher, cfg, tok.mask_id)
-    method.update(gumbel=asdict(cfg), teacher=str(teacher_spec), student=student)
-    embed = "none" if cfg.noise == "none" else cfg.embed
-    torch.manual_seed(recipe.train.seed)
-    model = Transformer(model_config(recipe, tok.vocab_size, noise_embed=embed, noise_topk=cfg.topk,
-                                     extra_mode=cfg.extra_mode, noise_logit_skip=cfg.logit_skip))
-    if cfg.zero_init and cfg.extra_mode == "add" and model.noise_embed is not None:
-        for p in model.noise_embed.parameters():
-            torch.nn.init.zeros_(p)
-    if init:
-        api.init_weights_from(model, init)
-        method["init"] = str(init)
-    train_rows, val_rows = data.train, data.val
-    if cfg.extraction == "offline":
-        n_train = cfg.offline_samples or len(data.train)
-        train_rows, val_rows = offline_rows(teacher, Path(out), n_train, cfg.offline_val_samples,
-                                            recipe.data.seq_len, tok, recipe.train.seed, progress)
-    return train(objective, model, train_rows, val_rows, recipe.train, out, tok, method, resume=resume,
-                 progress=progress)
+    block = loaded.record.block_size if kind.block else None
+    return denoiser_for(wrapped, mask_id, block, use_cache=kv_cache, batch_size=batch_size, length=length)

@@ -21,6 +21,7 @@ import torch
 
 from ..errors import UserError
 from ..models.noise_embed import SparseNoise
+from ..seeding import splitmix64
 
 NOISE_TYPES = ("gumbel", "gaussian", "uniform", "none")
 STREAM_POSTERIOR, STREAM_FRESH = 0, 1
@@ -48,12 +49,8 @@ def mix64(z: torch.Tensor) -> torch.Tensor:
 
 
 def mix64_reference(z: int) -> int:
-    """Pure-Python splitmix64 (tests check the tensor version against it)."""
-    m = (1 << 64) - 1
-    z = (z + 0x9E3779B97F4A7C15) & m
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
-    return _i64(z ^ (z >> 31))
+    """Pure-Python splitmix64 as a signed int64 (tests check the tensor version against it)."""
+    return _i64(splitmix64(z & ((1 << 64) - 1)))
 
 
 def position_keys(seeds: torch.Tensor, positions: torch.Tensor, stream: int) -> torch.Tensor:

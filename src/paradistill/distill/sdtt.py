@@ -22,23 +22,23 @@ blocks before it, as the block sampler sees them); and Gumbel-distilled students
 
 from __future__ import annotations
 
-import copy
-import json
 import math
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
+from ..diffusion.bd3lm import bd3_logits, block_attention_mask
 from ..diffusion.mdlm import q_sample, subs_log_probs
 from ..diffusion.objectives import keep_positions
 from ..diffusion.schedules import build_schedule
 from ..errors import UserError
+from ..kinds import get_kind, require_kind
 from ..sampling.categorical import sample_categorical
+from .gumbel import NoiseInjected, noise_output, saved_gumbel_config
+from .gumbel_noise import draw_seeds, fresh_noise
 
 DIVERGENCES = ("reverse_kl", "forward_kl", "mse", "tv")
-SUPPORTED_KINDS = ("mdlm", "gd-mdlm", "bd3lm", "gd-bd3lm")
 
 
 @dataclass
@@ -97,16 +97,13 @@ class SharedNoise:
     temperature), held fixed over the teacher's two steps and shown to the student's pass too."""
 
     def __init__(self, method: dict[str, Any], model_cfg, mask_id: int, temperature: float | None = None):
-        gm = method.get("gumbel", {})
-        self.noise_type = gm.get("noise", "gumbel")
-        self.temperature = float(gm.get("noise_temperature", 0.85) if temperature is None else temperature)
+        gm = saved_gumbel_config(method)
+        self.noise_type = gm.noise
+        self.temperature = float(gm.noise_temperature if temperature is None else temperature)
         self.model_cfg, self.mask_id = model_cfg, mask_id
 
     def draw(self, x0: torch.Tensor, generator: torch.Generator):
         # x0: [B, L] long -> noise [B, L, V] float32 (or SparseNoise for top-k embeddings); None for noise=none
-        from .gumbel import noise_output
-        from .gumbel_noise import draw_seeds, fresh_noise
-
         if self.noise_type == "none":
             return None
         seeds = draw_seeds(x0.shape[0], generator)
@@ -115,19 +112,16 @@ class SharedNoise:
                            noise_output(cfg), cfg.noise_topk, device=x0.device)
 
     def wrap(self, model, cond):
-        from .gumbel import NoiseInjected
-
         return model if cond is None else NoiseInjected(model, cond, self.mask_id)
 
 
 def conditioning_for(kind: str, method: dict[str, Any], model_cfg, mask_id: int, cfg: SDTTConfig):
-    """The conditioning shared by teacher and student for a checkpoint kind (see SUPPORTED_KINDS)."""
-    if kind in ("mdlm", "bd3lm"):
-        return NoConditioning()
-    if kind in ("gd-mdlm", "gd-bd3lm"):
+    """The conditioning shared by teacher and student: the student's noise for noise-conditioned kinds."""
+    k = require_kind(kind, "SDTT (a masked-diffusion teacher: `paradistill train mdlm`, or `paradistill distill "
+                     "gumbel --student mdlm`)", "teacher", family="diffusion")
+    if k.noise_conditioned:
         return SharedNoise(method, model_cfg, mask_id, cfg.noise_temperature)
-    raise UserError(f"SDTT needs a masked-diffusion teacher of kind {', '.join(SUPPORTED_KINDS)}, got '{kind}': "
-                    "train one with `paradistill train mdlm` or `paradistill distill gumbel --student mdlm`")
+    return NoConditioning()
 
 
 class Forward:
@@ -149,8 +143,6 @@ class Forward:
             sigma = t.float() if model.cfg.time_conditioning else None
             logits = net(x, attn="bidirectional", sigma=sigma).logits
         else:
-            from ..diffusion.bd3lm import bd3_logits, block_attention_mask
-
             key = (x.shape[1], str(x.device))
             if key not in self._masks:
                 self._masks[key] = block_attention_mask(x.shape[1], self.block_size, x.device)
@@ -160,7 +152,7 @@ class Forward:
 
 def forward_for(kind: str, method: dict[str, Any], model_cfg, mask_id: int, cfg: SDTTConfig) -> Forward:
     conditioning = conditioning_for(kind, method, model_cfg, mask_id, cfg)
-    if kind.endswith("bd3lm"):
+    if get_kind(kind).block:
         if model_cfg.time_conditioning:
             raise UserError(f"a {kind} checkpoint with time conditioning: BD3-LM takes one time per block, which "
                             "adaLN cannot; use a checkpoint trained with model.time_conditioning=false")
@@ -317,97 +309,3 @@ class SDTTObjective:
 
 
 # ---- rounds -------------------------------------------------------------------------------------------
-
-@dataclass
-class RoundResult:
-    round: int
-    teacher_steps: int
-    student_steps: int
-    dt: float
-    checkpoint: Path
-    skipped: bool  # finished by an earlier invocation
-    final: bool  # the round ran all its steps (False: stopped by train.max_minutes)
-    last_val: float | None = None
-
-
-def round_dir(out: str | Path, r: int, student_steps: int) -> Path:
-    return Path(out) / f"round_{r}_{student_steps}steps"
-
-
-def _finished(run_dir: Path) -> bool:
-    latest = run_dir / "latest.json"
-    return latest.is_file() and bool(json.loads(latest.read_text()).get("final"))
-
-
-def _check_teacher(loaded, train_data, tokenizer) -> None:
-    if loaded.kind not in SUPPORTED_KINDS:
-        conditioning_for(loaded.kind, {}, None, 0, SDTTConfig())  # raises the UserError naming the fix
-    seq_len = int(loaded.method.get("seq_len", train_data.shape[1]))
-    if seq_len != train_data.shape[1]:
-        raise UserError(f"teacher '{loaded.path}' was trained on {seq_len}-token rows but the data has "
-                        f"{train_data.shape[1]}: pass data.seq_len={seq_len}")
-    if loaded.tokenizer is not None and tokenizer is not None and loaded.tokenizer.fingerprint() != tokenizer.fingerprint():
-        raise UserError(f"teacher '{loaded.path}' uses a different tokenizer than the data: pass the recipe / "
-                        "data.* overrides the teacher was trained with")
-
-
-def build_round(teacher_ckpt: Path, cfg: SDTTConfig, r: int, teacher_steps: int):
-    """(student model, objective, method dict) for one round; the student starts as the teacher (EMA weights)."""
-    from ..train.checkpoint import load_checkpoint
-
-    teacher = load_checkpoint(teacher_ckpt, use_ema=True)
-    student = copy.deepcopy(teacher.model).train().requires_grad_(True)
-    tok = teacher.tokenizer
-    diff = teacher.method.get("diffusion", {})
-    dt = 1.0 / teacher_steps
-    forward = forward_for(teacher.kind, teacher.method, teacher.model.cfg, tok.mask_id, cfg)
-    objective = SDTTObjective(teacher.model, teacher.kind, cfg, dt, tok.mask_id, tok.pad_id, tok.bos_id,
-                              keep_bos=bool(teacher.method.get("keep_bos", True)),
-                              schedule=diff.get("schedule", "loglinear"), eps=float(diff.get("eps", 1e-3)),
-                              forward=forward)
-    info = {"round": r, "teacher": str(teacher_ckpt), "teacher_steps": teacher_steps,
-            "steps": teacher_steps // 2, "dt": dt, **asdict(cfg)}
-    method = {**teacher.method, "sdtt": info}
-    return student, objective, method, tok
-
-
-def distill_rounds(teacher_path: str | Path, train_data, val_data, tokenizer, train_cfg, cfg: SDTTConfig,
-                   out: str | Path, resume: bool = False, progress: bool = True) -> list[RoundResult]:
-    """Run every round (see module doc). Finished rounds are skipped, an unfinished one resumes exactly.
-    train_data / val_data: [N, L] token arrays; train_cfg: TrainConfig (max_steps, lr, ema, warmup are set from
-    `cfg`). OUT/latest.json names the last student; OUT/sdtt.json lists the rounds."""
-    from ..train.checkpoint import load_checkpoint, resolve_checkpoint, write_latest
-    from ..train.loop import train
-
-    cfg.validate()
-    out = Path(out)
-    started = sorted(out.glob("round_*")) if out.is_dir() else []
-    if started and not resume:
-        raise UserError(f"'{out}' already holds SDTT rounds ({started[0].name}, ...): pass --resume to continue "
-                        "them, or choose a new --out")
-    teacher_ckpt = resolve_checkpoint(teacher_path)
-    _check_teacher(load_checkpoint(teacher_ckpt), train_data, tokenizer)
-    results: list[RoundResult] = []
-    for r, (m_t, m_s) in enumerate(cfg.rounds(), 1):
-        rdir = round_dir(out, r, m_s)
-        if _finished(rdir):
-            teacher_ckpt = resolve_checkpoint(rdir)
-            results.append(RoundResult(r, m_t, m_s, 1.0 / m_t, teacher_ckpt, skipped=True, final=True))
-            continue
-        student, objective, method, tok = build_round(teacher_ckpt, cfg, r, m_t)
-        tcfg = replace(train_cfg, max_steps=cfg.steps_per_round, lr=cfg.lr, ema=cfg.ema,
-                       warmup_steps=min(cfg.warmup_steps, cfg.steps_per_round), seed=train_cfg.seed + r - 1)
-        opt_state = None
-        if not cfg.reset_optimizer and r > 1 and (teacher_ckpt / "train_state.pt").is_file():
-            opt_state = torch.load(teacher_ckpt / "train_state.pt", map_location="cpu", weights_only=False)["optimizer"]
-        res = train(objective, student, train_data, val_data, tcfg, rdir, tok, method,
-                    resume=(rdir / "latest.json").is_file(), progress=progress, optimizer_state=opt_state)
-        final = res.steps >= tcfg.max_steps
-        results.append(RoundResult(r, m_t, m_s, 1.0 / m_t, res.checkpoint, False, final, res.last_val))
-        if not final:
-            return results  # wall-clock budget spent: re-run with --resume
-        teacher_ckpt = res.checkpoint
-    write_latest(out, teacher_ckpt, len(results), final=True)
-    summary = [{**asdict(x), "checkpoint": str(x.checkpoint)} for x in results]
-    (out / "sdtt.json").write_text(json.dumps({"config": asdict(cfg), "rounds": summary}, indent=2))
-    return results

@@ -7,7 +7,7 @@ one slice at a time (the full `[B, L, V]` never exists). Implementations:
 - `GrammarTeacher`: the built-in corpus's exact generator (a perfect teacher);
 - `ARCheckpointTeacher`: a paradistill checkpoint of kind "ar";
 - `HFTeacher`: any Hugging Face causal-LM directory (GPT-2 style).
-`load_teacher(spec)` picks one: "builtin-generator", "hf:DIR", or a paradistill run/checkpoint directory.
+`methods.teachers.load_teacher(spec)` picks one: "builtin-generator", "hf:DIR", or a paradistill run/checkpoint directory.
 Every model teacher is probed for causality (changing a later token must not change earlier predictions).
 """
 
@@ -19,7 +19,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..data.grammar import StoryGrammar
 from ..errors import UserError
+from ..kinds import get_kind
+from ..models.hf import HFCausalLM
 
 GRAMMAR_SPECS = ("builtin-generator", "builtin", "grammar")
 
@@ -70,8 +73,6 @@ class GrammarTeacher(Teacher):
     """The built-in corpus's exact generator: `StoryGrammar.conditional_logprobs` (float64)."""
 
     def __init__(self, grammar=None):
-        from ..data.grammar import StoryGrammar
-
         self.grammar = grammar or StoryGrammar()
         self.name = "builtin-generator"
         self.vocab_size = self.grammar.vocab_size
@@ -138,13 +139,11 @@ class _ModelTeacher(Teacher):
 class ARCheckpointTeacher(_ModelTeacher):
     """A paradistill checkpoint of kind 'ar' (its MASK id is given zero probability)."""
 
-    def __init__(self, path: str | Path, device="cpu"):
-        from ..train.checkpoint import load_checkpoint
-
-        loaded = load_checkpoint(path, device=device)
-        if loaded.kind != "ar":
-            raise UserError(f"teacher '{path}' holds a '{loaded.kind}' model, which is not causal: pass an "
+    def __init__(self, loaded, device="cpu"):
+        if not get_kind(loaded.kind, where=f"teacher '{loaded.path}'").autoregressive:
+            raise UserError(f"teacher '{loaded.path}' holds a '{loaded.kind}' model, which is not causal: pass an "
                             "autoregressive run directory (kind 'ar'), hf:DIR, or builtin-generator as --teacher")
+        path = loaded.path
         self.loaded, self.model, self.tokenizer = loaded, loaded.model.eval(), loaded.tokenizer
         self.name, self.device = str(path), device
         self.vocab_size = int(self.model.cfg.vocab_size)
@@ -171,8 +170,6 @@ class HFTeacher(_ModelTeacher):
     """A Hugging Face causal LM (models/hf.py); the head runs one position slice at a time when it can."""
 
     def __init__(self, name_or_dir: str | Path, device="cpu"):
-        from ..models.hf import HFCausalLM
-
         self.lm = HFCausalLM(name_or_dir, device)
         self.model, self.name, self.device = self.lm.model, self.lm.name, device
         self.vocab_size = self.lm.vocab_size
@@ -215,32 +212,3 @@ class HFTeacher(_ModelTeacher):
         self.student_vocab = int(tokenizer.vocab_size)
         if tokenizer.mask_id < self.vocab_size:
             self.banned = (int(tokenizer.mask_id),)
-
-
-def load_teacher(spec: str, device="cpu") -> Teacher:
-    """'builtin-generator' | 'hf:DIR' | a paradistill run or checkpoint directory of kind 'ar'."""
-    spec = str(spec).strip()
-    if spec in GRAMMAR_SPECS:
-        return GrammarTeacher()
-    if spec.startswith("hf:"):
-        return HFTeacher(spec[3:], device)
-    path = Path(spec)
-    if not path.exists():
-        raise UserError(f"teacher '{spec}' does not exist: pass builtin-generator, hf:DIR (a Hugging Face causal "
-                        "LM saved with save_pretrained) or a paradistill AR run directory")
-    if _is_hf_directory(path):
-        return HFTeacher(path, device)  # a Hugging Face directory passed without the hf: prefix
-    return ARCheckpointTeacher(path, device)
-
-
-def _is_hf_directory(path: Path) -> bool:
-    """A save_pretrained() directory: config.json without paradistill's 'kind'."""
-    import json
-
-    cfg = path / "config.json"
-    if not cfg.is_file() or (path / "latest.json").is_file():
-        return False
-    try:
-        return "kind" not in json.loads(cfg.read_text())
-    except (json.JSONDecodeError, OSError):
-        return False

@@ -17,8 +17,8 @@ from typing import Any, Callable
 
 import torch
 
+from ..checkpoint import LoadedCheckpoint
 from ..models.transformer import ModelConfig, Transformer
-from ..train.checkpoint import LoadedCheckpoint
 
 
 @dataclass

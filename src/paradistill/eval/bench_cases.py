@@ -11,10 +11,22 @@ from typing import Any
 import torch
 
 from ..data.tokenizers import WordTokenizer
+from ..distill.adjust import AdjustConfig, AdjustModel, SamplerLayer, sampler_config_for
+from ..distill.adjust_adapters import ParadistillAdapter
+from ..distill.gumbel import GumbelConfig
 from ..generation import generate
 from ..models.transformer import ModelConfig
-from .bench import (BenchConfig, copy_bandwidth_gbs, forward_case, forward_flops, make_loaded, median_time,
-                    peak_matmul_gflops, weight_bytes)
+from .bench import (
+    BenchConfig,
+    copy_bandwidth_gbs,
+    forward_case,
+    forward_flops,
+    make_loaded,
+    median_time,
+    peak_matmul_gflops,
+    weight_bytes,
+)
+from .bench_report import markdown_table, plot
 
 
 def bench_tokenizer(vocab_size: int) -> WordTokenizer:
@@ -52,6 +64,20 @@ def _cases(bc: BenchConfig, cfg: ModelConfig, tok, length: int) -> list[tuple[st
 COMPILED = ("ar kv-cache", "ar no-cache", "mdlm T=16 cached", "bd3lm B=16 kv-cache")
 
 
+class CompiledModel:
+    """A model seen through `torch.compile(dynamic=True)`: calls run the compiled graph, attributes (cfg, embed,
+    head, parameters) are the wrapped model's."""
+
+    def __init__(self, model):
+        self._model, self._compiled = model, torch.compile(model, dynamic=True)
+
+    def __call__(self, *args, **kwargs):
+        return self._compiled(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
 def _compiled_cases(cases):
     """The same cases compiled, measured beside the eager ones (compilation happens in the warm-up run, which is
     not timed). AR with KV cache uses its own compiled path (static cache, one graph per step, see
@@ -64,16 +90,14 @@ def _compiled_cases(cases):
             out.append((f"{name} (compiled)", loaded, {**options, "compile": True}))
         elif name in COMPILED:
             twin = copy.copy(loaded)
-            twin.model = copy.copy(loaded.model)
-            twin.model.forward = torch.compile(loaded.model.forward, dynamic=True)
+            twin.model = CompiledModel(loaded.model)
             out.append((f"{name} (compiled)", twin, options))
     return out
 
 
 def _gd_cases(bc, cfg, tok, base):
-    from dataclasses import asdict as _asdict, replace
-
-    from ..distill.gumbel import GumbelConfig
+    from dataclasses import asdict as _asdict
+    from dataclasses import replace
 
     gd_cfg = replace(cfg, noise_embed="topk")
     loaded = make_loaded("gd-mdlm", gd_cfg, tok, {**base, "gumbel": _asdict(GumbelConfig())})
@@ -83,9 +107,6 @@ def _gd_cases(bc, cfg, tok, base):
 
 def _adjust_cases(bc, cfg, tok, base, length):
     """ADJUST on an MDLM base: a randomly initialised sampler layer (speed does not depend on its weights)."""
-    from ..distill.adjust import AdjustConfig, AdjustModel, SamplerLayer, sampler_config_for
-    from ..distill.adjust_data import ParadistillAdapter
-
     mdlm = make_loaded("mdlm", cfg, tok, base)
     adapter = ParadistillAdapter.from_loaded(mdlm)
     sampler = SamplerLayer(sampler_config_for(adapter, AdjustConfig(init_gain=1.0), cfg.n_heads)).eval()
@@ -230,8 +251,6 @@ def crossover(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def write_results(results: dict[str, Any], out: Path) -> None:
-    from .bench_report import markdown_table, plot
-
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(results, indent=2))
     (out / "table.md").write_text(markdown_table(results))

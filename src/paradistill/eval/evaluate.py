@@ -16,8 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from ..checkpoint import resolve_checkpoint
+from ..data.grammar import StoryGrammar
+from ..data.tokenizers import build_tokenizer, builtin_tokenizer, load_tokenizer
 from ..errors import UserError
+from ..loader import load_checkpoint
+from ..recipes import load_recipe, prepare
 from . import metrics as M
+from .mauve import check_sizes, mauve_score
 
 METRICS = ("exact", "gen_ppl", "entropy", "distinct", "mauve", "val_ppl")
 FORMAT = "paradistill-eval"
@@ -87,16 +93,12 @@ def read_samples(path: str | Path) -> list[dict[str, Any]]:
 @functools.lru_cache(maxsize=1)
 def grammar():
     """The built-in corpus's exact generator (built once per process)."""
-    from ..data.grammar import StoryGrammar
-
     return StoryGrammar()
 
 
 def generator_records(num: int, length: int = 64, seed: int = 0) -> list[dict[str, Any]]:
     """`num` rows from the built-in corpus's exact generator, as sample records (NFE 0)."""
     import torch
-
-    from ..data.tokenizers import builtin_tokenizer
 
     if num < 1 or length < 2:
         raise UserError(f"generator samples: num={num} must be >= 1 and length={length} >= 2")
@@ -111,8 +113,6 @@ def generator_records(num: int, length: int = 64, seed: int = 0) -> list[dict[st
 
 def samples_tokenizer(records: list[dict], spec: str | None):
     """The tokenizer the samples' ids belong to: --tokenizer, else the samples' checkpoint's, else None."""
-    from ..data.tokenizers import build_tokenizer, builtin_tokenizer, load_tokenizer
-
     if spec:
         return build_tokenizer(spec)
     if records[0].get("kind") == "generator":
@@ -121,8 +121,6 @@ def samples_tokenizer(records: list[dict], spec: str | None):
     if ckpt and (Path(ckpt) / "tokenizer").is_dir():
         return load_tokenizer(Path(ckpt) / "tokenizer")
     if ckpt and Path(ckpt).is_dir():
-        from ..train.checkpoint import resolve_checkpoint
-
         folder = resolve_checkpoint(ckpt) / "tokenizer"
         return load_tokenizer(folder) if folder.is_dir() else None
     return None
@@ -136,8 +134,6 @@ def _common(records, key):
 # ---------------------------------------------------------------------------------------------- metrics
 def _held_out_rows(loaded, spec: str | None) -> np.ndarray:
     """[N, L] held-out rows: a .npy file, or the val split of a recipe (default: the checkpoint's recipe)."""
-    from .. import api
-
     if spec and spec.endswith(".npy"):
         return np.load(spec)
     method = loaded.method if loaded is not None else {}
@@ -145,7 +141,7 @@ def _held_out_rows(loaded, spec: str | None) -> np.ndarray:
     if not name:
         raise UserError("held-out data unknown: pass --val-data RECIPE (or a .npy file of [N, L] token rows)")
     overrides = [f"data.seq_len={method['seq_len']}"] if method.get("seq_len") else []
-    data = api.prepare(api.load_recipe(name, overrides), progress=False)
+    data = prepare(load_recipe(name, overrides), progress=False)
     if loaded is not None and loaded.tokenizer is not None \
             and data.tokenizer.fingerprint() != loaded.tokenizer.fingerprint():
         raise UserError(f"--val-data '{name}' uses a different tokenizer than checkpoint '{loaded.path}': pass the "
@@ -173,8 +169,6 @@ def _text(rec: dict, tok) -> str | None:
 
 
 def _load_ckpt(records, checkpoint):
-    from ..train.checkpoint import load_checkpoint
-
     path = checkpoint or records[0].get("checkpoint")
     if not path:
         raise UserError("val_ppl needs a checkpoint: evaluate a checkpoint, or samples whose 'checkpoint' exists")
@@ -184,8 +178,6 @@ def _load_ckpt(records, checkpoint):
 def evaluate_samples(records: list[dict], cfg: EvalConfig | None = None, source: str | None = None,
                      checkpoint: str | None = None, loaded=None, progress: bool = True) -> dict[str, Any]:
     """Metrics of one samples set (see module docstring); `loaded` may hold the sampled checkpoint."""
-    from ..data.tokenizers import builtin_tokenizer
-
     cfg = cfg or EvalConfig()
     if not records:
         raise UserError(f"no samples to evaluate in '{source}': sample first")
@@ -272,8 +264,6 @@ def _gen_ppl(res, per, cfg, ids, texts, tok):
 
 
 def _mauve(res, cfg, records, texts, tok, loaded):
-    from .mauve import check_sizes, mauve_score
-
     if not cfg.reference:
         raise UserError("metric mauve needs --reference: val (held-out data), generator, or a samples FILE.jsonl")
     if loaded is None and cfg.reference == "val":

@@ -23,8 +23,15 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from ..config import from_dict
+from ..diffusion.bd3lm import BD3Config, BD3Objective
+from ..diffusion.objectives import ARObjective, DiffusionConfig, MDLMObjective
 from ..errors import UserError
+from ..kinds import get_kind, require_kind
+from ..loader import load_checkpoint
+from ..models.hf import load_hf_causal_lm
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -152,15 +159,14 @@ class CheckpointJudge(CausalJudge):
 
     def __init__(self, loaded, context: int | None = None, stride: int | None = None, batch_size: int = 32,
                  device="cpu"):
-        if loaded.kind != "ar":
-            raise UserError(f"judge checkpoint '{loaded.path}' is a '{loaded.kind}' model; a judge must be causal: "
-                            "pass an AR checkpoint (kind 'ar') or a Hugging Face causal LM")
+        require_kind(loaded.kind, "a judge (it must be causal: an AR checkpoint or a Hugging Face causal LM)",
+                     f"judge checkpoint '{loaded.path}'", family="ar")
         self.loaded, self.model = loaded, loaded.model.to(device).eval()
         self.name = str(loaded.path)
         self.tokenizer = loaded.tokenizer
         self.bos_id = self.tokenizer.bos_id if self.tokenizer is not None else None
         self.fingerprint = self.tokenizer.fingerprint() if self.tokenizer is not None else None
-        trained = int(loaded.method.get("seq_len", self.model.cfg.max_len))
+        trained = loaded.record.seq_len if "seq_len" in loaded.method else self.model.cfg.max_len
         context = context or trained
         if context > self.model.cfg.max_len:
             raise UserError(f"judge context {context} exceeds the model's max_len {self.model.cfg.max_len}")
@@ -182,7 +188,6 @@ class HFJudge(CausalJudge):
 
     def __init__(self, name_or_dir: str, context: int | None = None, stride: int | None = None,
                  batch_size: int = 8, device="cpu"):
-        from ..models.hf import load_hf_causal_lm
 
         self.name = str(name_or_dir)
         self.model, self.hf_tokenizer = load_hf_causal_lm(name_or_dir, device)
@@ -230,8 +235,6 @@ def load_judge(spec: str, context: int | None = None, stride: int | None = None,
                device="cpu") -> CausalJudge:
     """A paradistill AR checkpoint (run or checkpoint directory) or a Hugging Face causal LM (`hf:` optional)."""
     if is_paradistill_checkpoint(spec):
-        from ..train.checkpoint import load_checkpoint
-
         return CheckpointJudge(load_checkpoint(spec, device=device), context, stride, batch_size or 32, device)
     return HFJudge(spec, context, stride, batch_size or 8, device)
 
@@ -330,24 +333,21 @@ def distinct_n(seqs: list[Sequence[int]], n: int) -> float:
 # ---------------------------------------------------------------------------------------------- val ppl
 def objective_for(loaded):
     """The objective whose `eval_terms` gives the exact NLL (AR) or the NELBO bound (diffusion)."""
-    from ..config import from_dict
-    from ..diffusion.objectives import ARObjective, DiffusionConfig, MDLMObjective
-
     tok, method = loaded.tokenizer, loaded.method
     if tok is None:
         raise UserError(f"checkpoint '{loaded.path}' has no tokenizer/ folder: validation perplexity needs its ids")
-    if loaded.kind == "ar":
+    kind = require_kind(loaded.kind, "validation perplexity (evaluate the samples of other kinds instead: exact NLL / "
+                        "Gen PPL)", f"checkpoint '{loaded.path}'", noise_conditioned=False)
+    if kind.autoregressive:
         return ARObjective(tok.pad_id)
+    if kind.family != "diffusion":
+        raise UserError(f"validation perplexity is defined for AR and masked-diffusion models; '{loaded.path}' is "
+                        f"'{loaded.kind}': evaluate its samples instead (exact NLL / Gen PPL)")
     diff = from_dict(DiffusionConfig, dict(method.get("diffusion", {})), where=f"{loaded.path}: method.diffusion")
-    if loaded.kind in ("mdlm", "sdtt"):
+    if not kind.block:
         return MDLMObjective(diff, tok.mask_id, tok.pad_id, tok.bos_id)
-    if loaded.kind == "bd3lm":
-        from ..diffusion.bd3lm import BD3Config, BD3Objective
-
-        cfg = from_dict(BD3Config, dict(method.get("bd3lm", {})), where=f"{loaded.path}: method.bd3lm")
-        return BD3Objective(cfg, diff, tok.mask_id, tok.pad_id, tok.bos_id)
-    raise UserError(f"validation perplexity is defined for kinds ar, mdlm, sdtt, bd3lm; '{loaded.path}' is "
-                    f"'{loaded.kind}': evaluate its samples instead (exact NLL / Gen PPL)")
+    cfg = from_dict(BD3Config, dict(method.get("bd3lm", {})), where=f"{loaded.path}: method.bd3lm")
+    return BD3Objective(cfg, diff, tok.mask_id, tok.pad_id, tok.bos_id)
 
 
 @torch.no_grad()
@@ -364,8 +364,6 @@ def val_perplexity(loaded, rows: np.ndarray, batch_size: int = 32, max_batches: 
         raise UserError("validation split is empty: prepare data with data.val_fraction > 0")
     starts = range(0, n, batch_size)
     if progress:
-        from tqdm.auto import tqdm
-
         starts = tqdm(starts, desc=f"val ppl {loaded.kind}", leave=False)
     total, count = 0.0, 0
     for s in starts:
@@ -374,4 +372,4 @@ def val_perplexity(loaded, rows: np.ndarray, batch_size: int = 32, max_batches: 
         total, count = total + float(t), count + int(c)
     nll = total / max(count, 1)
     return {"nll_per_token": nll, "ppl": math.exp(nll), "num_tokens": count, "num_rows": n,
-            "bound": "exact" if loaded.kind == "ar" else "NELBO upper bound", "seed": seed}
+            "bound": "exact" if get_kind(loaded.kind).autoregressive else "NELBO upper bound", "seed": seed}

@@ -35,7 +35,7 @@ def load_hf_causal_lm(name_or_dir: str | Path, device: str | torch.device = "cpu
     if local.exists() and not (local / "config.json").is_file():
         raise UserError(f"'{spec}' has no config.json: pass a directory saved with save_pretrained()")
     if local.is_dir() and _model_type(local) == "paradistill":  # written by `paradistill export`
-        from .hf_export import read_hf_config, register
+        from .hf_model import read_hf_config, register
 
         if read_hf_config(local).get("paradistill_kind") != "ar":
             raise UserError(f"'{spec}' is an exported paradistill diffusion model, not a causal LM: a teacher or "

@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 GUMBEL_STD = math.pi / math.sqrt(6.0)
 EMBED_MODES = ("dense", "topk", "tied", "linear")
 DENSE_INPUT_MODES = ("dense", "linear")  # the modes that take the full [B, L, V] noise (the others: its top-k)

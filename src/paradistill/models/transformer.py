@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-
-AttnSpec = "str | torch.Tensor"  # "causal" | "bidirectional" | bool mask (True = may attend)
+from ..memory import check_memory
+from .noise_embed import NoiseLogitSkip, build_noise_embedding
 
 
 @dataclass
@@ -71,8 +71,6 @@ class KVCache:
 
     def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32,
                  static: bool = False):
-        from ..memory import check_memory
-
         head_dim = cfg.dim // cfg.n_heads
         shape = (cfg.n_layers, batch_size, cfg.n_heads, max_len, head_dim)
         bytes_per = torch.tensor([], dtype=dtype).element_size()
@@ -92,9 +90,6 @@ class KVCache:
     @staticmethod
     def estimate_bytes(cfg: ModelConfig, batch_size: int, max_len: int, bytes_per_value: int = 4) -> int:
         return 2 * cfg.n_layers * batch_size * max_len * cfg.dim * bytes_per_value
-
-    def reset(self) -> None:
-        self.length = 0
 
 
 _ROTARY_TABLES: dict = {}  # (head_dim, base, device, dtype) -> (cos, sin) [n, d/2]: filled on first use
@@ -239,13 +234,9 @@ class Transformer(nn.Module):
         self.final_adaln = nn.Linear(cfg.cond_dim, 2 * cfg.dim) if cfg.time_conditioning else None
         self.noise_embed = None
         if cfg.noise_embed != "none":
-            from .noise_embed import build_noise_embedding
-
             self.noise_embed = build_noise_embedding(cfg, self.embed)
         self.noise_skip = None
         if cfg.noise_logit_skip:
-            from .noise_embed import NoiseLogitSkip
-
             if cfg.noise_embed == "none":
                 raise UserError("model.noise_logit_skip needs a noise embedding (model.noise_embed != none)")
             self.noise_skip = NoiseLogitSkip(cfg.dim)

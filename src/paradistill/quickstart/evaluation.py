@@ -12,6 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..api import load
+from ..eval.bench import median_time
+from ..eval.evaluate import EvalConfig, evaluate_samples, write_outputs
+from ..generation import generate
+
 
 def settings_for(model: str, ctx: dict[str, Any]) -> list[dict[str, Any]]:
     """The sampling settings evaluated for one trained model."""
@@ -57,10 +62,6 @@ def _records(loaded, result, setting) -> list[dict[str, Any]]:
 
 
 def evaluate_setting(setting: dict[str, Any], ctx: dict[str, Any], reference: str | None = None) -> dict[str, Any]:
-    from ..api import load
-    from ..eval.evaluate import EvalConfig, evaluate_samples, write_outputs
-    from ..generation import generate
-
     plan = ctx["plan"]
     folder = Path(ctx["out"]) / "eval"
     folder.mkdir(parents=True, exist_ok=True)
@@ -105,10 +106,6 @@ def stage_eval(ctx: dict[str, Any]) -> dict[str, Any]:
 
 def stage_speed(ctx: dict[str, Any]) -> dict[str, Any]:
     """Latency at batch 1 and throughput at the evaluation batch, each model in turn, in one process."""
-    from ..api import load
-    from ..eval.bench import median_time
-    from ..generation import generate
-
     plan, inputs = ctx["plan"], ctx["inputs"]
     cases = [("AR (KV cache)", inputs["ar"]["run"], {"sampler": "ar", "steps": plan["seq_len"]}),
              ("MDLM T=16", inputs["mdlm"]["run"], {"sampler": "ancestral", "steps": 16}),

@@ -15,10 +15,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..api import build_objective, load_recipe, model_config, prepare
+from ..checkpoint import atomic_write_text
+from ..data.tokenizers import WordTokenizer
 from ..errors import UserError
+from ..models.transformer import Transformer
 from ..pipeline import Pipeline, Stage, worker_count
-from ..train.checkpoint import atomic_write_text
 from . import evaluation, stages
+from .report import write_report
 
 
 @dataclass
@@ -53,10 +57,6 @@ def data_overrides(cfg: QuickstartConfig) -> list[str]:
 def calibrate(recipe, vocab_size: int, seconds: float = 8.0) -> float:
     """Optimizer steps per minute of MDLM training with one thread (random tokens: speed does not depend on them)."""
     import torch
-
-    from ..api import build_objective, model_config
-    from ..data.tokenizers import WordTokenizer
-    from ..models.transformer import Transformer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -145,9 +145,6 @@ def load_or_make_plan(cfg: QuickstartConfig, out: Path, recipe, vocab_size: int,
 
 
 def run_quickstart(cfg: QuickstartConfig, echo=print) -> Path:
-    from ..api import load_recipe, prepare
-    from .report import write_report
-
     cfg.validate()
     started = time.perf_counter()
     out = Path(cfg.out)

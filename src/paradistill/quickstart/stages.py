@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..api import distill_adjust, distill_gumbel, distill_sdtt, load_recipe, prepare, train_model
+
 
 def _recipe(ctx: dict[str, Any], extra: list[str] | None = None):
-    from ..api import load_recipe
-
     return load_recipe(ctx["recipe"], list(ctx["overrides"]) + list(extra or []))
 
 
@@ -22,16 +22,12 @@ def _train_overrides(steps: int, ctx: dict[str, Any]) -> list[str]:
 
 
 def stage_data(ctx: dict[str, Any]) -> dict[str, Any]:
-    from ..api import prepare
-
     data = prepare(_recipe(ctx), progress=False)
     return {"directory": str(data.directory), "train_rows": int(len(data.train)), "val_rows": int(len(data.val)),
             "vocab_size": int(data.tokenizer.vocab_size), "seq_len": int(data.seq_len)}
 
 
 def _train_base(kind: str, ctx: dict[str, Any], steps: int, extra: list[str] | None = None) -> dict[str, Any]:
-    from ..api import train_model
-
     out = Path(ctx["out"]) / "models" / kind
     recipe = _recipe(ctx, _train_overrides(steps, ctx) + list(extra or []))
     result = train_model(kind, recipe, out, resume=True, progress=False)
@@ -53,31 +49,22 @@ def stage_bd3lm(ctx: dict[str, Any]) -> dict[str, Any]:
 
 def stage_gd(ctx: dict[str, Any]) -> dict[str, Any]:
     """Gumbel-distil an MDLM student from the trained AR teacher, same optimizer steps as the MDLM baseline."""
-    from ..distill.gumbel import train_gumbel
-
     out = Path(ctx["out"]) / "models" / "gd-mdlm"
     recipe = _recipe(ctx, _train_overrides(ctx["plan"]["base_steps"], ctx) + list(ctx["plan"].get("gd_overrides", [])))
     teacher = ctx["inputs"]["ar"]["run"] if ctx["plan"]["gd_teacher"] == "ar" else ctx["plan"]["gd_teacher"]
-    result = train_gumbel(teacher, "mdlm", recipe, out, resume=True, progress=False)
+    result = distill_gumbel(teacher, "mdlm", recipe, out, resume=True, progress=False)
     return {"run": str(out), "checkpoint": str(result.checkpoint), "steps": result.steps, "teacher": teacher,
             "val_loss": result.last_val, "seconds": result.seconds}
 
 
 def stage_sdtt(ctx: dict[str, Any]) -> dict[str, Any]:
     """SDTT rounds on the trained MDLM: from_steps -> ... -> to_steps."""
-    from ..api import prepare
-    from ..config import from_dict
-    from ..distill.sdtt import SDTTConfig, distill_rounds
-
     plan = ctx["plan"]
     recipe = _recipe(ctx, [f"sdtt.from_steps={plan['sdtt_from']}", f"sdtt.to_steps={plan['sdtt_to']}",
                            f"sdtt.steps_per_round={plan['sdtt_steps_per_round']}", f"train.seed={ctx['seed']}",
                            "train.log_every=10"])
-    cfg = from_dict(SDTTConfig, recipe.sdtt, where="quickstart sdtt")
-    data = prepare(recipe, progress=False)
     out = Path(ctx["out"]) / "models" / "sdtt"
-    rounds = distill_rounds(ctx["inputs"]["mdlm"]["run"], data.train, data.val, data.tokenizer, recipe.train, cfg,
-                            out, resume=True, progress=False)
+    rounds = distill_sdtt(ctx["inputs"]["mdlm"]["run"], recipe, out, resume=True, progress=False)
     return {"run": str(out), "rounds": [{"round": r.round, "teacher_steps": r.teacher_steps,
                                          "student_steps": r.student_steps, "checkpoint": str(r.checkpoint),
                                          "val": r.last_val} for r in rounds]}
@@ -85,21 +72,10 @@ def stage_sdtt(ctx: dict[str, Any]) -> dict[str, Any]:
 
 def stage_adjust(ctx: dict[str, Any]) -> dict[str, Any]:
     """Trajectories of the frozen MDLM, then an ADJUST sampler layer on top of it."""
-    import torch
-
-    from ..api import load
-    from ..config import from_dict
-    from ..distill.adjust import AdjustConfig, train_adjust
-    from ..generation import build_template
-
     plan = ctx["plan"]
     recipe = _recipe(ctx, [f"adjust.trajectories={plan['adjust_trajectories']}", f"adjust.steps={plan['adjust_steps']}",
                            f"train.seed={ctx['seed']}", "train.log_every=10"])
-    cfg = from_dict(AdjustConfig, recipe.adjust, where="quickstart adjust")
-    base = load(ctx["inputs"]["mdlm"]["run"], expect_kinds=("mdlm",))
-    length = int(base.method.get("seq_len", recipe.data.seq_len))
-    row, fixed = build_template(base.tokenizer, length, keep_bos=bool(base.method.get("keep_bos", True)))
     out = Path(ctx["out"]) / "models" / "adjust"
-    result = train_adjust(base, row[None], fixed[None], cfg, recipe.train, out, resume=True, progress=False)
+    result = distill_adjust(ctx["inputs"]["mdlm"]["run"], recipe, out, resume=True, progress=False)
     return {"run": str(out), "checkpoint": str(result.checkpoint), "steps": result.steps, "val_kl": result.last_val,
             "seconds": result.seconds}

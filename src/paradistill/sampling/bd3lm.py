@@ -158,3 +158,11 @@ class BD3BlockView(Denoiser):
     def __call__(self, x_block: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         # x_block: [B, end - start] long, t: [B] (unused: the backbone is time-agnostic)
         return self.parent.block_log_probs(self.context, x_block, self.start, self.end)
+
+
+def denoiser_for(model, mask_id: int, block_size: int | None = None, use_cache: bool = True,
+                 batch_size: int | None = None, length: int | None = None) -> Denoiser:
+    """The denoiser of a masked model: block-wise (BD3-LM, with its KV cache) when `block_size` is given."""
+    if block_size is None:
+        return Denoiser(model, mask_id)
+    return BD3Denoiser(model, mask_id, block_size, use_cache=use_cache, batch_size=batch_size, length=length)

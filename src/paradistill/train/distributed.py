@@ -21,6 +21,7 @@ import torch
 
 from ..config import closest_hint
 from ..errors import UserError
+from ..models.transformer import Block
 
 STRATEGIES = ("auto", "ddp", "fsdp")
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
@@ -88,8 +89,6 @@ def build_strategy(strategy: str, accelerator: str, find_unused_parameters: bool
     """A Fabric strategy object (or name) for `strategy` on `accelerator` ('cuda' | 'cpu' | ...)."""
     if strategy == "fsdp":
         from lightning.fabric.strategies import FSDPStrategy
-
-        from ..models.transformer import Block
 
         kwargs = dict(state_dict_type="full", auto_wrap_policy={Block})
         return _cpu_fsdp_strategy(**kwargs) if accelerator == "cpu" else FSDPStrategy(**kwargs)
@@ -235,12 +234,6 @@ class StateView:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return dict(self._state)  # a copy: callers pop tied keys
-
-
-def all_mean(fabric, value: float) -> float:
-    if fabric.world_size == 1:
-        return value
-    return float(fabric.all_reduce(torch.tensor(value, dtype=torch.float64), reduce_op="mean"))
 
 
 def all_sum(fabric, values: list[float]) -> list[float]:

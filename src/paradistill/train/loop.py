@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checkpoint import clean_partial_writes, prune_checkpoints, resolve_checkpoint, save_checkpoint, write_latest
 from ..errors import TrainingDiverged, UserError
+from ..seeding import derive_seed
 from . import distributed as dist
-from .checkpoint import (clean_partial_writes, prune_checkpoints, resolve_checkpoint, save_checkpoint,
-                         write_latest)
 from .distributed import make_fabric  # noqa: F401  (re-exported)
 from .ema import EMA
 
@@ -89,7 +89,7 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + step * 7919 + salt) % (2**63 - 1))
+    return torch.Generator().manual_seed(derive_seed(seed, "step", step, salt))
 
 
 class BatchSchedule:
@@ -106,7 +106,7 @@ class BatchSchedule:
     def rows(self, step: int) -> np.ndarray:
         epoch, index = divmod(step, self.per_epoch)
         if epoch != self._perm_epoch:
-            g = torch.Generator().manual_seed(self.seed * 7_777 + epoch)
+            g = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch))
             self._perm = torch.randperm(len(self.data), generator=g).numpy()
             self._perm_epoch = epoch
         return np.sort(self._perm[index * self.batch_size:(index + 1) * self.batch_size])
@@ -264,7 +264,7 @@ def train(objective, model, train_data: np.ndarray, val_data: np.ndarray | None,
             k = a * world + rank
             batch = torch.from_numpy(train_data[rows[k::world * accum]].astype(np.int64)).to(fabric.device)
             gen = step_generator(cfg.seed, step, salt=k)
-            torch.manual_seed(cfg.seed * 31 + step + k * 1_000_003)
+            torch.manual_seed(derive_seed(cfg.seed, "dropout", step, k))
             with fabric.no_backward_sync(fmodel, enabled=a < accum - 1):
                 loss, metrics = objective.loss(fmodel, batch, gen)
                 fabric.backward(loss / accum)  # also when non-finite: every rank must join the gradient sync

@@ -7,7 +7,7 @@ logits are bit-identical, because the same module runs on both sides; mapping on
 registered with `AutoConfig` / `AutoModel` / `AutoModelForCausalLM` / `AutoModelForMaskedLM` by `register()`
 (no `trust_remote_code`, no import-time side effects):
 
-    import paradistill.models.hf_export as hx
+    import paradistill.interop.hf_export as hx
     hx.register()
     model = transformers.AutoModel.from_pretrained("export_dir")      # or hx.ParadistillModel.from_pretrained
     logits = model(input_ids).logits                                    # AR: causal; diffusion kinds: bidirectional
@@ -21,83 +21,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-import torch
-from transformers import PretrainedConfig, PreTrainedModel
-from transformers.modeling_outputs import CausalLMOutput
-
+from ..checkpoint import read_config, resolve_checkpoint, save_checkpoint
+from ..data.tokenizers import UNK, BPETokenizer, CharTokenizer, HFTokenizer, WordTokenizer, load_tokenizer
 from ..errors import UserError
-from .transformer import ModelConfig, Transformer
+from ..kinds import KINDS, get_kind
+from ..loader import load_checkpoint
+from ..models.hf_model import ParadistillConfig, ParadistillModel, read_hf_config, register
 
-MODEL_TYPE = "paradistill"
 TOKENIZER_DIR = "paradistill_tokenizer"
-EXPORTABLE_KINDS = ("ar", "mdlm", "bd3lm", "gumbel", "sdtt")
-
-
-class ParadistillConfig(PretrainedConfig):
-    model_type = MODEL_TYPE
-
-    def __init__(self, paradistill_kind: str = "mdlm", backbone: dict | None = None, method: dict | None = None,
-                 **kwargs):
-        self.paradistill_kind = paradistill_kind
-        self.backbone = dict(backbone or {})
-        self.method = dict(method or {})
-        kwargs.setdefault("vocab_size", self.backbone.get("vocab_size"))
-        kwargs.setdefault("tie_word_embeddings", bool(self.backbone.get("tie_weights", False)))
-        super().__init__(**kwargs)
-
-    @property
-    def is_causal(self) -> bool:
-        return self.paradistill_kind == "ar"
-
-
-class ParadistillModel(PreTrainedModel):
-    """The paradistill backbone behind the HF interface; `forward` returns logits [B, L, V] (fp32)."""
-
-    config_class = ParadistillConfig
-    base_model_prefix = "backbone"
-    _tied_weights_keys = {"backbone.head.weight": "backbone.embed.weight"}
-
-    def __init__(self, config: ParadistillConfig):
-        super().__init__(config)
-        from ..config import from_dict
-
-        self.backbone = Transformer(from_dict(ModelConfig, config.backbone, where="config.json:backbone"))
-        self.post_init()
-
-    def _init_weights(self, module) -> None:  # the backbone initialises itself; loaded weights replace it
-        pass
-
-    def get_input_embeddings(self):
-        return self.backbone.embed
-
-    def get_output_embeddings(self):
-        return self.backbone.head
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, sigma: torch.Tensor | None = None, **kwargs) -> CausalLMOutput:
-        """input_ids: [B, L] long; AR models attend causally, diffusion models bidirectionally (padding is
-        handled by the model's own conventions, so `attention_mask` is accepted and ignored)."""
-        attn = "causal" if self.config.is_causal else "bidirectional"
-        logits = self.backbone(input_ids, attn=attn, sigma=sigma).logits
-        loss = None
-        if labels is not None and self.config.is_causal:
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
-                                                     labels[:, 1:].reshape(-1), ignore_index=-100)
-        return CausalLMOutput(loss=loss, logits=logits)
-
-
-def register() -> None:
-    """Make `AutoConfig` / `AutoModel*` resolve model_type 'paradistill' (idempotent)."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
-
-    try:
-        AutoConfig.register(MODEL_TYPE, ParadistillConfig)
-    except ValueError:
-        return  # already registered
-    for auto in (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM):
-        auto.register(ParadistillConfig, ParadistillModel, exist_ok=True)
+EXPORTABLE_KINDS = tuple(k.name for k in KINDS.values() if k.export_as)
 
 
 def hf_tokenizer(tokenizer):
@@ -105,8 +38,6 @@ def hf_tokenizer(tokenizer):
     from tokenizers import Regex, decoders, models, pre_tokenizers
     from tokenizers import Tokenizer as RawTokenizer
     from transformers import PreTrainedTokenizerFast
-
-    from ..data.tokenizers import UNK, BPETokenizer, CharTokenizer, HFTokenizer, WordTokenizer
 
     if isinstance(tokenizer, HFTokenizer):
         return tokenizer._tok
@@ -130,15 +61,13 @@ def hf_tokenizer(tokenizer):
 
 
 def _check_kind(kind: str, where: str) -> None:
-    if kind not in EXPORTABLE_KINDS:
+    if get_kind(kind, where=f"'{where}'").export_as is None:
         raise UserError(f"'{where}' holds a '{kind}' checkpoint, which has no standalone HF form (an ADJUST sampler "
                         f"sits on a frozen base): export one of the kinds {list(EXPORTABLE_KINDS)}")
 
 
 def export_hf(checkpoint: str | Path, out_dir: str | Path, use_ema: bool = True) -> Path:
     """Write `out_dir` loadable with `ParadistillModel.from_pretrained` (and `AutoModel` after `register()`)."""
-    from ..train.checkpoint import load_checkpoint, read_config, resolve_checkpoint
-
     ckpt = resolve_checkpoint(checkpoint)
     _check_kind(read_config(ckpt)["kind"], str(ckpt))
     loaded = load_checkpoint(ckpt, use_ema=use_ema)
@@ -163,21 +92,8 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, use_ema: bool = True)
     return out
 
 
-def read_hf_config(src: Path) -> dict[str, Any]:
-    if not (src / "config.json").is_file():
-        raise UserError(f"'{src}' has no config.json: pass a directory written by `paradistill export`")
-    config = json.loads((src / "config.json").read_text())
-    if config.get("model_type") != MODEL_TYPE:
-        raise UserError(f"'{src}' holds a '{config.get('model_type')}' model, not a paradistill export: use it "
-                        "directly as a teacher or judge (hf:DIR), or convert MDLM weights with --from mdlm")
-    return config
-
-
 def import_hf(src_dir: str | Path, out_ckpt: str | Path) -> Path:
     """Convert an exported directory back into a paradistill checkpoint (weights bit-identical)."""
-    from ..data.tokenizers import HFTokenizer, load_tokenizer
-    from ..train.checkpoint import save_checkpoint
-
     src = Path(src_dir)
     read_hf_config(src)
     register()

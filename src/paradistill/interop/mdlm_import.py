@@ -22,7 +22,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import save_checkpoint
+from ..diffusion.objectives import DiffusionConfig
 from ..errors import UserError
+from ..models.transformer import ModelConfig, Transformer
 
 BLOCK_KEYS = ("norm1.weight", "attn_qkv.weight", "attn_out.weight", "norm2.weight", "mlp.0.weight", "mlp.0.bias",
               "mlp.2.weight", "mlp.2.bias", "adaLN_modulation.weight", "adaLN_modulation.bias")
@@ -104,8 +107,6 @@ def _rotary_rows(dim: int, n_heads: int) -> torch.Tensor:
 
 def convert(state: dict[str, torch.Tensor], n_heads: int, max_len: int = 1024):
     """MDLM DiT tensors -> (ModelConfig, our state dict), folding the sigma = 0 conditioning."""
-    from .transformer import ModelConfig
-
     state = strip_prefix(state)
     n_blocks = check_keys(state)
     vocab, dim = state["vocab_embed.embedding"].shape
@@ -146,8 +147,6 @@ def convert(state: dict[str, torch.Tensor], n_heads: int, max_len: int = 1024):
 
 def load_mdlm(path: str | Path, n_heads: int | None = None):
     """A paradistill `Transformer` with MDLM DiT weights (time-agnostic checkpoints only)."""
-    from .transformer import Transformer
-
     state, config = read_state_dict(path)
     if config.get("time_conditioning"):
         raise UserError(f"'{path}' was trained with time conditioning (config.json time_conditioning=true): only "
@@ -166,9 +165,6 @@ def import_mdlm(path: str | Path, out: str | Path, tokenizer, n_heads: int | Non
                 seq_len: int | None = None) -> Path:
     """Write a paradistill 'mdlm' checkpoint from MDLM weights; `tokenizer` must have the model's vocab size."""
     from dataclasses import asdict
-
-    from ..diffusion.objectives import DiffusionConfig
-    from ..train.checkpoint import save_checkpoint
 
     model, config = load_mdlm(path, n_heads)
     if tokenizer.vocab_size != model.cfg.vocab_size:

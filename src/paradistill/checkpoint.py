@@ -1,7 +1,9 @@
-"""Checkpoints: a directory with `model.safetensors` (+ `ema.safetensors`), `config.json`, `tokenizer/` and,
+"""The checkpoint format (bottom layer: it knows no model kinds). A checkpoint is a directory with `model.safetensors` (+ `ema.safetensors`), `config.json`, `tokenizer/` and,
 for training runs, `train_state.pt`. Written into a temporary sibling, fsynced, then renamed into place;
 `RUN/latest.json` (replaced atomically) names the newest complete checkpoint. A crash at any point leaves
 the previous checkpoint and pointer intact.
+
+Building a model from a checkpoint depends on its kind and lives one layer up (`loader.load_checkpoint`).
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import UserError
+from .config import from_dict
+from .errors import UserError
 
 FORMAT_VERSION = 1
 
@@ -154,6 +157,33 @@ def load_weights(file: Path) -> dict[str, torch.Tensor]:
 
 
 @dataclass
+class MethodRecord:
+    """What a checkpoint records about how it was trained (config.json "method"), read back through this one
+    dataclass: its defaults are the only read-back defaults. Method sections stay mappings here; each method reads
+    its own through its config class (e.g. `distill.gumbel.saved_gumbel_config`)."""
+    seq_len: int = 64  # training row length: the default generation length
+    data_mode: str = "aligned"  # aligned | wrap | pad (PAD is a token only for pad)
+    recipe: str | None = None
+    keep_bos: bool = True  # position 0 is BOS and is kept fixed by samplers
+    block_size: int | None = None  # block-diffusion kinds
+    init: str | None = None  # the checkpoint its weights started from
+    source: str | None = None  # imported checkpoints: the file they came from
+    teacher: str | None = None  # Gumbel Distillation
+    student: str | None = None
+    base: str | None = None  # ADJUST: the frozen base, its kind and weights fingerprint
+    base_kind: str | None = None
+    base_fingerprint: str | None = None
+    trajectories: str | None = None
+    num_trajectories: int | None = None
+    sampler_init: str | None = None
+    diffusion: dict[str, Any] = field(default_factory=dict)
+    bd3lm: dict[str, Any] = field(default_factory=dict)
+    gumbel: dict[str, Any] = field(default_factory=dict)
+    sdtt: dict[str, Any] = field(default_factory=dict)
+    adjust: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class LoadedCheckpoint:
     path: Path
     kind: str
@@ -165,41 +195,10 @@ class LoadedCheckpoint:
     def method(self) -> dict[str, Any]:
         return self.config.get("method", {})
 
-
-def load_checkpoint(path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu",
-                    expect_kinds: tuple[str, ...] | None = None) -> LoadedCheckpoint:
-    """Load model + tokenizer. With `use_ema`, the EMA weights are used when the checkpoint has them."""
-    from ..config import from_dict
-    from ..models.transformer import ModelConfig, Transformer
-
-    ckpt = resolve_checkpoint(path)
-    config = read_config(ckpt)
-    if expect_kinds is not None and config["kind"] not in expect_kinds:
-        raise UserError(f"checkpoint '{ckpt}' holds a '{config['kind']}' model, but this command needs one of "
-                        f"{list(expect_kinds)}")
-    if config["kind"] == "adjust":  # a sampler layer on a frozen base (distill/adjust.py)
-        from ..distill.adjust import load_adjust_checkpoint
-
-        return load_adjust_checkpoint(ckpt, config, use_ema=use_ema, device=device)
-    model_cfg = from_dict(ModelConfig, config["model"], where=f"{ckpt}/config.json:model")
-    model = Transformer(model_cfg)
-    weights_file = ckpt / ("ema.safetensors" if use_ema and (ckpt / "ema.safetensors").is_file() else "model.safetensors")
-    state = load_weights(weights_file)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not (k == "head.weight" and model_cfg.tie_weights)]
-    if missing or unexpected:
-        raise UserError(f"weights in '{weights_file}' do not fit the model in its config.json "
-                        f"(missing {missing[:5]}, unexpected {unexpected[:5]}): the checkpoint is inconsistent")
-    tokenizer = None
-    if (ckpt / "tokenizer").is_dir():
-        from ..data.tokenizers import load_tokenizer
-
-        tokenizer = load_tokenizer(ckpt / "tokenizer")
-        if tokenizer.vocab_size != model_cfg.vocab_size:
-            raise UserError(f"checkpoint vocab {model_cfg.vocab_size} != tokenizer vocab {tokenizer.vocab_size} "
-                            f"in '{ckpt}': pass the tokenizer the model was trained with")
-    model.to(device).eval()
-    return LoadedCheckpoint(ckpt, config["kind"], model, tokenizer, config)
+    @property
+    def record(self) -> MethodRecord:
+        """The method settings, typed (an unknown or ill-typed entry is an error naming it)."""
+        return from_dict(MethodRecord, self.method, where=f"checkpoint '{self.path}' config.json: method")
 
 
 def newest_complete(run_dir: Path) -> Path | None:
