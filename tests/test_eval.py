@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from paradistill.checkpoint import LoadedCheckpoint
+
 from paradistill.data.grammar import StoryGrammar
 from paradistill.data.tokenizers import WordTokenizer, builtin_tokenizer
 from paradistill.errors import UserError
@@ -67,7 +69,7 @@ class BigramModel(torch.nn.Module):
 
 
 def ckpt_judge(model, tok=TOK, **kw):
-    loaded = SimpleNamespace(kind="ar", model=model, tokenizer=tok, path="fake", method={"seq_len": 64})
+    loaded = LoadedCheckpoint(path="fake", kind="ar", model=model, tokenizer=tok, config={"method": {"seq_len": 64}})
     return M.CheckpointJudge(loaded, **kw)
 
 

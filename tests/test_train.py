@@ -137,7 +137,7 @@ def test_wrong_kind_and_vocab_mismatch(tmp_path, tiny_tokenizer):
 
 
 def test_failed_write_keeps_previous_checkpoint(tmp_path, tiny_tokenizer, monkeypatch):
-    import paradistill.train.checkpoint as ckmod
+    import paradistill.checkpoint as ckmod
 
     model = make_model(tiny_tokenizer.vocab_size)
     save_checkpoint(tmp_path / "ck", model, "mdlm", tiny_tokenizer, {"v": 1})
