@@ -82,7 +82,7 @@ def load_mdlm(path: Path, request: LoadRequest):
 
 
 def load_sdtt(path: Path, request: LoadRequest):
-    return load_converted("sdtt", path, request, build_dit(path, request, "mdlm", lambda s: {"sdtt_source": True}))
+    return load_converted("sdtt", path, request, build_dit(path, request, "mdlm", lambda s: {}))
 
 
 def load_bd3lm(path: Path, request: LoadRequest):
