@@ -141,3 +141,28 @@ def test_cli_sample_and_eval_by_hub_id(tmp_path, hub, monkeypatch):
     out = tmp_path / "runs" / "hub" / "hf_kuleshov-group_mdlm-owt" / "samples.jsonl"
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 2 and len(rows[0]["tokens"]) == LENGTH
+
+
+def test_schemes_and_formats_are_registries(tmp_path, hub):
+    """Another engineer adds `builtin:NAME` with one resolver and a format with one registration."""
+    from paradistill import loading
+    from paradistill.loading import refs, registry
+
+    save_safetensors(dit_state(17), tmp_path / "zoo" / "tiny-mdlm", config=mdlm_hub_config())
+    loading.register_scheme("builtin", lambda name: tmp_path / "zoo" / name)
+    marker = tmp_path / "custom"
+    marker.mkdir()
+    (marker / "MARKER").write_text("x")
+    seen = []
+    custom = loading.CheckpointFormat("custom", lambda p: (p / "MARKER").is_file(),
+                                      lambda p, req: seen.append(req.ref) or "loaded", "a test format")
+    try:
+        assert loading.load("builtin:tiny-mdlm").kind == "mdlm"
+        loading.formats()
+        loading.register_format(custom)
+        assert loading.load(marker) == "loaded" and seen == [str(marker)]
+        with pytest.raises(UserError, match="unknown option"):
+            loading.load("builtin:tiny-mdlm", blocksize=4)
+    finally:
+        refs.SCHEMES.pop("builtin", None)
+        registry.FORMATS[:] = [f for f in registry.FORMATS if f.name != "custom"]

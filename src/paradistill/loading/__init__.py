@@ -20,12 +20,20 @@ from .refs import register_scheme, resolve  # noqa: F401  (re-exported)
 from .registry import FORMATS, CheckpointFormat, describe_formats, detect_format, get_format, register_format
 
 
+OPTIONS = ("n_heads", "length", "time_conditioning", "block_size", "inject_mode", "cross_attn", "dropout", "eps",
+           "cache")
+_BUILTIN: list[CheckpointFormat] = []
+
+
 def _register_builtin_formats() -> None:
-    """Priority order: paradistill's own, then the most specific foreign formats, the MDLM fallback, HF LMs."""
-    if FORMATS:
+    """Priority order: paradistill's own, then the most specific foreign formats, the MDLM fallback, HF LMs; formats
+    registered by others before the first load keep their place after these."""
+    if _BUILTIN:
         return
-    for fmt in (*fmt_paradistill.FORMATS, *fmt_dit.FORMATS, *fmt_hf.FORMATS):
-        register_format(fmt)
+    _BUILTIN.extend((*fmt_paradistill.FORMATS, *fmt_dit.FORMATS, *fmt_hf.FORMATS))
+    first = FORMATS[0].name if FORMATS else None
+    for fmt in _BUILTIN:
+        register_format(fmt, before=first)
 
 
 def formats() -> list[CheckpointFormat]:
@@ -41,6 +49,9 @@ def load(ref: str | Path, *, use_ema: bool = True, device: Any = "cpu", dtype: A
     options: n_heads, block_size, inject_mode ('replace'|'add'), time_conditioning, length (override what a foreign
     config says), cache=False (convert again)."""
     _register_builtin_formats()
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise UserError(f"loading '{ref}': unknown option(s) {unknown}: valid options are {', '.join(OPTIONS)}")
     path = resolve(ref)
     fmt = get_format(format) if format else detect_format(path)
     request = LoadRequest(str(ref), use_ema, device, dtype, expect_kinds, tokenizer, dict(options))
