@@ -18,7 +18,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("models", "diffusion"),
     ("sampling",),
     ("distill", "train"),
-    ("recipes", "loader", "loading", "bases"),
+    ("recipes", "loader", "bases"),
+    ("loading",),  # checkpoint references and foreign formats: paradistill checkpoints through `loader`
     ("generation",),
     ("eval", "interop", "sharded"),
     ("methods", "plan"),

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .checkpoint import LoadedCheckpoint
 from .generation import GenerationResult, generate  # noqa: F401  (re-exported)
-from .loader import load_checkpoint
+from .loader import load_checkpoint  # noqa: F401  (re-exported)
+from .loading import load as load_any
 from .methods.adjust import distill_adjust, train_adjust  # noqa: F401
 from .methods.base import (  # noqa: F401
     BASE_KINDS,
@@ -33,9 +34,10 @@ from .recipes import Recipe, load_recipe, model_config  # noqa: F401
 
 
 def load(path: str | Path, use_ema: bool = True, device: str = "cpu",
-         expect_kinds: tuple[str, ...] | None = None) -> LoadedCheckpoint:
-    """A checkpoint or run directory, built for its kind (see `kinds.py`)."""
-    return load_checkpoint(path, use_ema=use_ema, device=device, expect_kinds=expect_kinds)
+         expect_kinds: tuple[str, ...] | None = None, **options) -> LoadedCheckpoint:
+    """Any checkpoint reference, built for its kind (see `kinds.py`): a run / checkpoint directory, a Hugging Face
+    directory or weights file, or hf:ORG/NAME[@REVISION] (see `loading/`; options: n_heads, block_size, ...)."""
+    return load_any(path, use_ema=use_ema, device=device, expect_kinds=expect_kinds, **options)
 
 
 def write_samples(path: str | Path, loaded: LoadedCheckpoint, result: GenerationResult) -> Path:

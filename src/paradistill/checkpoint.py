@@ -162,12 +162,13 @@ class MethodRecord:
     dataclass: its defaults are the only read-back defaults. Method sections stay mappings here; each method reads
     its own through its config class (e.g. `distill.gumbel.saved_gumbel_config`)."""
     seq_len: int = 64  # training row length: the default generation length
-    data_mode: str = "aligned"  # aligned | wrap | pad (PAD is a token only for pad)
+    data_mode: str = "aligned"  # aligned | wrap | pad | wrap-mdlm | wrap-raw (PAD is a token only for pad)
     recipe: str | None = None
     keep_bos: bool = True  # position 0 is BOS and is kept fixed by samplers
     block_size: int | None = None  # block-diffusion kinds
     init: str | None = None  # the checkpoint its weights started from
     source: str | None = None  # imported checkpoints: the file they came from
+    source_format: str | None = None  # imported checkpoints: the format they were converted from (loading/)
     teacher: str | None = None  # Gumbel Distillation
     student: str | None = None
     base: str | None = None  # ADJUST: the frozen base, its kind and weights fingerprint

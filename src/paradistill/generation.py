@@ -88,9 +88,19 @@ class MethodOptions:
     adaptive_threshold: float | None = None  # ADJUST: adaptive K by pick entropy (nats)
 
 
+def check_time_agnostic(loaded, what: str) -> None:
+    """UserError when a time-conditioned model meets a sampler that assumes no time conditioning."""
+    if getattr(loaded.model.cfg, "time_conditioning", False):
+        raise UserError(f"checkpoint '{loaded.record.source or loaded.path}' is time-conditioned (adaLN on the "
+                        f"diffusion time), but {what} assumes none: sample it as an MDLM "
+                        "(loading.load(ref, format='mdlm')) or use a time-agnostic checkpoint")
+
+
 def make_denoiser(loaded, batch_size: int, length: int, generator: torch.Generator, opts: MethodOptions):
     """The denoiser of a masked-diffusion checkpoint (noise-conditioned students draw their noise here)."""
     kind = require_kind(loaded.kind, "a diffusion sampler", f"checkpoint '{loaded.path}'", family="diffusion")
+    if kind.block:  # BD3-LM's adaLN would take one time per sequence; the block sampler has one per block
+        check_time_agnostic(loaded, "the BD3-LM block sampler (one diffusion time per block)")
     if kind.noise_conditioned:
         return noise_conditioned_denoiser(loaded, batch_size, length, generator, opts.noise_temperature,
                                           opts.kv_cache)

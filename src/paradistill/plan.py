@@ -31,7 +31,7 @@ from .recipes import model_config
 from .train.distributed import check_devices, micro_batching
 
 # Vocabulary sizes (MASK included) of common tokenizer specs, so a dry run needs no download.
-KNOWN_VOCAB = {"hf:gpt2": 50258, "gpt2": 50258, "hf:bert-base-uncased": 30522, "hf:bert-base-cased": 28996}
+KNOWN_VOCAB = {"hf:gpt2": 50258, "gpt2": 50258, "hf:openai-community/gpt2": 50258, "hf:bert-base-uncased": 30522, "hf:bert-base-cased": 28996}
 
 
 @dataclass
@@ -68,10 +68,15 @@ class PlanShape:
     noise_embedding: bool = False  # a Gumbel student's noise projection is part of the model
     two_streams: bool = False  # BD3-LM trains on [x_t ; x0]: twice the sequence length
     frozen_backbone: bool = False  # ADJUST: only a sampler layer trains on a frozen base
+    teacher: str | None = None  # a frozen teacher runs too: "copy" (SDTT: two steps of the student's size) | "gpt2"
 
 
 PLAN_SHAPES = {"ar": PlanShape(), "mdlm": PlanShape(), "bd3lm": PlanShape(two_streams=True),
-               "gumbel": PlanShape(noise_embedding=True), "adjust": PlanShape(frozen_backbone=True)}
+               "gumbel": PlanShape(noise_embedding=True, teacher="gpt2"),
+               "gumbel-bd3lm": PlanShape(noise_embedding=True, two_streams=True, teacher="gpt2"),
+               "sdtt": PlanShape(teacher="copy"), "adjust": PlanShape(frozen_backbone=True)}
+GPT2_SMALL_MATMUL = 12 * (4 * 768 * 768 + 2 * 3072 * 768) + 50257 * 768  # the GD teacher's per-token matmuls
+GPT2_SMALL_PARAMS = GPT2_SMALL_MATMUL + 1024 * 768
 
 
 def model_for(kind: str, recipe, vocab_size: int):
@@ -91,6 +96,16 @@ def plan_shape(kind: str) -> PlanShape:
     if kind not in PLAN_SHAPES:
         raise UserError(f"no dry-run plan for '{kind}': choose one of {', '.join(PLAN_SHAPES)}")
     return PLAN_SHAPES[kind]
+
+
+def teacher_costs(shape: PlanShape, cfg, params: int, tokens: int) -> tuple[float, float]:
+    """(forward FLOPs, fp32 bytes) of the frozen teacher a distillation step also runs: SDTT's teacher takes two
+    sampling steps (two forwards of the student's size); Gumbel Distillation runs GPT-2 small on the clean text."""
+    if shape.teacher == "copy":
+        return 2 * 2.0 * matmul_params(cfg) * tokens, 4.0 * params
+    if shape.teacher == "gpt2":
+        return 2.0 * GPT2_SMALL_MATMUL * tokens, 4.0 * GPT2_SMALL_PARAMS
+    return 0.0, 0.0
 
 
 def matmul_params(cfg) -> int:
@@ -148,12 +163,13 @@ def memory_estimate(cfg, params: int, trainable: int, micro: int, length: int, p
             "activations": cfg.n_layers * per_layer, "logits": 3.0 * 4 * tokens * cfg.vocab_size}
 
 
-def make_plan(kind: str, recipe, bench: bool = True) -> Plan:
+def make_plan(kind: str, recipe, bench: bool = True, assume_tflops: float | None = None,
+              device_name: str | None = None) -> Plan:
     t = recipe.train
     frozen = plan_shape(kind).frozen_backbone
     precision = "32-true" if t.precision == "32" else t.precision
     accelerator = check_devices(t.devices, t.num_nodes, t.strategy, precision, t.accelerator) \
-        if t.accelerator != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        if t.accelerator != "auto" else ("cuda" if torch.cuda.is_available() or assume_tflops else "cpu")
     if precision == "auto":
         precision = "bf16-mixed" if accelerator == "cuda" else "32-true"
     vocab = vocab_size_for(recipe)
@@ -165,8 +181,15 @@ def make_plan(kind: str, recipe, bench: bool = True) -> Plan:
     tokens = t.batch_size * recipe.data.seq_len
     memory = memory_estimate(cfg, params, trainable, micro, length, precision, t.strategy, world, t.ema > 0,
                              accelerator)
-    measured = measure_flops_per_second(accelerator, precision, length, vocab) if bench else {}
-    flops = train_flops(cfg, t.batch_size * length, length)
+    teacher_flops, teacher_bytes = teacher_costs(plan_shape(kind), cfg, params, t.batch_size * recipe.data.seq_len)
+    if teacher_bytes:  # SDTT's teacher copy / GD's GPT-2, fp32, whole on every device
+        memory["frozen teacher"] = teacher_bytes
+    if assume_tflops:  # a stated device instead of a measurement on this machine
+        measured = {"device": device_name or "the stated device", "seconds_per_step": float("nan"),
+                    "flops_per_second": float(assume_tflops) * 1e12, "size": "assumed sustained rate, not measured"}
+    else:
+        measured = measure_flops_per_second(accelerator, precision, length, vocab) if bench else {}
+    flops = train_flops(cfg, t.batch_size * length, length) + teacher_flops
     if frozen:  # only the sampler block trains; the frozen model runs forward (2 FLOPs per parameter)
         flops = 2.0 * matmul_params(cfg) * t.batch_size * length + 6.0 * extra * t.batch_size * length
     seconds = 1000 * flops / (measured["flops_per_second"] * world) if measured else float("nan")
@@ -204,9 +227,10 @@ def format_plan(plan: Plan, recipe) -> str:
     lines.append(f"  memory/dev   ~{_gib(total)} ({parts})")
     if plan.bench:
         b = plan.bench
-        lines.append(f"  time         ~{_duration(plan.seconds_per_1k)} per 1k steps "
+        lines.append(f"  time         ~{plan.seconds_per_1k / 1000:.3g} s per step, ~{_duration(plan.seconds_per_1k)} per 1k steps "
                      f"(~{_duration(plan.seconds_per_1k * t.max_steps / 1000)} for {t.max_steps:,} steps)")
-        lines.append(f"               measured {b['flops_per_second'] / 1e12:.3f} TFLOP/s on {b['device']} "
+        how = "assumed" if b["size"].startswith("assumed") else "measured"
+        lines.append(f"               {how} {b['flops_per_second'] / 1e12:.3f} TFLOP/s on {b['device']} "
                      f"({b['size']}), scaled by FLOPs; assumes perfect scaling over {plan.world} device(s)")
         if b["device"].startswith("CPU") and t.precision != "32-true":
             lines.append("               (no GPU on this machine: the time is for this CPU; run --dry-run on the "
@@ -214,10 +238,11 @@ def format_plan(plan: Plan, recipe) -> str:
     return "\n".join(lines)
 
 
-def print_plan(kind: str, recipe, bench: bool = True) -> Plan:
+def print_plan(kind: str, recipe, bench: bool = True, assume_tflops: float | None = None,
+               device_name: str | None = None) -> Plan:
     """Validate the recipe for `kind` and print the plan; raises UserError on a bad recipe."""
     if recipe.data.seq_len < 2:
         raise UserError(f"data.seq_len={recipe.data.seq_len}: must be >= 2")
-    plan = make_plan(kind, recipe, bench=bench)
+    plan = make_plan(kind, recipe, bench=bench, assume_tflops=assume_tflops, device_name=device_name)
     print(format_plan(plan, recipe))
     return plan

@@ -26,6 +26,7 @@ class DataConfig:
     seq_len: int = 64
     mode: str = "aligned"
     val_fraction: float = 0.05
+    val_last_docs: int | None = None  # the last N documents are the validation split (MDLM OpenWebText: 100000)
     num_tokens: int | None = None
     num_docs: int | None = None
     seed: int = 0
@@ -35,8 +36,9 @@ class DataConfig:
     def validate(self) -> None:
         if self.seq_len < 2:
             raise UserError(f"data.seq_len={self.seq_len}: must be >= 2")
-        if self.mode not in ("aligned", "wrap", "pad"):
-            raise UserError(f"data.mode={self.mode!r}: choose aligned, wrap or pad")
+        modes = ("aligned", "wrap", "pad", "wrap-mdlm", "wrap-raw")
+        if self.mode not in modes:
+            raise UserError(f"data.mode={self.mode!r}: choose one of {', '.join(modes)}")
 
 
 @dataclass
@@ -64,6 +66,9 @@ class Recipe:
     sdtt: SDTTConfig = field(default_factory=SDTTConfig)
     adjust: AdjustConfig = field(default_factory=AdjustConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    teacher: str | None = None  # default --teacher of `distill` (any checkpoint reference, e.g. hf:...)
+    init: str | None = None  # default --init (e.g. hf:kuleshov-group/bd3lm-owt-block_size4)
+    student: str | None = None  # default --student of `distill gumbel` (mdlm | bd3lm)
 
 
 def recipe_names() -> list[str]:
@@ -105,4 +110,4 @@ def prepare(recipe: Recipe, progress: bool = True):
     d = recipe.data
     return prepare_data(d.corpus, d.tokenizer, d.seq_len, mode=d.mode, val_fraction=d.val_fraction,
                         cache_dir=d.cache_dir, num_docs=d.num_docs, seed=d.seed, num_tokens=d.num_tokens,
-                        text_column=d.text_column, progress=progress)
+                        text_column=d.text_column, progress=progress, val_last_docs=d.val_last_docs)

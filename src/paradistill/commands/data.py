@@ -15,8 +15,9 @@ def add_parser(sub) -> None:
                       help="builtin | char | word | gpt2:DIR | hf:NAME_OR_DIR (default: builtin for the builtin "
                            "corpus, char otherwise)")
     prep.add_argument("--seq-len", type=int, default=64, help="tokens per row (>= 2)")
-    prep.add_argument("--mode", choices=["aligned", "wrap", "pad"], default=None,
-                      help="aligned: rows start at a document; wrap: one stream cut anywhere; pad: one doc per row "
+    prep.add_argument("--mode", choices=["aligned", "wrap", "pad", "wrap-mdlm", "wrap-raw"], default=None,
+                      help="aligned: rows start at a document; wrap: one stream cut anywhere; pad: one doc per row; "
+                           "wrap-mdlm: MDLM OpenWebText rows BOS + chunk + EOS; wrap-raw: doc EOS stream, no added BOS/EOS "
                            "(default: aligned for builtin, wrap otherwise)")
     prep.add_argument("--val-fraction", type=float, default=0.05, help="held-out fraction of documents")
     prep.add_argument("--num-tokens", type=int, default=None, help="builtin corpus: training tokens to generate")

@@ -30,7 +30,8 @@ the checkpoint). Other train.* keys (seed, devices, checkpoint_every...) apply.
 def add_parser(msub) -> None:
     p = msub.add_parser("adjust", help="train an ADJUST sampler layer on a frozen masked-diffusion base",
                         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base", required=True, help="frozen base: an MDLM or BD3-LM run or checkpoint directory")
+    p.add_argument("--base", required=True, help="frozen base: an MDLM or BD3-LM checkpoint reference (run directory, "
+                   "hf:ORG/NAME[@REV], ...)")
     p.add_argument("--trajectories", type=int, default=None, metavar="N",
                    help="number of trajectories to record (default: recipe adjust.trajectories, 512)")
     p.add_argument("--trajectories-dir", default=None,

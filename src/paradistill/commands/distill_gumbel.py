@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .common import add_recipe_options, add_scale_options, scale_overrides
+from .dry_run import add_dry_run_options, run_dry
 
 
 def add_parser(msub) -> None:
@@ -14,12 +15,15 @@ def add_parser(msub) -> None:
                     "gumbel.topk, gumbel.extra_mode, gumbel.logit_skip, gumbel.noise_temperature, gumbel.extraction, ...). Sample "
                     "and evaluate the result with `paradistill sample` / `paradistill eval` "
                     "(--noise-temperature sets the noise temperature).")
-    p.add_argument("--teacher", required=True,
+    p.add_argument("--teacher", default=None,
                    help="builtin-generator (the built-in corpus's exact generator), an AR run directory, or "
-                        "hf:DIR (a Hugging Face causal LM saved with save_pretrained)")
-    p.add_argument("--student", choices=["mdlm", "bd3lm"], default="mdlm", help="student model kind")
+                        "hf:DIR / hf:ORG/NAME (a Hugging Face causal LM; hub cache first); default: the recipe's "
+                        "`teacher`")
+    p.add_argument("--student", choices=["mdlm", "bd3lm"], default=None,
+                   help="student model kind (default: the recipe's `student`, else mdlm)")
     add_recipe_options(p)
-    p.add_argument("--init", default=None, help="start the student from this checkpoint's weights")
+    p.add_argument("--init", default=None, help="start the student from this checkpoint's weights (any "
+                   "reference, e.g. hf:kuleshov-group/bd3lm-owt-block_size4)")
     p.add_argument("--out", default=None, help="run directory (default: runs/gd-<student>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/latest.json")
     p.add_argument("--noise", choices=["gumbel", "gaussian", "uniform", "none"], default=None,
@@ -33,6 +37,7 @@ def add_parser(msub) -> None:
     p.add_argument("--offline", action="store_true", help="offline extraction: teacher samples from stored seeds")
     p.add_argument("--block-size", type=int, default=None, help="BD3-LM block size (overrides bd3lm.block_size)")
     add_scale_options(p)
+    add_dry_run_options(p)
     p.set_defaults(run=run)
 
 
@@ -51,9 +56,18 @@ def run(args) -> int:
     if args.block_size is not None:
         overrides.append(f"bd3lm.block_size={args.block_size}")
     recipe = api.load_recipe(args.recipe, overrides)
-    out = args.out or f"runs/gd-{args.student}"
-    result = api.distill_gumbel(args.teacher, args.student, recipe, out, init=args.init, resume=args.resume)
+    student = args.student or recipe.student or "mdlm"
+    if args.dry_run:
+        return run_dry("gumbel" if student == "mdlm" else "gumbel-bd3lm", recipe, args)
+    teacher, init = args.teacher or recipe.teacher, args.init or recipe.init
+    if not teacher:
+        from ..errors import UserError
+
+        raise UserError(f"no teacher: pass --teacher (e.g. hf:openai-community/gpt2) or use a recipe with `teacher:` "
+                        f"(recipe '{recipe.name}' has none)")
+    out = args.out or f"runs/gd-{student}"
+    result = api.distill_gumbel(teacher, student, recipe, out, init=init, resume=args.resume)
     val = f", noise-conditioned validation NELBO {result.last_val:.4f}/token" if result.last_val else ""
-    print(f"distilled gd-{args.student} for {result.steps} steps in {result.seconds:.0f}s{val}; "
+    print(f"distilled gd-{student} for {result.steps} steps in {result.seconds:.0f}s{val}; "
           f"checkpoint: {result.checkpoint}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import add_recipe_options, add_scale_options, scale_overrides
+from .dry_run import add_dry_run_options, run_dry
 
 DESCRIPTION = """\
 Self-Distillation Through Time (Deschenaux & Gulcehre, ICLR 2025). Round r distils a teacher that samples
@@ -21,8 +22,9 @@ sdtt.reset_optimizer=false sdtt.t_sampling=grid sdtt.noise_temperature=0.85 trai
 def add_parser(msub) -> None:
     p = msub.add_parser("sdtt", help="SDTT: distil an m-step sampler into an m/2-step one, repeatedly",
                         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--teacher", required=True,
-                   help="teacher checkpoint or run directory (kind mdlm, bd3lm, gd-mdlm or gd-bd3lm), e.g. runs/base/mdlm")
+    p.add_argument("--teacher", default=None,
+                   help="teacher (default: the recipe's `teacher`): run / checkpoint directory or published model (kind mdlm, bd3lm, gd-mdlm or "
+                        "gd-bd3lm), e.g. runs/base/mdlm or hf:kuleshov-group/mdlm-owt")
     p.add_argument("--from-steps", type=int, default=None,
                    help="sampling steps of the teacher: round 1 uses dt = 1/FROM_STEPS (default: sdtt.from_steps, 64)")
     p.add_argument("--to-steps", type=int, default=None,
@@ -38,6 +40,7 @@ def add_parser(msub) -> None:
                    help="continue an interrupted run in OUT: finished rounds are skipped, the unfinished one "
                         "resumes from its last checkpoint exactly")
     add_scale_options(p)
+    add_dry_run_options(p)
     p.set_defaults(run=run)
 
 
@@ -50,7 +53,15 @@ def run(args) -> int:
         if getattr(args, flag) is not None:
             overrides.append(f"sdtt.{key}={getattr(args, flag)}")
     recipe = api.load_recipe(args.recipe, overrides)
-    results = api.distill_sdtt(args.teacher, recipe, args.out, resume=args.resume)
+    if args.dry_run:
+        return run_dry("sdtt", recipe, args)
+    teacher = args.teacher or recipe.teacher
+    if not teacher:
+        from ..errors import UserError
+
+        raise UserError(f"no teacher: pass --teacher (e.g. hf:kuleshov-group/mdlm-owt) or use a recipe with "
+                        f"`teacher:` (recipe '{recipe.name}' has none)")
+    results = api.distill_sdtt(teacher, recipe, args.out, resume=args.resume)
     for r in results:
         state = "already done" if r.skipped else ("done" if r.final else "stopped early (re-run with --resume)")
         val = f", val {recipe.sdtt.divergence} {r.last_val:.4f}" if r.last_val is not None else ""

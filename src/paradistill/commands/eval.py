@@ -28,7 +28,8 @@ entropy, distinct, and mauve when --reference is given):
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate samples (Gen PPL, exact NLL, entropy, MAUVE, ...)",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", help="SAMPLES.jsonl, a checkpoint / run directory (sampled first), or 'generator'")
+    p.add_argument("input", help="SAMPLES.jsonl, a checkpoint reference (run directory, HF directory, "
+                                 "hf:ORG/NAME[@REV]; sampled first), or 'generator'")
     p.add_argument("--metrics", default="auto",
                    help="comma list of exact,gen_ppl,entropy,distinct,mauve,val_ppl, or auto (default)")
     p.add_argument("--out", default=None,
@@ -103,7 +104,9 @@ def run(args) -> int:
         result = api.generate(loaded, args.num, length=args.length, **kw)
         checkpoint = str(loaded.path)
         sampler = result.info.get("sampler")
-        out = Path(args.out) if args.out else Path(args.input) / "eval" / f"{sampler}_s{args.steps}.json"
+        from ..loading.refs import output_dir
+
+        out = Path(args.out) if args.out else output_dir(args.input) / "eval" / f"{sampler}_s{args.steps}.json"
         samples_path = Path(args.samples_out) if args.samples_out else out.with_suffix(".samples.jsonl")
         api.write_samples(samples_path, loaded, result)
         records = read_samples(samples_path)

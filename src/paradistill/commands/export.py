@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
                                    "Exported directories load with ParadistillModel.from_pretrained (or AutoModel "
                                    "after paradistill.interop.hf_export.register()) and give identical logits; "
                                    "importing them back is bit-exact.")
-    p.add_argument("source", help="checkpoint / run directory (default), exported HF directory (--from hf), or MDLM "
+    p.add_argument("source", help="any checkpoint reference (default: run directory, HF directory, hf:ORG/NAME[@REV]), "
+                                  "exported HF directory (--from hf), or MDLM "
                                   "weights: directory, .safetensors or Lightning .ckpt (--from mdlm)")
     p.add_argument("--to", required=True, help="output directory")
     p.add_argument("--from", dest="source_format", choices=["paradistill", "hf", "mdlm"], default="paradistill",
@@ -34,7 +35,8 @@ def run(args) -> int:
         from ..interop.hf_export import export_hf
 
         out = export_hf(args.source, args.to, use_ema=not args.raw_weights)
-        print(f"exported {args.source} -> {out} (load: ParadistillModel.from_pretrained('{out}'))")
+        print(f"exported {args.source} -> {out} (load without paradistill: transformers AutoModelForMaskedLM / "
+              f"AutoModelForCausalLM .from_pretrained('{out}', trust_remote_code=True))")
     elif args.source_format == "hf":
         from ..interop.hf_export import import_hf
 

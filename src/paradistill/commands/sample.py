@@ -9,7 +9,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("sample", help="sample from a checkpoint and write JSONL",
                        description="Sample from any checkpoint (AR, MDLM, BD3-LM, distilled students). Writes one "
                                    "JSON line per sample (text, tokens, nfe, seconds) and prints a few samples.")
-    p.add_argument("checkpoint", help="run directory or checkpoint directory")
+    p.add_argument("checkpoint", help="run / checkpoint directory, Hugging Face model directory or weights file, or "
+                                      "hf:ORG/NAME[@REVISION] (e.g. hf:kuleshov-group/mdlm-owt; hub cache first)")
     add_sampling_options(p)
     p.add_argument("--out", default=None, help="samples file (default: <checkpoint>/samples.jsonl)")
     p.add_argument("--show", type=int, default=3, help="samples to print")
@@ -44,7 +45,9 @@ def run(args) -> int:
             return 0
     else:
         result = api.generate(loaded, args.num, length=args.length, **kw)
-    out = Path(args.out) if args.out else Path(args.checkpoint) / "samples.jsonl"
+    from ..loading.refs import output_dir
+
+    out = Path(args.out) if args.out else output_dir(args.checkpoint) / "samples.jsonl"
     api.write_samples(out, loaded, result)
     per = result.per_sample()
     mean_nfe = sum(n for n, _ in per) / len(per)

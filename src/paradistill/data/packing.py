@@ -5,6 +5,10 @@ Modes (docs/ARCHITECTURE.md, "Sequences"):
   the document that crosses its end is cut (its remainder is dropped; the next row starts at the next doc).
 - `wrap`: one stream `BOS doc EOS BOS doc EOS ...` cut every seq_len tokens (MDLM convention).
 - `pad`: one document per row (`BOS doc EOS`, truncated to seq_len), the rest PAD.
+- `wrap-mdlm`: MDLM's OpenWebText convention: the stream `doc EOS doc EOS ...` cut into chunks of seq_len - 2
+  tokens, each row `BOS chunk EOS` (GPT-2: BOS = EOS = <|endoftext|>).
+- `wrap-raw`: BD3-LM / Gumbel-distill fine-tuning (insert_train_special=False): `doc EOS doc EOS ...` cut every
+  seq_len tokens, no added BOS/EOS.
 In `aligned` and `wrap` the incomplete last row is dropped, unless a split is too small for one full row;
 then it is kept, filled with PAD. The built-in corpus with the built-in tokenizer in `aligned` mode is
 sampled directly with `StoryGrammar.sample` (same distribution, no tokenising).
@@ -31,7 +35,7 @@ from .corpora import Corpus, load_corpus, split_mask
 from .grammar import StoryGrammar
 from .tokenizers import Tokenizer, build_tokenizer, builtin_tokenizer, load_tokenizer
 
-MODES = ("aligned", "wrap", "pad")
+MODES = ("aligned", "wrap", "pad", "wrap-mdlm", "wrap-raw")
 FORMAT_VERSION = 1
 DEFAULT_BUILTIN_TOKENS = 1_500_000  # train tokens for the built-in corpus when no budget is given
 
@@ -111,7 +115,28 @@ def _pad_row(stream: np.ndarray, seq_len: int, pad_id: int) -> np.ndarray:
     return row
 
 
-PACKERS = {"aligned": pack_aligned, "wrap": pack_wrap, "pad": pack_pad}
+def _eos_stream(docs: list[np.ndarray]) -> np.ndarray:
+    """`doc EOS doc EOS ...`: each packed document `BOS ids EOS` without its BOS."""
+    return np.concatenate([d[1:] for d in docs]) if docs else np.zeros(0, np.uint32)
+
+
+def pack_wrap_mdlm(docs: list[np.ndarray], seq_len: int, pad_id: int) -> np.ndarray:
+    """[N, L] rows `BOS chunk EOS` over chunks of L - 2 tokens of the `doc EOS` stream; BOS/EOS are read from the
+    documents (their first / last id); the incomplete tail is dropped."""
+    if not docs:
+        return np.zeros((0, seq_len), np.uint32)
+    bos, eos = int(docs[0][0]), int(docs[0][-1])
+    body = pack_wrap([_eos_stream(docs)], seq_len - 2, pad_id)
+    n = len(body)
+    return np.concatenate([np.full((n, 1), bos, np.uint32), body.astype(np.uint32), np.full((n, 1), eos, np.uint32)], 1)
+
+
+def pack_wrap_raw(docs: list[np.ndarray], seq_len: int, pad_id: int) -> np.ndarray:
+    return pack_wrap([_eos_stream(docs)], seq_len, pad_id)
+
+
+PACKERS = {"aligned": pack_aligned, "wrap": pack_wrap, "pad": pack_pad, "wrap-mdlm": pack_wrap_mdlm,
+           "wrap-raw": pack_wrap_raw}
 
 
 def _tokenize(corpus: Corpus, tok: Tokenizer, is_val: np.ndarray, progress: bool,
@@ -213,16 +238,20 @@ def _check_args(seq_len: int, mode: str, val_fraction: float) -> None:
 def prepare_data(corpus_spec: str, tokenizer_spec: str, seq_len: int, mode: str = "aligned",
                  val_fraction: float = 0.05, cache_dir: str | Path | None = None, num_docs: int | None = None,
                  seed: int = 0, num_tokens: int | None = None, text_column: str | None = None,
-                 progress: bool = True) -> PreparedData:
+                 progress: bool = True, val_last_docs: int | None = None) -> PreparedData:
     """Tokenise + pack `corpus_spec` with `tokenizer_spec` (cached by content); see module docstring.
 
-    `num_docs` keeps the first N documents; `num_tokens` sets the train-token budget of the built-in fast path.
+    `num_docs` keeps the first N documents; `num_tokens` sets the train-token budget of the built-in fast path;
+    `val_last_docs` makes the last N documents the validation split (MDLM's OpenWebText: 100000) instead of a
+    random `val_fraction`.
     """
     _check_args(seq_len, mode, val_fraction)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     corpus_spec, tokenizer_spec = str(corpus_spec).strip(), str(tokenizer_spec).strip()
     base = {"format": FORMAT_VERSION, "corpus": corpus_spec, "tokenizer": tokenizer_spec, "seq_len": int(seq_len),
             "mode": mode, "val_fraction": float(val_fraction), "seed": int(seed), "num_docs": num_docs}
+    if val_last_docs:
+        base["val_last_docs"] = int(val_last_docs)
     is_builtin = corpus_spec == "builtin" or corpus_spec.startswith("builtin:")
     if is_builtin and tokenizer_spec == "builtin" and mode == "aligned":
         return _prepare_builtin(cache, base, num_tokens, progress)
@@ -238,7 +267,10 @@ def prepare_data(corpus_spec: str, tokenizer_spec: str, seq_len: int, mode: str 
 
     if tok is None:
         tok = build_tokenizer(tokenizer_spec, texts=iter(corpus))
-    is_val = split_mask(len(corpus), float(val_fraction), seed)
+    if val_last_docs:
+        is_val = np.arange(len(corpus)) >= len(corpus) - min(int(val_last_docs), len(corpus) - 1)
+    else:
+        is_val = split_mask(len(corpus), float(val_fraction), seed)
     train_docs, val_docs = _tokenize(corpus, tok, is_val, progress)
     if not train_docs and not val_docs:
         raise UserError(f"corpus '{corpus_spec}' is empty (no document has non-whitespace text): pass a corpus "

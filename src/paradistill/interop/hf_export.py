@@ -12,8 +12,10 @@ registered with `AutoConfig` / `AutoModel` / `AutoModelForCausalLM` / `AutoModel
     model = transformers.AutoModel.from_pretrained("export_dir")      # or hx.ParadistillModel.from_pretrained
     logits = model(input_ids).logits                                    # AR: causal; diffusion kinds: bidirectional
 
-The directory holds config.json + model.safetensors (HF), the tokenizer as HF files where a faithful
-conversion exists (hf, gpt2, word, char kinds), and `paradistill_tokenizer/` for an exact import back.
+The directory holds config.json (with `auto_map`) + model.safetensors (HF), `modeling_paradistill.py` (a
+self-contained copy of the backbone, interop/hf_standalone.py) so that `from_pretrained(DIR, trust_remote_code=True)`
+works where paradistill is not installed, the tokenizer as HF files where a faithful conversion exists (hf, gpt2,
+word, char kinds), and `paradistill_tokenizer/` for an exact import back.
 """
 
 from __future__ import annotations
@@ -22,12 +24,17 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from ..checkpoint import read_config, resolve_checkpoint, save_checkpoint
-from ..data.tokenizers import UNK, BPETokenizer, CharTokenizer, HFTokenizer, WordTokenizer, load_tokenizer
+import os
+import shutil
+import uuid
+
+from ..checkpoint import save_checkpoint
+from ..data.tokenizers import UNK, BPETokenizer, CharTokenizer, HFTokenizer, WordTokenizer
 from ..errors import UserError
 from ..kinds import KINDS, get_kind
-from ..loader import load_checkpoint
+from ..loading import load
 from ..models.hf_model import ParadistillConfig, ParadistillModel, read_hf_config, register
+from .hf_standalone import MODULE_NAME, auto_map, modeling_source
 
 TOKENIZER_DIR = "paradistill_tokenizer"
 EXPORTABLE_KINDS = tuple(k.name for k in KINDS.values() if k.export_as)
@@ -67,28 +74,44 @@ def _check_kind(kind: str, where: str) -> None:
 
 
 def export_hf(checkpoint: str | Path, out_dir: str | Path, use_ema: bool = True) -> Path:
-    """Write `out_dir` loadable with `ParadistillModel.from_pretrained` (and `AutoModel` after `register()`)."""
-    ckpt = resolve_checkpoint(checkpoint)
-    _check_kind(read_config(ckpt)["kind"], str(ckpt))
-    loaded = load_checkpoint(ckpt, use_ema=use_ema)
+    """Write `out_dir`: config.json (with auto_map), modeling_paradistill.py (self-contained), model.safetensors,
+    the tokenizer. Loads with `AutoModelForMaskedLM` (diffusion kinds) / `AutoModelForCausalLM` (AR)
+    `.from_pretrained(out_dir, trust_remote_code=True)` without paradistill, and with `ParadistillModel`
+    after `register()` with it. `checkpoint`: any reference `paradistill.loading` takes (runs, hf:ORG/NAME, ...)."""
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--to '{out}' exists and is not empty: choose a new directory")
+    loaded = load(checkpoint, use_ema=use_ema)
+    _check_kind(loaded.kind, str(checkpoint))
+    kind = get_kind(loaded.kind)
     tok = loaded.tokenizer
     ids = {} if tok is None else dict(bos_token_id=tok.bos_id, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id,
                                       mask_token_id=tok.mask_id)
     config = ParadistillConfig(paradistill_kind=loaded.kind, backbone=asdict(loaded.model.cfg),
-                               method=loaded.method, architectures=["ParadistillModel"], **ids)
+                               method=loaded.method, paradistill_family=kind.family, paradistill_block=kind.block,
+                               paradistill_noise_conditioned=kind.noise_conditioned,
+                               architectures=["ParadistillModel"], **ids)
+    config.auto_map = auto_map(kind.export_as)
     model = ParadistillModel(config)
     model.backbone.load_state_dict(loaded.model.state_dict())
-    model.save_pretrained(str(out))
-    if tok is not None:
-        tok.save(out / TOKENIZER_DIR)
-        fast = hf_tokenizer(tok)
-        if fast is not None:
-            fast.save_pretrained(str(out))
-    (out / "paradistill.json").write_text(json.dumps({"source": str(ckpt), "kind": loaded.kind,
-                                                      "weights": "ema" if use_ema else "raw"}, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:  # written into a temporary sibling, renamed into place
+        model.save_pretrained(str(tmp))
+        (tmp / f"{MODULE_NAME}.py").write_text(modeling_source())
+        if tok is not None:
+            tok.save(tmp / TOKENIZER_DIR)
+            fast = hf_tokenizer(tok)
+            if fast is not None:
+                fast.save_pretrained(str(tmp))
+        (tmp / "paradistill.json").write_text(json.dumps({"source": str(checkpoint), "kind": loaded.kind,
+                                                          "weights": "ema" if use_ema else "raw"}, indent=2))
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
 
 
@@ -96,12 +119,8 @@ def import_hf(src_dir: str | Path, out_ckpt: str | Path) -> Path:
     """Convert an exported directory back into a paradistill checkpoint (weights bit-identical)."""
     src = Path(src_dir)
     read_hf_config(src)
-    register()
-    model = ParadistillModel.from_pretrained(str(src)).float()
-    tok_dir = src / TOKENIZER_DIR
-    tokenizer = load_tokenizer(tok_dir) if tok_dir.is_dir() else HFTokenizer(src)
-    if tokenizer.vocab_size != model.backbone.cfg.vocab_size:
-        raise UserError(f"tokenizer in '{src}' has {tokenizer.vocab_size} ids but the model {model.backbone.cfg.vocab_size}:"
-                        " export again with `paradistill export`")
-    return save_checkpoint(Path(out_ckpt), model.backbone, model.config.paradistill_kind, tokenizer,
-                           model.config.method)
+    loaded = load(src, format="paradistill-export")
+    if loaded.tokenizer.vocab_size != loaded.model.cfg.vocab_size:
+        raise UserError(f"tokenizer in '{src}' has {loaded.tokenizer.vocab_size} ids but the model "
+                        f"{loaded.model.cfg.vocab_size}: export again with `paradistill export`")
+    return save_checkpoint(Path(out_ckpt), loaded.model, loaded.kind, loaded.tokenizer, loaded.method)

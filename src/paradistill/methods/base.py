@@ -12,7 +12,7 @@ from ..diffusion.bd3lm import BD3Objective
 from ..diffusion.objectives import ARObjective, MDLMObjective
 from ..errors import UserError
 from ..kinds import get_kind, kind_names
-from ..loader import load_checkpoint
+from ..loading import load
 from ..models.transformer import Transformer
 from ..recipes import Recipe, model_config, prepare
 from ..train.loop import train
@@ -54,11 +54,12 @@ def build_objective(kind: str, recipe: Recipe, tokenizer):
 
 
 def init_weights_from(model, init: str | Path) -> None:
-    """Start from another checkpoint's weights (e.g. BD3-LM fine-tuned from an MDLM)."""
-    loaded = load_checkpoint(init, use_ema=True, expect_kinds=kind_names(family="ar") + kind_names(family="diffusion"))
+    """Start from another checkpoint's weights (e.g. BD3-LM fine-tuned from an MDLM, a Gumbel student from
+    hf:kuleshov-group/bd3lm-owt-block_size4). Every tensor of `init` must exist in `model` with its shape."""
+    loaded = load(init, use_ema=True, expect_kinds=kind_names(family="ar") + kind_names(family="diffusion"))
     src = loaded.model.state_dict()
     dst = model.state_dict()
-    bad = [k for k in dst if k in src and src[k].shape != dst[k].shape]
+    bad = [k for k in dst if k in src and src[k].shape != dst[k].shape] + [k for k in src if k not in dst]
     if bad or loaded.model.cfg.vocab_size != model.cfg.vocab_size:
         raise UserError(f"--init checkpoint '{init}' does not match this model (vocab {loaded.model.cfg.vocab_size} "
                         f"vs {model.cfg.vocab_size}; mismatched {bad[:3]}): use a checkpoint of the same architecture")

@@ -18,6 +18,7 @@ from ..distill.sdtt import SDTTConfig, SDTTObjective, forward_for
 from ..errors import UserError
 from ..kinds import require_kind
 from ..loader import load_checkpoint
+from ..loading import load
 from ..recipes import Recipe
 from ..train.loop import train
 from .base import prepare
@@ -85,7 +86,7 @@ def distill_rounds(teacher_path: str | Path, train_data, val_data, tokenizer, tr
     if started and not resume:
         raise UserError(f"'{out}' already holds SDTT rounds ({started[0].name}, ...): pass --resume to continue "
                         "them, or choose a new --out")
-    teacher_ckpt = resolve_checkpoint(teacher_path)
+    teacher_ckpt = resolve_checkpoint(load(teacher_path).path)  # hub / foreign teachers: their converted copy
     _check_teacher(load_checkpoint(teacher_ckpt), train_data.shape[1], tokenizer)
     results: list[RoundResult] = []
     for r, (m_t, m_s) in enumerate(cfg.rounds(), 1):
@@ -116,7 +117,7 @@ def distill_rounds(teacher_path: str | Path, train_data, val_data, tokenizer, tr
 def distill_sdtt(teacher: str | Path, recipe: Recipe, out: str | Path, resume: bool = False,
                  progress: bool = True) -> list[RoundResult]:
     """Every SDTT round of `recipe.sdtt` from `teacher` on the recipe's data, into run directory `out`."""
-    _check_teacher(load_checkpoint(teacher), recipe.data.seq_len, None)  # before any data work
+    _check_teacher(load(teacher), recipe.data.seq_len, None)  # before any data work
     data = prepare(recipe, progress=progress)
     return distill_rounds(teacher, data.train, data.val, data.tokenizer, recipe.train, recipe.sdtt, out,
                           resume=resume, progress=progress)

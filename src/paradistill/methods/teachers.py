@@ -8,6 +8,7 @@ from pathlib import Path
 from ..distill.teachers import GRAMMAR_SPECS, ARCheckpointTeacher, GrammarTeacher, HFTeacher, Teacher
 from ..errors import UserError
 from ..loader import load_checkpoint
+from ..loading import resolve
 
 
 def load_teacher(spec: str, device="cpu") -> Teacher:
@@ -15,8 +16,10 @@ def load_teacher(spec: str, device="cpu") -> Teacher:
     spec = str(spec).strip()
     if spec in GRAMMAR_SPECS:
         return GrammarTeacher()
-    if spec.startswith("hf:"):
-        return HFTeacher(spec[3:], device)
+    if spec.startswith("hf:"):  # a local directory or a hub id, hub cache first (loading/refs.py)
+        teacher = HFTeacher(resolve(spec), device)
+        teacher.name = spec
+        return teacher
     path = Path(spec)
     if not path.exists():
         raise UserError(f"teacher '{spec}' does not exist: pass builtin-generator, hf:DIR (a Hugging Face causal "

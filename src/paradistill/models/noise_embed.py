@@ -43,10 +43,16 @@ def topk_softmax(xi: torch.Tensor, k: int) -> SparseNoise:
 
 
 class NoiseEmbedding(nn.Module):
-    def __init__(self, vocab_size: int, dim: int, mode: str, topk: int, token_embed: nn.Embedding):
+    def __init__(self, vocab_size: int, dim: int, mode: str, topk: int, token_embed: nn.Embedding,
+                 noise_vocab: int = 0):
         super().__init__()
         self.mode = mode
         self.topk = topk
+        # only the first `noise_vocab` coordinates are embedded (published GD: all but MASK); dense modes only
+        self.noise_vocab = noise_vocab if 0 < noise_vocab < vocab_size else 0
+        if self.noise_vocab and mode not in DENSE_INPUT_MODES:
+            raise ValueError(f"model.noise_vocab={noise_vocab} needs a dense noise embedding ({DENSE_INPUT_MODES})")
+        vocab_size = self.noise_vocab or vocab_size
         if mode in ("dense", "topk", "linear"):
             self.weight = nn.Parameter(torch.randn(vocab_size, dim) * 0.02)
             self.out = None
@@ -61,6 +67,8 @@ class NoiseEmbedding(nn.Module):
     def forward(self, noise) -> torch.Tensor:
         """noise: [B, L, V] float or SparseNoise -> [B, L, H]."""
         table = self._table()
+        if self.noise_vocab and isinstance(noise, torch.Tensor):
+            noise = noise[..., : self.noise_vocab]
         if self.mode == "linear":
             if not isinstance(noise, torch.Tensor):
                 raise ValueError("the linear noise embedding needs the dense noise [B, L, V], not its top-k")
@@ -104,4 +112,5 @@ class NoiseLogitSkip(nn.Module):
 
 
 def build_noise_embedding(cfg, token_embed: nn.Embedding) -> NoiseEmbedding:
-    return NoiseEmbedding(cfg.vocab_size, cfg.dim, cfg.noise_embed, cfg.noise_topk, token_embed)
+    return NoiseEmbedding(cfg.vocab_size, cfg.dim, cfg.noise_embed, cfg.noise_topk, token_embed,
+                          getattr(cfg, "noise_vocab", 0))

@@ -31,12 +31,20 @@ class ModelConfig:
     tie_weights: bool = True
     head_bias: bool = False  # a bias on the output head (imported MDLM DiT checkpoints have one)
     time_conditioning: bool = False
+    # adaLN layers without time conditioning: driven by the fixed time 0, as the MDLM-family DiTs run with time
+    # conditioning off (imported published checkpoints keep their parameters; time_conditioning implies them)
+    adaln: bool = False
     cond_dim: int = 128
+    # What the time embedding sees: "t1000" = 1000 * t (paradistill's own models); "loglinear_sigma" = the
+    # log-linear noise level sigma(t) = -log(1 - (1 - time_eps) t), unscaled (MDLM / BD3-LM DiT checkpoints).
+    time_input: Literal["t1000", "loglinear_sigma"] = "t1000"
+    time_eps: float = 1e-3
     rope_base: float = 10000.0
     max_len: int = 1024
     # Per-position extra input (Gumbel noise): "none", or how a V-dim noise vector is embedded.
     noise_embed: Literal["none", "dense", "topk", "tied", "linear"] = "none"
     noise_topk: int = 32
+    noise_vocab: int = 0  # noise coordinates embedded (0 = all vocab_size; V - 1 = all but MASK, as published GD)
     extra_mode: Literal["replace", "add"] = "replace"
     noise_logit_skip: bool = False  # add gate(h_i) * xi_i to the logits where noise is injected (noise_embed.py)
 
@@ -49,6 +57,10 @@ class ModelConfig:
             raise UserError(f"model head size {self.dim // self.n_heads} must be even for rotary positions")
         if self.n_layers < 1:
             raise UserError(f"model.n_layers={self.n_layers}: must be >= 1")
+        if self.time_input not in ("t1000", "loglinear_sigma"):
+            raise UserError(f"model.time_input={self.time_input!r}: choose 't1000' or 'loglinear_sigma'")
+        if not 0 <= self.noise_vocab <= self.vocab_size:
+            raise UserError(f"model.noise_vocab={self.noise_vocab}: must be in [0, vocab_size={self.vocab_size}]")
 
     def num_parameters(self) -> int:
         """Exact parameter count, computed on the meta device (no memory allocated)."""
@@ -191,7 +203,7 @@ class Block(nn.Module):
         hidden = int(cfg.mlp_ratio * cfg.dim)
         self.mlp = nn.Sequential(nn.Linear(cfg.dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, cfg.dim))
         self.resid_dropout = nn.Dropout(cfg.dropout)
-        self.adaln = nn.Linear(cfg.cond_dim, 6 * cfg.dim) if cfg.time_conditioning else None
+        self.adaln = nn.Linear(cfg.cond_dim, 6 * cfg.dim) if cfg.time_conditioning or cfg.adaln else None
 
     def forward(self, x, cos, sin, attn, cache, layer, cond=None, pos=None):
         if self.adaln is None:
@@ -207,15 +219,20 @@ class Block(nn.Module):
 class TimeEmbedding(nn.Module):
     """Sinusoidal embedding of the diffusion time t in [0, 1] followed by an MLP."""
 
-    def __init__(self, cond_dim: int, freq_dim: int = 256):
+    def __init__(self, cond_dim: int, freq_dim: int = 256, time_input: str = "t1000", time_eps: float = 1e-3):
         super().__init__()
         self.freq_dim = freq_dim
+        self.time_input, self.time_eps = time_input, time_eps
         self.mlp = nn.Sequential(nn.Linear(freq_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         half = self.freq_dim // 2
         freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-        args = (t.float() * 1000.0)[:, None] * freqs[None]
+        if self.time_input == "loglinear_sigma":
+            scaled = -torch.log1p(-(1.0 - self.time_eps) * t.float())
+        else:
+            scaled = t.float() * 1000.0
+        args = scaled[:, None] * freqs[None]
         return self.mlp(torch.cat([args.cos(), args.sin()], dim=-1))
 
 
@@ -230,8 +247,10 @@ class Transformer(nn.Module):
         self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=cfg.head_bias)
         if cfg.tie_weights:
             self.head.weight = self.embed.weight
-        self.time_embed = TimeEmbedding(cfg.cond_dim) if cfg.time_conditioning else None
-        self.final_adaln = nn.Linear(cfg.cond_dim, 2 * cfg.dim) if cfg.time_conditioning else None
+        adaln = cfg.time_conditioning or cfg.adaln
+        self.time_embed = TimeEmbedding(cfg.cond_dim, time_input=cfg.time_input,
+                                        time_eps=cfg.time_eps) if adaln else None
+        self.final_adaln = nn.Linear(cfg.cond_dim, 2 * cfg.dim) if adaln else None
         self.noise_embed = None
         if cfg.noise_embed != "none":
             self.noise_embed = build_noise_embedding(cfg, self.embed)
@@ -304,7 +323,9 @@ class Transformer(nn.Module):
         x = self.embed_inputs(idx, extra, extra_mask)
         cos, sin = _rotary(positions, self.cfg.dim // self.cfg.n_heads, self.cfg.rope_base, x.dtype, need)
         cond = None
-        if self.time_embed is not None:
+        if self.time_embed is not None and not self.cfg.time_conditioning:  # adaLN at the fixed time 0
+            cond = F.silu(self.time_embed(torch.zeros(bsz, device=idx.device)))
+        elif self.time_embed is not None:
             if sigma is None:
                 raise UserError("this model is time-conditioned: pass sigma (the diffusion time) to forward")
             cond = F.silu(self.time_embed(sigma.reshape(-1).expand(bsz) if sigma.numel() == 1 else sigma))
