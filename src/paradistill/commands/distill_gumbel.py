@@ -52,6 +52,10 @@ def run(args) -> int:
         overrides.append(f"bd3lm.block_size={args.block_size}")
     recipe = api.load_recipe(args.recipe, overrides)
     out = args.out or f"runs/gd-{args.student}"
+    from ..rundir import check_not_input, check_train_target
+
+    check_not_input(out, {"--teacher": args.teacher, "--init": args.init})
+    check_train_target(out, args.resume, kind=f"gd-{args.student}", recipe=recipe.name)
     result = api.distill_gumbel(args.teacher, args.student, recipe, out, init=args.init, resume=args.resume)
     val = f", noise-conditioned validation NELBO {result.last_val:.4f}/token" if result.last_val else ""
     print(f"distilled gd-{args.student} for {result.steps} steps in {result.seconds:.0f}s{val}; "

@@ -50,6 +50,10 @@ def run(args) -> int:
         if getattr(args, flag) is not None:
             overrides.append(f"sdtt.{key}={getattr(args, flag)}")
     recipe = api.load_recipe(args.recipe, overrides)
+    from ..rundir import check_not_input, check_train_target
+
+    check_not_input(args.out, {"--teacher": args.teacher})
+    check_train_target(args.out, args.resume)
     results = api.distill_sdtt(args.teacher, recipe, args.out, resume=args.resume)
     for r in results:
         state = "already done" if r.skipped else ("done" if r.final else "stopped early (re-run with --resume)")

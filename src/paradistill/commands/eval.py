@@ -34,6 +34,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=None,
                    help="result JSON (a .md table is written beside it; default: SAMPLES.eval.json, or "
                         "CKPT/eval/<sampler>_s<steps>.json for checkpoints, eval/generator.json for the generator)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing result / samples files")
     p.add_argument("--label", default=None, help="name of this set in reports (default: kind/sampler)")
     p.add_argument("--samples-out", default=None,
                    help="when INPUT is a checkpoint: where to write the samples (default: OUT with .samples.jsonl)")
@@ -91,20 +92,25 @@ def run(args) -> int:
     cfg = _config(args)
     loaded, checkpoint = None, None
     inp = Path(args.input)
+    inputs = [args.input if inp.is_file() else None, args.reference, args.val_data]
     if args.input == "generator" and not inp.exists():
-        records = generator_records(args.num, args.length or 64, args.seed)
-        out = Path(args.out or "eval/generator.json")
+        out = _guard(Path(args.out or "eval/generator.json"), args, inputs)
+        records = generator_records(args.num, args.length if args.length is not None else 64, args.seed)
     elif inp.is_file():
+        out = _guard(Path(args.out) if args.out else inp.with_suffix(".eval.json"), args, inputs)
         records = read_samples(inp)
-        out = Path(args.out) if args.out else inp.with_suffix(".eval.json")
     else:
+        from ..io import guard_output
+
         loaded = api.load(args.input, device=args.device)
+        sampler = "ar" if loaded.kind == "ar" else args.sampler
+        out = _guard(Path(args.out) if args.out else Path(args.input) / "eval" / f"{sampler}_s{args.steps}.json",
+                     args, inputs)
+        samples_path = Path(args.samples_out) if args.samples_out else out.with_suffix(".samples.jsonl")
+        guard_output(samples_path, args.overwrite, inputs + [out, out.with_suffix(".md")], what="--samples-out")
         kw = sampling_kwargs(args)
         result = api.generate(loaded, args.num, length=args.length, **kw)
         checkpoint = str(loaded.path)
-        sampler = result.info.get("sampler")
-        out = Path(args.out) if args.out else Path(args.input) / "eval" / f"{sampler}_s{args.steps}.json"
-        samples_path = Path(args.samples_out) if args.samples_out else out.with_suffix(".samples.jsonl")
         api.write_samples(samples_path, loaded, result)
         records = read_samples(samples_path)
         print(f"{len(records)} samples -> {samples_path}")
@@ -113,3 +119,12 @@ def run(args) -> int:
     print(format_table(res))
     print(f"results -> {json_path} and {md}")
     return 0
+
+
+def _guard(out, args, inputs):
+    """The result JSON and its .md table: not an input, not replacing a file without --overwrite."""
+    from ..io import guard_output
+
+    guard_output(out, args.overwrite, inputs)
+    guard_output(out.with_suffix(".md"), args.overwrite, inputs, what="--out (its .md table)")
+    return out

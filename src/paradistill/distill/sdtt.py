@@ -69,6 +69,9 @@ class SDTTConfig:
             raise UserError(f"sdtt.t_sampling={self.t_sampling!r}: choose 'uniform' or 'grid'")
         if not self.lr > 0:
             raise UserError(f"sdtt.lr={self.lr}: must be > 0")
+        from ..config import check_ranges
+
+        check_ranges(self, "sdtt", {"warmup_steps": (0, None), "ema": (0, "<1")})
 
     def rounds(self) -> list[tuple[int, int]]:
         """[(teacher steps, student steps)] per round: from_steps -> ... -> to_steps, halving."""

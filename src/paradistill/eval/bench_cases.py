@@ -252,6 +252,8 @@ def crossover(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def write_results(results: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(results, indent=2))
-    (out / "table.md").write_text(markdown_table(results))
+    from ..io import atomic_write_json, atomic_write_text
+
+    atomic_write_json(out / "bench.json", results, indent=2)
+    atomic_write_text(out / "table.md", markdown_table(results))
     plot(results, out / "bench.png")

@@ -66,5 +66,7 @@ def plot(r: dict[str, Any], path: Path) -> None:
         ax.set_title(f"L={length}, batch={batch}")
         ax.invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from ..io import atomic_savefig
+
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)

@@ -19,12 +19,16 @@ conversion exists (hf, gpt2, word, char kinds), and `paradistill_tokenizer/` for
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 
 from ..checkpoint import read_config, resolve_checkpoint, save_checkpoint
 from ..data.tokenizers import UNK, BPETokenizer, CharTokenizer, HFTokenizer, WordTokenizer, load_tokenizer
 from ..errors import UserError
+from ..io import writable_location
 from ..kinds import KINDS, get_kind
 from ..loader import load_checkpoint
 from ..models.hf_model import ParadistillConfig, ParadistillModel, read_hf_config, register
@@ -61,9 +65,11 @@ def hf_tokenizer(tokenizer):
 
 
 def _check_kind(kind: str, where: str) -> None:
-    if get_kind(kind, where=f"'{where}'").export_as is None:
-        raise UserError(f"'{where}' holds a '{kind}' checkpoint, which has no standalone HF form (an ADJUST sampler "
-                        f"sits on a frozen base): export one of the kinds {list(EXPORTABLE_KINDS)}")
+    info = get_kind(kind, where=f"'{where}'")
+    if info.export_as is None:
+        what = ("an ADJUST sampler, which has no standalone HF form (it sits on a frozen base): export its base model"
+                if info.family == "sampler" else f"a '{kind}' checkpoint, which has no standalone HF form: export")
+        raise UserError(f"'{where}' holds {what} instead, or one of the kinds {', '.join(EXPORTABLE_KINDS)}")
 
 
 def export_hf(checkpoint: str | Path, out_dir: str | Path, use_ema: bool = True) -> Path:
@@ -81,15 +87,29 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, use_ema: bool = True)
                                method=loaded.method, architectures=["ParadistillModel"], **ids)
     model = ParadistillModel(config)
     model.backbone.load_state_dict(loaded.model.state_dict())
-    model.save_pretrained(str(out))
-    if tok is not None:
-        tok.save(out / TOKENIZER_DIR)
-        fast = hf_tokenizer(tok)
-        if fast is not None:
-            fast.save_pretrained(str(out))
-    (out / "paradistill.json").write_text(json.dumps({"source": str(ckpt), "kind": loaded.kind,
-                                                      "weights": "ema" if use_ema else "raw"}, indent=2))
-    return out
+    final, out = out, _temporary_sibling(out)  # written aside, renamed into place when complete
+    try:
+        model.save_pretrained(str(out))
+        if tok is not None:
+            tok.save(out / TOKENIZER_DIR)
+            fast = hf_tokenizer(tok)
+            if fast is not None:
+                fast.save_pretrained(str(out))
+        (out / "paradistill.json").write_text(json.dumps({"source": str(ckpt), "kind": loaded.kind,
+                                                          "weights": "ema" if use_ema else "raw"}, indent=2))
+        if final.exists():
+            final.rmdir()  # empty (checked above)
+        os.replace(out, final)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return final
+
+
+def _temporary_sibling(out: Path) -> Path:
+    writable_location(out, "--to")
+    out.absolute().parent.mkdir(parents=True, exist_ok=True)
+    return out.absolute().with_name(f".{out.absolute().name}.tmp-{uuid.uuid4().hex[:8]}")
 
 
 def import_hf(src_dir: str | Path, out_ckpt: str | Path) -> Path:

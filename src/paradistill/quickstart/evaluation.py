@@ -71,7 +71,9 @@ def evaluate_setting(setting: dict[str, Any], ctx: dict[str, Any], reference: st
                       batch_size=plan["num_samples"], seed=ctx["seed"], progress=False, **setting.get("options", {}))
     records = _records(loaded, result, setting)
     samples = folder / f"{slug}.samples.jsonl"
-    samples.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "_line"}) + "\n" for r in records))
+    from ..io import atomic_write_jsonl
+
+    atomic_write_jsonl(samples, ({k: v for k, v in r.items() if not k.startswith("_")} for r in records))
     metrics = "exact,entropy,distinct" if plan["builtin"] else "gen_ppl,entropy,distinct"
     if reference:
         metrics += ",mauve"

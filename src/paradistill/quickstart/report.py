@@ -134,7 +134,9 @@ def write_report(out: Path, plan: dict[str, Any], results: dict[str, Any], elaps
                   "side by side.", ""]
     lines += ["Per-setting metrics: `eval/*.json`; samples: `eval/*.samples.jsonl`; logs: `logs/`.", ""]
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    from ..io import atomic_write_text
+
+    atomic_write_text(path, "\n".join(lines))
     plot_pareto(rows, out / "pareto.png", qname)
     return path
 
@@ -172,5 +174,7 @@ def plot_pareto(rows: list[dict[str, Any]], path: Path, qname: str) -> None:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from ..io import atomic_savefig
+
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
