@@ -19,8 +19,8 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from conftest import make_model
+
 from paradistill.cli import main
 
 

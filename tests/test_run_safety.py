@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import make_model
+
 from paradistill.cli import main
 from paradistill.errors import UserError
 
@@ -389,8 +389,8 @@ def test_bug15_metrics_do_not_depend_on_the_working_directory(samples, capsys, m
 
 # ----------------------------------------------------------------------------------------------- bug 16
 def test_bug16_export_of_a_gumbel_student_and_honest_kind_messages(tmp_path, tiny_tokenizer):
-    from paradistill.interop.hf_export import _check_kind, export_hf
     from paradistill.checkpoint import save_checkpoint
+    from paradistill.interop.hf_export import _check_kind, export_hf
 
     model = make_model(tiny_tokenizer.vocab_size, noise_embed="dense", extra_mode="add")
     save_checkpoint(tmp_path / "gd", model, "gd-mdlm", tiny_tokenizer, {"seq_len": 12})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io as _io
 import json
 import math
 import os
@@ -126,8 +127,6 @@ def atomic_write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> P
 
 def atomic_savefig(fig, path: str | Path, **kw) -> Path:
     """Save a matplotlib figure atomically (format from the suffix)."""
-    import io as _io
-
     buf = _io.BytesIO()
     fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **kw)
     return atomic_write_bytes(path, buf.getvalue())

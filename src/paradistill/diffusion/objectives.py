@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..config import check_ranges
 from ..errors import UserError
 from .mdlm import nelbo_terms, q_sample, sample_times
-from .schedules import build_schedule
+from .schedules import SCHEDULES, build_schedule
 
 
 @dataclass
@@ -26,9 +27,6 @@ class DiffusionConfig:
     t_max: float | None = None
 
     def validate(self) -> None:
-        from ..config import check_ranges
-        from .schedules import SCHEDULES
-
         if self.schedule not in SCHEDULES:
             raise UserError(f"diffusion.schedule={self.schedule!r}: choose one of {', '.join(sorted(SCHEDULES))}")
         check_ranges(self, "diffusion", {"eps": (0, "<1"), "t_min": (0, 1), "t_max": (0, 1)})

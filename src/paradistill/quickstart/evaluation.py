@@ -16,6 +16,7 @@ from ..api import load
 from ..eval.bench import median_time
 from ..eval.evaluate import EvalConfig, evaluate_samples, write_outputs
 from ..generation import generate
+from ..io import atomic_write_jsonl
 
 
 def settings_for(model: str, ctx: dict[str, Any]) -> list[dict[str, Any]]:
@@ -71,8 +72,6 @@ def evaluate_setting(setting: dict[str, Any], ctx: dict[str, Any], reference: st
                       batch_size=plan["num_samples"], seed=ctx["seed"], progress=False, **setting.get("options", {}))
     records = _records(loaded, result, setting)
     samples = folder / f"{slug}.samples.jsonl"
-    from ..io import atomic_write_jsonl
-
     atomic_write_jsonl(samples, ({k: v for k, v in r.items() if not k.startswith("_")} for r in records))
     metrics = "exact,entropy,distinct" if plan["builtin"] else "gen_ppl,entropy,distinct"
     if reference:

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..io import atomic_savefig, atomic_write_text
+
 GROUPS = [("AR", "autoregressive teacher"), ("MDLM", "masked diffusion (baseline)"), ("GD-MDLM", "Gumbel Distillation"),
           ("BD3-LM", "block diffusion"), ("SDTT", "self-distillation through time"),
           (("sequential", "marginal", "ADJUST"), "ADJUST family (one frozen MDLM)")]
@@ -134,8 +136,6 @@ def write_report(out: Path, plan: dict[str, Any], results: dict[str, Any], elaps
                   "side by side.", ""]
     lines += ["Per-setting metrics: `eval/*.json`; samples: `eval/*.samples.jsonl`; logs: `logs/`.", ""]
     path = out / "report.md"
-    from ..io import atomic_write_text
-
     atomic_write_text(path, "\n".join(lines))
     plot_pareto(rows, out / "pareto.png", qname)
     return path
@@ -174,7 +174,5 @@ def plot_pareto(rows: list[dict[str, Any]], path: Path, qname: str) -> None:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    from ..io import atomic_savefig
-
     atomic_savefig(fig, path, dpi=120)
     plt.close(fig)

@@ -19,6 +19,7 @@ from ..api import build_objective, load_recipe, model_config, prepare
 from ..checkpoint import atomic_write_text
 from ..data.tokenizers import WordTokenizer
 from ..errors import UserError
+from ..io import writable_location
 from ..models.transformer import Transformer
 from ..pipeline import Pipeline, Stage, worker_count
 from . import evaluation, stages
@@ -148,8 +149,6 @@ def run_quickstart(cfg: QuickstartConfig, echo=print) -> Path:
     cfg.validate()
     started = time.perf_counter()
     out = Path(cfg.out)
-    from ..io import writable_location
-
     if out.exists() and not out.is_dir():
         raise UserError(f"--out '{out}' is a file, not a folder: choose another path")
     writable_location(out / "report.md", "--out")
