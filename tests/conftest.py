@@ -34,3 +34,25 @@ def make_model(vocab_size: int, seed: int = 0, **changes):
 @pytest.fixture
 def tiny_model(tiny_tokenizer):
     return make_model(tiny_tokenizer.vocab_size)
+
+
+# A tiny MDLM run trained once per test session through the real CLI (about 5 steps): shared by the run-safety
+# and hostile-input tests. Tests must not write into it (copy it first).
+TINY_RUN = ["data.seq_len=16", "data.num_tokens=3000", "model.dim=32", "model.n_layers=1", "model.n_heads=2",
+            "train.max_steps=5", "train.batch_size=8", "train.eval_every=5", "train.eval_batches=1",
+            "train.checkpoint_every=5", "train.log_every=1", "train.warmup_steps=1", "train.ema=0.9"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """(root folder, overrides): root/mdlm is a trained run, root/cache its prepared data."""
+    from paradistill.cli import main
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PARADISTILL_CACHE", str(root / "cache"))
+    try:
+        assert main(["train", "mdlm", "--out", str(root / "mdlm"), "--threads", "1", *TINY_RUN]) == 0
+    finally:
+        mp.undo()
+    return root, list(TINY_RUN)

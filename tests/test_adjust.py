@@ -409,9 +409,9 @@ def test_cli_distill_and_sample(tmp_path, base, capsys):
     assert len(rows) == 3 and rows[0]["nfe"] == math.ceil((L - 1) / 4)
     assert rows[0]["batch_extra"][0]["sampler_passes"] == (L - 1) - rows[0]["nfe"]
     assert main(["sample", str(base.path), "--sampler", "adjust", "--adjust", str(out), "--num", "2",
-                 "--out", str(samples)]) == 0
+                 "--out", str(samples), "--overwrite"]) == 0
     assert main(["sample", str(base.path), "--sampler", "adjust", "--tokens-per-pass", "0", "--adjust-mode",
-                 "marginal", "--num", "2", "--out", str(samples)]) == 2
+                 "marginal", "--num", "2", "--out", str(samples), "--overwrite"]) == 2
     assert "tokens-per-pass 0" in capsys.readouterr().err
 
 

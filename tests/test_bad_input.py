@@ -46,7 +46,7 @@ CASES = [
     ("binary corpus", "data prepare --corpus {d}/binary.txt", r"binary\.txt"),
     ("unknown tokenizer", "data prepare --corpus {d}/good.txt --tokenizer sentencepiece", r"sentencepiece"),
     ("unknown dataset offline", "data prepare --corpus hf:no_such_dataset_xyz", r"no_such_dataset_xyz"),
-    ("sequence length < 2", "data prepare --seq-len 1", r"seq_len"),
+    ("sequence length < 2", "data prepare --seq-len 1", r"seq[-_]len"),
     ("vocab/merges mismatch", "data prepare --corpus {d}/good.txt --tokenizer gpt2:{d}/gpt2bad", r"merges"),
     ("recipe key misspelled", "train mdlm --recipe tiny train.max_step=3", r"max_step.*did you mean 'max_steps'"),
     ("recipe value wrong type", "train mdlm --recipe tiny train.lr=fast", r"train\.lr: expected a number"),

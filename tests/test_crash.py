@@ -27,8 +27,10 @@ OVERRIDES = ["data.seq_len=16", "data.num_tokens=20000", "model.dim=32", "model.
 
 
 def command(run_dir: Path, kind: str = "mdlm") -> list[str]:
+    """Start the run, or --resume it once it has started (--resume into an empty --out is refused)."""
+    resume = ["--resume"] if run_dir.is_dir() and any(run_dir.iterdir()) else []
     return [sys.executable, "-m", "paradistill.cli", "--threads", "1", "train", kind, "--out", str(run_dir),
-            "--resume", *OVERRIDES]
+            *resume, *OVERRIDES]
 
 
 def env(tmp_path: Path, delay: float | None = None) -> dict[str, str]:

@@ -13,8 +13,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "paradistill"
 # Bottom to top. A top-level module or package of paradistill may import its own package and lower layers only.
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("config", "memory", "kinds", "io", "seeding"),
-    ("checkpoint", "data"),
+    ("config", "memory", "kinds", "io", "seeding", "cpus", "console"),
+    ("checkpoint", "data", "rundir"),
     ("models", "diffusion"),
     ("sampling",),
     ("distill", "train"),

@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .checkpoint import LoadedCheckpoint
 from .generation import GenerationResult, generate  # noqa: F401  (re-exported)
+from .io import atomic_write_jsonl
 from .loader import load_checkpoint  # noqa: F401  (re-exported)
 from .loading import load as load_any
 from .methods.adjust import distill_adjust, train_adjust  # noqa: F401
@@ -41,13 +41,11 @@ def load(path: str | Path, use_ema: bool = True, device: str = "cpu",
 
 
 def write_samples(path: str | Path, loaded: LoadedCheckpoint, result: GenerationResult) -> Path:
-    """One JSON line per sample: text, token ids, NFE, seconds (batch time / batch size), settings."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """One JSON line per sample: text, token ids, NFE, seconds (batch time / batch size), settings; written
+    atomically."""
     tok = loaded.tokenizer
-    with open(path, "w") as f:
-        for row, (nfe, sec) in zip(result.tokens.tolist(), result.per_sample()):
-            rec = {"text": tok.decode(row), "tokens": row, "nfe": nfe, "seconds": sec,
-                   "kind": loaded.kind, "checkpoint": str(loaded.path), **result.info}
-            f.write(json.dumps(rec) + "\n")
-    return path
+    ckpt = str(Path(loaded.path).absolute())  # absolute: the file reads the same from any working directory
+    records = ({"text": tok.decode(row), "tokens": row, "nfe": nfe, "seconds": sec, "kind": loaded.kind,
+                "checkpoint": ckpt, **result.info}
+               for row, (nfe, sec) in zip(result.tokens.tolist(), result.per_sample()))
+    return atomic_write_jsonl(path, records)  # a crash or a full disk leaves the previous file intact

@@ -119,9 +119,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
     latest = p / "latest.json"
     if latest.is_file():
         try:
-            target = p / json.loads(latest.read_text())["path"]
-        except (json.JSONDecodeError, KeyError) as e:
-            raise UserError(f"'{latest}' is corrupt ({e}): point at a checkpoint directory inside '{p}/checkpoints'") from None
+            pointer = json.loads(latest.read_text())
+            target = p / pointer["path"]
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+            raise UserError(f"'{latest}' is corrupt ({type(e).__name__}: {e}): it must be an object like "
+                            f'{{"path": "checkpoints/step_...", "step": N}}; fix it or pass a checkpoint directory '
+                            f"inside '{p}/checkpoints'") from None
         if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
             return target
         newest = newest_complete(p)
@@ -143,6 +146,21 @@ def read_config(ckpt: Path) -> dict[str, Any]:
         raise UserError(f"checkpoint '{ckpt}' has format {config['format_version']}, newer than this paradistill "
                         f"({FORMAT_VERSION}): upgrade paradistill")
     return config
+
+
+# Keys every checkpoint has written since format 1: a missing one must not silently fall back to a default
+# (n_heads, for instance, changes the outputs without changing any tensor shape).
+ARCHITECTURE_KEYS = ("vocab_size", "dim", "n_layers", "n_heads", "mlp_ratio", "tie_weights", "time_conditioning",
+                     "rope_base", "max_len")
+
+
+def check_architecture_keys(model: Any, ckpt: Path) -> None:
+    if not isinstance(model, dict):
+        raise UserError(f"'{ckpt / 'config.json'}': 'model' must be an object of architecture keys")
+    missing = [k for k in ARCHITECTURE_KEYS if k not in model]
+    if missing:
+        raise UserError(f"'{ckpt / 'config.json'}' lacks model.{missing[0]} (missing: {', '.join(missing)}): the "
+                        "architecture cannot be guessed; restore the config.json written with these weights")
 
 
 def load_weights(file: Path) -> dict[str, torch.Tensor]:

@@ -17,11 +17,48 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fast parallel text generation with masked diffusion LMs, made good by distillation "
                     "(Gumbel Distillation, SDTT, ADJUST).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         register(sub, name)
+    _add_threads_everywhere(parser)
     return parser
+
+
+THREADS_HELP = ("torch CPU threads, >= 1 (also accepted after the command; default: the cores this process can use "
+                "without oversubscribing: CPU affinity, cgroup quota and current load)")
+
+
+def _add_threads_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Accept --threads after any (sub)command too; a value given there wins over one before the command."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                if not any("--threads" in a.option_strings for a in child._actions):
+                    child.add_argument("--threads", type=int, default=argparse.SUPPRESS, help=THREADS_HELP)
+                _add_threads_everywhere(child)
+
+
+# What Ctrl-C keeps, per command (only commands with --resume are told to use it)
+INTERRUPTED = {
+    "train": "finished checkpoints are kept; re-run with --resume to continue",
+    "distill": "finished checkpoints are kept; re-run with --resume to continue",
+    "quickstart": "finished stages are kept; re-run the same command to continue",
+    "sample": "finished batches are kept (see above); re-run to sample again",
+    "eval": "no result was written",
+    "data": "nothing was written (prepared data is written atomically); re-run to prepare it",
+}
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    from .cpus import default_threads
+    from .errors import UserError
+
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads {threads}: must be >= 1 (omit it to use the cores this process can get)")
+    torch.set_num_threads(threads if threads is not None else default_threads())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,18 +74,25 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 1
-    if args.threads:
-        import torch
+    from .console import plain_progress
+    from .io import user_error_from_os
 
-        torch.set_num_threads(args.threads)
     try:
-        result = args.run(args)
+        with plain_progress():
+            _set_threads(args.threads)
+            result = args.run(args)
     except (UserError, TrainingDiverged) as e:
         print(f"paradistill: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, no permission, a file where a folder belongs: one line naming the path
+        err = user_error_from_os(e)
+        if err is None:
+            raise
+        print(f"paradistill: error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("paradistill: interrupted; finished checkpoints and stages are kept, re-run with --resume",
-              file=sys.stderr)
+        hint = INTERRUPTED.get(args.command, "nothing was written")
+        print(f"paradistill: interrupted; {hint}", file=sys.stderr)
         return 130
     return int(result or 0)
 

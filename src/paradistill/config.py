@@ -123,6 +123,31 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     return obj
 
 
+def check_ranges(obj: Any, section: str, ranges: dict[str, tuple]) -> None:
+    """Raise a UserError naming `section.key` when a field is outside its range. A range is (low, high): low
+    inclusive or None; high inclusive, None, or "<x" for an exclusive bound. None values are skipped."""
+    for key, (low, high) in ranges.items():
+        value = getattr(obj, key)
+        if value is None:
+            continue
+        exclusive = isinstance(high, str)
+        top = float(high[1:]) if exclusive else high
+        ok = (low is None or value >= low) and (top is None or (value < top if exclusive else value <= top))
+        if not ok or value != value:  # NaN is never in range
+            if top is None:
+                want = f">= {low}"
+            elif low is None:
+                want = f"{'<' if exclusive else '<='} {top:g}"
+            else:
+                want = f"in [{low:g}, {top:g}{')' if exclusive else ']'}"
+            name = f"--{key.replace('_', '-')} " if section == "--" else f"{section}.{key}="
+            raise UserError(f"{name}{value}: must be {want}")
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `a.b=value` strings to a nested dict (values parsed as YAML scalars)."""
     import copy

@@ -55,6 +55,9 @@ def build_template(tokenizer, length: int, prompt: str | None = None, infill: st
         p = tokenizer.encode(prompt)
         ids += p
         fixed += [True] * len(p)
+    if infill is not None and MASK_MARK not in infill:
+        raise UserError(f"--infill {infill!r} has no {MASK_MARK}: mark each position to generate with {MASK_MARK}, "
+                        "or use --prompt to continue a text")
     if infill:
         parts = infill.split(MASK_MARK)
         for i, part in enumerate(parts):
@@ -71,6 +74,10 @@ def build_template(tokenizer, length: int, prompt: str | None = None, infill: st
     row[: len(ids)] = torch.tensor(ids, dtype=torch.long)
     fixed_row = torch.zeros(length, dtype=torch.bool)
     fixed_row[: len(fixed)] = torch.tensor(fixed, dtype=torch.bool)
+    if infill and len(ids) < length:  # an infill generates its [MASK] positions only: the text ends there
+        row[len(ids)] = tokenizer.eos_id
+        row[len(ids) + 1:] = tokenizer.pad_id
+        fixed_row[len(ids):] = True
     return row, fixed_row
 
 
@@ -157,13 +164,14 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
              batch_size: int = 16, seed: int = 0, prompt: str | None = None, infill: str | None = None,
              temperature: float = 1.0, top_p: float = 1.0, block_size: int | None = None,
              tokens_per_step: int | None = None, final_fill: str = "sample", progress: bool = True,
-             denoiser=None, **method_options) -> GenerationResult:
+             denoiser=None, on_batch=None, **method_options) -> GenerationResult:
     """Sample `num` sequences from a loaded checkpoint (see loader.load_checkpoint). `method_options` are the
     fields of `MethodOptions` (an unknown one is an error naming the closest).
 
     `denoiser`: an object like sampling.base.Denoiser (`(x, t) -> log-probs`, `.mask_id`, `.time_conditioned`)
     used in place of the checkpoint's own (diffusion checkpoints; research on samplers and targets, e.g. an oracle
-    student); the checkpoint still gives the tokenizer and the template."""
+    student); the checkpoint still gives the tokenizer and the template.
+    `on_batch(tokens [b, L], nfe, seconds)`: called after each finished batch (e.g. to keep them on Ctrl-C)."""
     opts = from_dict(MethodOptions, {k: str(v) if isinstance(v, Path) else v for k, v in method_options.items()},
                      where="generate options")
     if num < 1:
@@ -172,13 +180,21 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
         raise UserError(f"batch_size={batch_size}: must be >= 1")
     if steps < 1:
         raise UserError(f"steps={steps}: must be >= 1")
+    if block_size is not None and block_size < 1:
+        raise UserError(f"--block-size {block_size}: must be >= 1 (omit it for the checkpoint's own)")
     tok = loaded.tokenizer
     if tok is None:
         raise UserError(f"checkpoint '{loaded.path}' has no tokenizer/ folder: it cannot be sampled")
     kind = get_kind(loaded.kind, where=f"checkpoint '{loaded.path}'")
     joint = sampler == "adjust" or kind.family == "sampler"  # ADJUST: K picks per full pass
     record = loaded.record
+    if length is not None and length < 2:
+        raise UserError(f"--length {length}: must be >= 2 (omit it to use the training length {record.seq_len})")
     length = length or record.seq_len
+    max_len = int(getattr(getattr(loaded.model, "cfg", None), "max_len", None) or length)
+    if length > max_len:
+        raise UserError(f"--length {length} exceeds the {max_len} positions checkpoint '{loaded.path}' supports "
+                        f"(trained at {record.seq_len}): pass --length <= {max_len}")
     keep_bos = record.keep_bos
     if kind.autoregressive and not prompt:
         keep_bos = True  # an AR model needs a first token; BOS starts every document of its stream (wrap/pad too)
@@ -235,6 +251,8 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
         nfes.append(result.nfe)
         extras.append(dict(getattr(result, "extra", None) or {}))
         sizes.append(b)
+        if on_batch is not None:
+            on_batch(out[-1], nfes[-1], secs[-1])
     info = {"sampler": "ar" if kind.autoregressive else sampler, "steps": steps, "length": length}
     if any(extras):
         info["batch_extra"] = extras

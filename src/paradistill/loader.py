@@ -13,7 +13,8 @@ from typing import Callable
 
 import torch
 
-from .checkpoint import LoadedCheckpoint, MethodRecord, load_weights, read_config, resolve_checkpoint
+from .checkpoint import (LoadedCheckpoint, MethodRecord, check_architecture_keys, load_weights, read_config,
+                         resolve_checkpoint)
 from .config import from_dict
 from .data.tokenizers import load_tokenizer
 from .distill.adjust import AdjustModel, SamplerConfig, SamplerLayer
@@ -29,6 +30,7 @@ def weights_file(ckpt: Path, use_ema: bool) -> Path:
 
 
 def _load_transformer(ckpt: Path, config: dict, use_ema: bool, device) -> LoadedCheckpoint:
+    check_architecture_keys(config["model"], ckpt)  # a missing key must not fall back to a dataclass default
     model_cfg = from_dict(ModelConfig, config["model"], where=f"{ckpt}/config.json:model")
     model = Transformer(model_cfg)
     file = weights_file(ckpt, use_ema)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .config import apply_overrides, closest_hint, from_dict, load_yaml
+from .config import apply_overrides, check_ranges, closest_hint, from_dict, load_yaml
 from .data.packing import prepare_data
 from .diffusion.bd3lm import BD3Config
 from .diffusion.objectives import DiffusionConfig
@@ -39,6 +40,8 @@ class DataConfig:
         modes = ("aligned", "wrap", "pad", "wrap-mdlm", "wrap-raw")
         if self.mode not in modes:
             raise UserError(f"data.mode={self.mode!r}: choose one of {', '.join(modes)}")
+        check_ranges(self, "data", {"val_fraction": (0, "<1"), "num_tokens": (1, None), "num_docs": (1, None),
+                                    "seed": (0, None)})
 
 
 @dataclass
@@ -70,15 +73,30 @@ class Recipe:
     init: str | None = None  # default --init (e.g. hf:kuleshov-group/bd3lm-owt-block_size4)
     student: str | None = None  # default --student of `distill gumbel` (mdlm | bd3lm)
 
+    def validate(self) -> None:
+        """The model section up front too (the typed sections validate themselves), with a stand-in vocabulary
+        size: the real one comes from the tokenizer, but a bad `model.dropout` must fail in --dry-run."""
+        model_config(self, vocab_size=_STAND_IN_VOCAB)
+
+
+_STAND_IN_VOCAB = 256
+
 
 def recipe_names() -> list[str]:
     folder = resources.files("paradistill") / "recipes"
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+def is_recipe_file(name_or_file: str) -> bool:
+    """A recipe argument is a file path only if it ends in .yaml / .yml or contains a path separator; a file or
+    folder that happens to be called like a built-in recipe (e.g. an earlier `--out tiny`) never hides it."""
+    text = str(name_or_file)
+    return text.endswith((".yaml", ".yml")) or "/" in text or (os.sep != "/" and os.sep in text)
+
+
 def recipe_path(name_or_file: str) -> Path:
     p = Path(name_or_file)
-    if p.suffix in (".yaml", ".yml") or p.exists():
+    if is_recipe_file(name_or_file):
         return p
     names = recipe_names()
     if name_or_file not in names:

@@ -27,6 +27,7 @@ def add_parser(sub) -> None:
                    help="also time the AR, MDLM T=16 and BD3-LM cached cases with the backbone under torch.compile "
                         "(rows marked '(compiled)', side by side with the eager ones; needs a C++ compiler on CPU)")
     p.add_argument("--out", default="results/bench", help="output folder for bench.json, table.md, bench.png")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
     p.set_defaults(run=run)
 
 
@@ -42,6 +43,10 @@ def run(args) -> int:
     bc = BenchConfig(**SIZES[args.model_size], lengths=args.lengths, batch_sizes=args.batch_sizes,
                      mdlm_steps=args.mdlm_steps, reps=args.reps, warmup=args.warmup, compile=args.compile,
                      methods=[m.strip() for m in args.methods.split(",") if m.strip()])
+    bc.validate()
+    from ..io import guard_output_dir
+
+    guard_output_dir(args.out, ["bench.json", "table.md", "bench.png"], args.overwrite)
     results = run_benchmark(bc, args.out)
     from ..eval.bench_report import markdown_table
 

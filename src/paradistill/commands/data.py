@@ -37,12 +37,25 @@ def run_prepare(args) -> int:
     from ..data.info import describe, format_info
     from ..data.packing import prepare_data
 
+    from ..config import check_ranges
+
+    check_ranges(args, "--", {"num_tokens": (1, None), "num_docs": (1, None), "val_fraction": (0, "<1"),
+                              "seq_len": (2, None)})
     builtin = args.corpus == "builtin"
     tokenizer = args.tokenizer or ("builtin" if builtin else "char")
     mode = args.mode or ("aligned" if builtin else "wrap")
     data = prepare_data(args.corpus, tokenizer, args.seq_len, mode=mode, val_fraction=args.val_fraction,
                         cache_dir=args.cache_dir, num_docs=args.num_docs, seed=args.seed, num_tokens=args.num_tokens)
     print(format_info(describe(data.directory)))
+    if len(data.val) == 0:
+        import sys
+
+        why = "--val-fraction is 0" if args.val_fraction == 0 else "the corpus is shorter than two rows"
+        print(f"paradistill: warning: the validation split is empty ({why}): training on this data reports no "
+              "validation loss", file=sys.stderr)
+    elif data.meta.get("split") == "tokens":
+        print("paradistill: note: too few documents to split by document; the last "
+              f"{args.val_fraction:g} of the token stream is the validation split")
     return 0
 
 

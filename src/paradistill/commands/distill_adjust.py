@@ -60,6 +60,10 @@ def run(args) -> int:
         if flag is not None:
             overrides.append(f"adjust.{key}={flag}")
     recipe = api.load_recipe(args.recipe, overrides)
+    from ..rundir import check_not_input, check_train_target
+
+    check_not_input(args.out, {"--base": args.base})
+    check_train_target(args.out, args.resume)
     result = api.distill_adjust(args.base, recipe, args.out, args.prompts, args.trajectories_dir, resume=args.resume,
                                 progress=not args.no_progress)
     val = f", validation KL {result.last_val:.4f} nats/position" if result.last_val is not None else ""

@@ -66,6 +66,10 @@ def run(args) -> int:
         raise UserError(f"no teacher: pass --teacher (e.g. hf:openai-community/gpt2) or use a recipe with `teacher:` "
                         f"(recipe '{recipe.name}' has none)")
     out = args.out or f"runs/gd-{student}"
+    from ..rundir import check_not_input, check_train_target
+
+    check_not_input(out, {"--teacher": teacher, "--init": init})
+    check_train_target(out, args.resume, kind=f"gd-{student}", recipe=recipe.name)
     result = api.distill_gumbel(teacher, student, recipe, out, init=init, resume=args.resume)
     val = f", noise-conditioned validation NELBO {result.last_val:.4f}/token" if result.last_val else ""
     print(f"distilled gd-{student} for {result.steps} steps in {result.seconds:.0f}s{val}; "

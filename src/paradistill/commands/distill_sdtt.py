@@ -61,6 +61,10 @@ def run(args) -> int:
 
         raise UserError(f"no teacher: pass --teacher (e.g. hf:kuleshov-group/mdlm-owt) or use a recipe with "
                         f"`teacher:` (recipe '{recipe.name}' has none)")
+    from ..rundir import check_not_input, check_train_target
+
+    check_not_input(args.out, {"--teacher": teacher})
+    check_train_target(args.out, args.resume)
     results = api.distill_sdtt(teacher, recipe, args.out, resume=args.resume)
     for r in results:
         state = "already done" if r.skipped else ("done" if r.final else "stopped early (re-run with --resume)")

@@ -35,6 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=None,
                    help="result JSON (a .md table is written beside it; default: SAMPLES.eval.json, or "
                         "CKPT/eval/<sampler>_s<steps>.json for checkpoints, eval/generator.json for the generator)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing result / samples files")
     p.add_argument("--label", default=None, help="name of this set in reports (default: kind/sampler)")
     p.add_argument("--samples-out", default=None,
                    help="when INPUT is a checkpoint: where to write the samples (default: OUT with .samples.jsonl)")
@@ -92,22 +93,27 @@ def run(args) -> int:
     cfg = _config(args)
     loaded, checkpoint = None, None
     inp = Path(args.input)
+    inputs = [args.input if inp.is_file() else None, args.reference, args.val_data]
     if args.input == "generator" and not inp.exists():
-        records = generator_records(args.num, args.length or 64, args.seed)
-        out = Path(args.out or "eval/generator.json")
+        out = _guard(Path(args.out or "eval/generator.json"), args, inputs)
+        records = generator_records(args.num, args.length if args.length is not None else 64, args.seed)
     elif inp.is_file():
+        out = _guard(Path(args.out) if args.out else inp.with_suffix(".eval.json"), args, inputs)
         records = read_samples(inp)
-        out = Path(args.out) if args.out else inp.with_suffix(".eval.json")
     else:
+        from ..io import guard_output
+        from ..kinds import get_kind
+        from ..loading.refs import output_dir
+
         loaded = api.load(args.input, device=args.device)
+        sampler = "ar" if get_kind(loaded.kind).autoregressive else args.sampler
+        out = _guard(Path(args.out) if args.out else output_dir(args.input) / "eval" / f"{sampler}_s{args.steps}.json",
+                     args, inputs)
+        samples_path = Path(args.samples_out) if args.samples_out else out.with_suffix(".samples.jsonl")
+        guard_output(samples_path, args.overwrite, inputs + [out, out.with_suffix(".md")], what="--samples-out")
         kw = sampling_kwargs(args)
         result = api.generate(loaded, args.num, length=args.length, **kw)
         checkpoint = str(loaded.path)
-        sampler = result.info.get("sampler")
-        from ..loading.refs import output_dir
-
-        out = Path(args.out) if args.out else output_dir(args.input) / "eval" / f"{sampler}_s{args.steps}.json"
-        samples_path = Path(args.samples_out) if args.samples_out else out.with_suffix(".samples.jsonl")
         api.write_samples(samples_path, loaded, result)
         records = read_samples(samples_path)
         print(f"{len(records)} samples -> {samples_path}")
@@ -116,3 +122,12 @@ def run(args) -> int:
     print(format_table(res))
     print(f"results -> {json_path} and {md}")
     return 0
+
+
+def _guard(out, args, inputs):
+    """The result JSON and its .md table: not an input, not replacing a file without --overwrite."""
+    from ..io import guard_output
+
+    guard_output(out, args.overwrite, inputs)
+    guard_output(out.with_suffix(".md"), args.overwrite, inputs, what="--out (its .md table)")
+    return out

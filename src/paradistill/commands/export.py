@@ -29,8 +29,17 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import UserError
+    from pathlib import Path
 
+    from ..errors import UserError
+    from ..io import same_file, writable_location
+
+    to = Path(args.to)
+    if same_file(to, args.source):
+        raise UserError(f"--to '{args.to}' is the source: choose a new directory")
+    if to.exists() and (not to.is_dir() or any(to.iterdir())):
+        raise UserError(f"--to '{args.to}' exists and is not an empty folder: choose a new directory")
+    writable_location(to, "--to")
     if args.source_format == "paradistill":
         from ..interop.hf_export import export_hf
 

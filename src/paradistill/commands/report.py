@@ -13,11 +13,15 @@ def add_parser(sub) -> None:
     p.add_argument("paths", nargs="+", metavar="RUN_DIR", help="directories to search, or eval JSON files")
     p.add_argument("--out", default="report", help="output directory (default: report)")
     p.add_argument("--no-plots", action="store_true", help="write only the markdown table")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from ..eval.report import write_report
+    from ..io import guard_output_dir
+
+    guard_output_dir(args.out, ["table.md", "quality_vs_nfe.png", "quality_vs_latency.png"], args.overwrite)
 
     rep = write_report(args.paths, args.out, plots=not args.no_plots)
     print(rep["table"])

@@ -13,6 +13,7 @@ def add_parser(sub) -> None:
                                       "hf:ORG/NAME[@REVISION] (e.g. hf:kuleshov-group/mdlm-owt; hub cache first)")
     add_sampling_options(p)
     p.add_argument("--out", default=None, help="samples file (default: <checkpoint>/samples.jsonl)")
+    p.add_argument("--overwrite", action="store_true", help="replace the samples file if it exists")
     p.add_argument("--show", type=int, default=3, help="samples to print")
     p.add_argument("--adjust", default=None, help="ADJUST sampler checkpoint to put on this base model")
     p.add_argument("--devices", type=int, default=None,
@@ -28,6 +29,11 @@ def run(args) -> int:
 
     from .. import api
 
+    from ..io import guard_output
+    from ..loading.refs import output_dir
+
+    out = Path(args.out) if args.out else output_dir(args.checkpoint) / "samples.jsonl"
+    guard_output(out, args.overwrite)  # before any work: never replace earlier samples without --overwrite
     loaded = api.load(args.checkpoint)
     kw = sampling_kwargs(args)
     if args.adjust:
@@ -44,10 +50,13 @@ def run(args) -> int:
         if not fabric.is_global_zero:
             return 0
     else:
-        result = api.generate(loaded, args.num, length=args.length, **kw)
-    from ..loading.refs import output_dir
-
-    out = Path(args.out) if args.out else output_dir(args.checkpoint) / "samples.jsonl"
+        done = []  # finished batches, kept when the run is interrupted
+        try:
+            result = api.generate(loaded, args.num, length=args.length,
+                                  on_batch=lambda toks, nfe, sec: done.append((toks, nfe, sec)), **kw)
+        except KeyboardInterrupt:
+            _keep_finished(out, loaded, done, args)
+            raise
     api.write_samples(out, loaded, result)
     per = result.per_sample()
     mean_nfe = sum(n for n, _ in per) / len(per)
@@ -56,3 +65,25 @@ def run(args) -> int:
         print("-", loaded.tokenizer.decode(row))
     print(f"{len(per)} samples -> {out} (NFE {mean_nfe:.1f} per batch, {mean_sec * 1000:.1f} ms per sample)")
     return 0
+
+
+def _keep_finished(out, loaded, done, args) -> None:
+    """Write the batches finished before Ctrl-C (atomically) so they are not lost."""
+    import sys
+
+    import torch
+
+    from .. import api
+    from ..generation import GenerationResult
+
+    if not done:
+        print("paradistill: no batch had finished; nothing written", file=sys.stderr)
+        return
+    tokens = torch.cat([t for t, _, _ in done])
+    info = {"sampler": args.sampler if loaded.kind != "ar" else "ar", "steps": args.steps,
+            "length": int(tokens.shape[1]), "interrupted": True}
+    result = GenerationResult(tokens, [n for _, n, _ in done], [s for _, _, s in done],
+                              [len(t) for t, _, _ in done], info)
+    api.write_samples(out, loaded, result)
+    print(f"paradistill: kept the {len(tokens)} samples of {len(done)} finished batches in {out} "
+          f"(of --num {args.num})", file=sys.stderr)

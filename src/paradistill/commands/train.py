@@ -34,6 +34,9 @@ def run(args) -> int:
         print_plan(args.kind, recipe)
         return 0
     out = args.out or f"runs/{args.kind}"
+    from ..rundir import check_train_target
+
+    check_train_target(out, args.resume, kind=args.kind, recipe=recipe.name, model=recipe.model)  # no silent mixing with an existing run, no --resume into nothing
     result = api.train_model(args.kind, recipe, out, resume=args.resume, init=args.init)
     from ..kinds import get_kind
     from ..train.distributed import is_rank_zero

@@ -257,6 +257,12 @@ def prepare_data(corpus_spec: str, tokenizer_spec: str, seq_len: int, mode: str 
         return _prepare_builtin(cache, base, num_tokens, progress)
 
     corpus = load_corpus(corpus_spec, num_docs=num_docs, seed=seed, text_column=text_column)
+    if val_last_docs:  # the last N documents are the validation split (MDLM's OpenWebText convention)
+        is_val = np.arange(len(corpus)) >= len(corpus) - min(int(val_last_docs), len(corpus) - 1)
+    else:
+        is_val = split_mask(len(corpus), float(val_fraction), seed)
+    if val_fraction > 0 and not is_val.any():  # too few documents for a split by document (e.g. one text file
+        base["split"] = "tokens"                # without blank lines): split the token stream instead
     fitted = tokenizer_spec.partition(":")[0] in ("char", "word")
     tok = None if fitted else build_tokenizer(tokenizer_spec)
     tok_key = tokenizer_spec if fitted else tok.fingerprint()  # fitted tokenizers follow from the corpus
@@ -267,14 +273,13 @@ def prepare_data(corpus_spec: str, tokenizer_spec: str, seq_len: int, mode: str 
 
     if tok is None:
         tok = build_tokenizer(tokenizer_spec, texts=iter(corpus))
-    if val_last_docs:
-        is_val = np.arange(len(corpus)) >= len(corpus) - min(int(val_last_docs), len(corpus) - 1)
-    else:
-        is_val = split_mask(len(corpus), float(val_fraction), seed)
     train_docs, val_docs = _tokenize(corpus, tok, is_val, progress)
     if not train_docs and not val_docs:
         raise UserError(f"corpus '{corpus_spec}' is empty (no document has non-whitespace text): pass a corpus "
                         f"with text")
+    if val_fraction > 0 and not val_docs:
+        train_docs, val_docs = split_stream(train_docs, float(val_fraction), int(seq_len), tok.bos_id)
+        base["split"] = "tokens"
     packer = PACKERS[mode]
     train = packer(train_docs, seq_len, tok.pad_id).reshape(-1, seq_len)
     val = packer(val_docs, seq_len, tok.pad_id).reshape(-1, seq_len)
@@ -287,6 +292,23 @@ def prepare_data(corpus_spec: str, tokenizer_spec: str, seq_len: int, mode: str 
                        "train_pad_tokens": int((train == tok.pad_id).sum()) if mode == "pad" else 0,
                        "val_pad_tokens": int((val == tok.pad_id).sum()) if mode == "pad" else 0}}
     return load_prepared(_write(final, train, val, tok, meta))
+
+
+def split_stream(docs: list[np.ndarray], val_fraction: float, seq_len: int, bos_id: int
+                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Split the concatenated token stream: the last `val_fraction` of it (at least one row of `seq_len`
+    tokens, at most half the stream) is validation, starting with BOS. With less than two rows of text,
+    everything stays training data and the validation split is empty."""
+    stream = np.concatenate(docs)
+    n_val = max(seq_len, int(round(val_fraction * len(stream))))
+    if len(stream) < 2 * seq_len:
+        return docs, []
+    n_val = min(n_val, len(stream) // 2)
+    cut = len(stream) - n_val
+    val = stream[cut:]
+    if val[0] != bos_id:
+        val = np.concatenate([[bos_id], val[1:]]).astype(stream.dtype)  # rows start at a document-like start
+    return [stream[:cut]], [val]
 
 
 def _ids(tok: Tokenizer) -> dict[str, int]:

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..config import check_ranges
+from ..errors import UserError
 from .mdlm import nelbo_terms, q_sample, sample_times
-from .schedules import build_schedule
+from .schedules import SCHEDULES, build_schedule
 
 
 @dataclass
@@ -23,6 +25,13 @@ class DiffusionConfig:
     keep_bos: bool = True  # position 0 holds BOS in aligned data: a prompt, never masked nor scored
     t_min: float | None = None  # clipped training schedule (BD3-LM); evaluation always uses [eps, 1]
     t_max: float | None = None
+
+    def validate(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"diffusion.schedule={self.schedule!r}: choose one of {', '.join(sorted(SCHEDULES))}")
+        check_ranges(self, "diffusion", {"eps": (0, "<1"), "t_min": (0, 1), "t_max": (0, 1)})
+        if self.t_min is not None and self.t_max is not None and self.t_min >= self.t_max:
+            raise UserError(f"diffusion.t_min={self.t_min}, diffusion.t_max={self.t_max}: need t_min < t_max")
 
 
 def keep_positions(x0: torch.Tensor, pad_id: int, bos_id: int, keep_bos: bool) -> torch.Tensor:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..config import check_ranges
 from ..errors import UserError
 from ..models.transformer import Block, ModelConfig, _rotary
 from ..sampling.base import SampleResult
@@ -118,6 +119,12 @@ class AdjustConfig:
             raise UserError(f"adjust.trajectories={self.trajectories}: record at least 2 (train + validation)")
         if self.tokens_per_pass < 1:
             raise UserError(f"adjust.tokens_per_pass={self.tokens_per_pass}: must be >= 1")
+        check_ranges(self, "adjust", {"steps": (1, None), "batch_size": (1, None), "traj_batch_size": (1, None),
+                                      "shard_size": (1, None), "eval_batches": (1, None), "warmup_steps": (0, None),
+                                      "dim": (0, None), "n_heads": (0, None), "mlp_ratio": (1e-9, None),
+                                      "lr": (1e-300, None), "ema": (0, "<1"), "val_fraction": (0, "<1"),
+                                      "traj_temperature": (1e-9, None), "cache_max_gb": (0, None),
+                                      "init_gain": (0, None), "traj_seed": (0, None)})
 
 
 def unroll_windows(order: torch.Tensor, generator: torch.Generator, max_unroll: int, p: float, shared: bool = False,

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..config import check_ranges
 from ..diffusion.bd3lm import bd3_logits, block_attention_mask
 from ..diffusion.mdlm import q_sample, subs_log_probs
 from ..diffusion.objectives import keep_positions
@@ -69,6 +70,7 @@ class SDTTConfig:
             raise UserError(f"sdtt.t_sampling={self.t_sampling!r}: choose 'uniform' or 'grid'")
         if not self.lr > 0:
             raise UserError(f"sdtt.lr={self.lr}: must be > 0")
+        check_ranges(self, "sdtt", {"warmup_steps": (0, None), "ema": (0, "<1")})
 
     def rounds(self) -> list[tuple[int, int]]:
         """[(teacher steps, student steps)] per round: from_steps -> ... -> to_steps, halving."""

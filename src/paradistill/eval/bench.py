@@ -18,6 +18,7 @@ from typing import Any, Callable
 import torch
 
 from ..checkpoint import LoadedCheckpoint
+from ..errors import UserError
 from ..models.transformer import ModelConfig, Transformer
 
 
@@ -38,6 +39,23 @@ class BenchConfig:
     forward_tokens: int = 4096
     compile: bool = False
     methods: list[str] = field(default_factory=lambda: ["ar", "mdlm", "bd3lm", "gd", "adjust"])
+
+    def validate(self) -> None:
+        from ..config import closest_hint
+
+        known = ["ar", "mdlm", "bd3lm", "gd", "adjust"]
+        bad = [m for m in self.methods if m not in known]
+        if bad or not self.methods:
+            hint = closest_hint(bad[0], known) if bad else ""
+            raise UserError(f"--methods {','.join(self.methods) or repr('')}: unknown method "
+                            f"'{bad[0] if bad else ''}'{hint}; choose from {','.join(known)}")
+        for name in ("lengths", "batch_sizes"):
+            if not getattr(self, name) or min(getattr(self, name)) < 1:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: every value must be >= 1")
+        if min(self.mdlm_steps, default=0) < 0:
+            raise UserError(f"--mdlm-steps {self.mdlm_steps}: values must be >= 1 (or 0 for L)")
+        if self.reps < 1 or self.warmup < 0:
+            raise UserError(f"--reps {self.reps} / --warmup {self.warmup}: need reps >= 1 and warmup >= 0")
 
 
 class PeakRSS:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 from dataclasses import asdict
 from pathlib import Path
@@ -15,6 +14,7 @@ from ..distill.adjust import AdjustConfig, AdjustModel, SamplerLayer, sampler_co
 from ..distill.adjust_adapters import ParadistillAdapter
 from ..distill.gumbel import GumbelConfig
 from ..generation import generate
+from ..io import atomic_write_json, atomic_write_text
 from ..models.transformer import ModelConfig
 from .bench import (
     BenchConfig,
@@ -252,6 +252,6 @@ def crossover(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def write_results(results: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(results, indent=2))
-    (out / "table.md").write_text(markdown_table(results))
+    atomic_write_json(out / "bench.json", results, indent=2)
+    atomic_write_text(out / "table.md", markdown_table(results))
     plot(results, out / "bench.png")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..io import atomic_savefig
+
 
 def markdown_table(r: dict[str, Any]) -> str:
     fwd = r["forward"]
@@ -66,5 +68,5 @@ def plot(r: dict[str, Any], path: Path) -> None:
         ax.set_title(f"L={length}, batch={batch}")
         ax.invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)

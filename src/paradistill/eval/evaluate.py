@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint import resolve_checkpoint
+from ..config import check_ranges
 from ..data.grammar import StoryGrammar
 from ..data.tokenizers import build_tokenizer, builtin_tokenizer, load_tokenizer
 from ..errors import UserError
+from ..io import atomic_write_json, atomic_write_text
 from ..loader import load_checkpoint
 from ..recipes import load_recipe, prepare
 from . import metrics as M
@@ -47,6 +49,12 @@ class EvalConfig:
     seed: int = 0
     device: str = "cpu"
     label: str | None = None
+
+    def validate(self) -> None:
+        check_ranges(self, "--", {"judge_context": (2, None), "judge_stride": (1, None), "judge_batch_size": (1, None),
+                                  "reference_num": (1, None), "val_batches": (1, None), "mauve_seed": (0, None)})
+        if self.mauve_buckets != "auto" and not (self.mauve_buckets.isdigit() and int(self.mauve_buckets) >= 2):
+            raise UserError(f"--mauve-buckets {self.mauve_buckets}: pass auto or an integer >= 2")
 
     def metric_list(self, builtin: bool) -> list[str]:
         if self.metrics == "auto":
@@ -84,6 +92,7 @@ def read_samples(path: str | Path) -> list[dict[str, Any]]:
             if toks is not None and not (isinstance(toks, list) and all(isinstance(t, int) for t in toks)):
                 raise UserError(f"{path} line {n}: 'tokens' must be a list of integer ids")
             rec["_line"] = n
+            rec["_file"] = str(path)
             records.append(rec)
     if not records:
         raise UserError(f"samples file '{path}' is empty: sample first (`paradistill sample CKPT --out {path}`)")
@@ -117,13 +126,30 @@ def samples_tokenizer(records: list[dict], spec: str | None):
         return build_tokenizer(spec)
     if records[0].get("kind") == "generator":
         return builtin_tokenizer()
-    ckpt = records[0].get("checkpoint")
-    if ckpt and (Path(ckpt) / "tokenizer").is_dir():
-        return load_tokenizer(Path(ckpt) / "tokenizer")
-    if ckpt and Path(ckpt).is_dir():
+    ckpt = records_checkpoint(records)
+    if ckpt is not None and (ckpt / "tokenizer").is_dir():
+        return load_tokenizer(ckpt / "tokenizer")
+    if ckpt is not None:
         folder = resolve_checkpoint(ckpt) / "tokenizer"
         return load_tokenizer(folder) if folder.is_dir() else None
     return None
+
+
+def records_checkpoint(records: list[dict]) -> Path | None:
+    """The checkpoint the samples name, found from the working directory or beside the samples file (older files
+    store it relative). A named checkpoint that cannot be found is an error: guessing would change the metrics."""
+    name = records[0].get("checkpoint")
+    if not name or name == "None":
+        return None
+    candidates = [Path(name)]
+    if not Path(name).is_absolute() and records[0].get("_file"):
+        candidates.append(Path(records[0]["_file"]).parent / name)
+    for c in candidates:
+        if c.is_dir():
+            return c
+    where = records[0].get("_file", "the samples")
+    raise UserError(f"checkpoint '{name}' named in {where} does not exist (from this folder or beside the file): "
+                    "pass --tokenizer (e.g. builtin, DIR, hf:NAME) to read the samples without it")
 
 
 def _common(records, key):
@@ -169,7 +195,7 @@ def _text(rec: dict, tok) -> str | None:
 
 
 def _load_ckpt(records, checkpoint):
-    path = checkpoint or records[0].get("checkpoint")
+    path = checkpoint or records_checkpoint(records)
     if not path:
         raise UserError("val_ppl needs a checkpoint: evaluate a checkpoint, or samples whose 'checkpoint' exists")
     return load_checkpoint(path)
@@ -185,6 +211,11 @@ def evaluate_samples(records: list[dict], cfg: EvalConfig | None = None, source:
     builtin = tok is not None and tok.fingerprint() == builtin_tokenizer().fingerprint()
     wanted = cfg.metric_list(builtin)
     raw = [r.get("tokens") for r in records]
+    if tok is None and any(t is None for t in raw):
+        missing = next(r for r in records if r.get("tokens") is None)
+        raise UserError(f"sample on line {missing['_line']} of '{missing.get('_file', source)}' has text but no 'tokens', "
+                        "and no tokenizer is known to count its tokens: pass --tokenizer (e.g. builtin, char, DIR, "
+                        "hf:NAME)")
     texts = [_text(r, tok) for r in records]
     if tok is not None and any(t is None for t in raw):
         raw = [t if t is not None else tok.encode(x) for t, x in zip(raw, texts)]
@@ -324,8 +355,7 @@ def format_table(res: dict[str, Any]) -> str:
 def write_outputs(res: dict[str, Any], json_path: str | Path) -> tuple[Path, Path]:
     """Write `json_path` and the table beside it (same stem, .md)."""
     json_path = Path(json_path)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(res, indent=1, default=float))
+    atomic_write_json(json_path, res, indent=1, default=float)
     md = json_path.with_suffix(".md")
-    md.write_text(format_table(res))
+    atomic_write_text(md, format_table(res))
     return json_path, md

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..io import atomic_savefig, atomic_write_text
 from .evaluate import FORMAT
 
 
@@ -152,7 +153,7 @@ def plot(results: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
         ax2.set_ylabel("unigram entropy (nats)")
         ax2.set_xlabel(xname)
         fig.tight_layout()
-        fig.savefig(out_dir / fname, dpi=120)
+        atomic_savefig(fig, out_dir / fname, dpi=120)
         plt.close(fig)
         files.append(out_dir / fname)
     return files
@@ -164,6 +165,6 @@ def write_report(paths: list[str | Path], out_dir: str | Path, plots: bool = Tru
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(results)
-    (out_dir / "table.md").write_text(table)
+    atomic_write_text(out_dir / "table.md", table)
     files = plot(results, out_dir) if plots else []
     return {"table": table, "files": [out_dir / "table.md", *files], "num_results": len(results)}

@@ -21,19 +21,19 @@ word, char kinds), and `paradistill_tokenizer/` for an exact import back.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
-from pathlib import Path
-
 import os
 import shutil
 import uuid
+from dataclasses import asdict
+from pathlib import Path
 
 from ..checkpoint import save_checkpoint
 from ..data.tokenizers import UNK, BPETokenizer, CharTokenizer, HFTokenizer, WordTokenizer
 from ..errors import UserError
+from ..io import writable_location
 from ..kinds import KINDS, get_kind
 from ..loading import load
-from ..models.hf_model import ParadistillConfig, ParadistillModel, read_hf_config, register
+from ..models.hf_model import ParadistillConfig, ParadistillModel, read_hf_config, register  # noqa: F401 (re-exported)
 from .hf_standalone import MODULE_NAME, auto_map, modeling_source
 
 TOKENIZER_DIR = "paradistill_tokenizer"
@@ -68,9 +68,11 @@ def hf_tokenizer(tokenizer):
 
 
 def _check_kind(kind: str, where: str) -> None:
-    if get_kind(kind, where=f"'{where}'").export_as is None:
-        raise UserError(f"'{where}' holds a '{kind}' checkpoint, which has no standalone HF form (an ADJUST sampler "
-                        f"sits on a frozen base): export one of the kinds {list(EXPORTABLE_KINDS)}")
+    info = get_kind(kind, where=f"'{where}'")
+    if info.export_as is None:
+        what = ("an ADJUST sampler, which has no standalone HF form (it sits on a frozen base): export its base model"
+                if info.family == "sampler" else f"a '{kind}' checkpoint, which has no standalone HF form: export")
+        raise UserError(f"'{where}' holds {what} instead, or one of the kinds {', '.join(EXPORTABLE_KINDS)}")
 
 
 def export_hf(checkpoint: str | Path, out_dir: str | Path, use_ema: bool = True) -> Path:
@@ -94,25 +96,30 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, use_ema: bool = True)
     config.auto_map = auto_map(kind.export_as)
     model = ParadistillModel(config)
     model.backbone.load_state_dict(loaded.model.state_dict())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:  # written into a temporary sibling, renamed into place
-        model.save_pretrained(str(tmp))
-        (tmp / f"{MODULE_NAME}.py").write_text(modeling_source())
+    final, out = out, _temporary_sibling(out)  # written aside, renamed into place when complete
+    try:
+        model.save_pretrained(str(out))
+        (out / f"{MODULE_NAME}.py").write_text(modeling_source())
         if tok is not None:
-            tok.save(tmp / TOKENIZER_DIR)
+            tok.save(out / TOKENIZER_DIR)
             fast = hf_tokenizer(tok)
             if fast is not None:
-                fast.save_pretrained(str(tmp))
-        (tmp / "paradistill.json").write_text(json.dumps({"source": str(checkpoint), "kind": loaded.kind,
+                fast.save_pretrained(str(out))
+        (out / "paradistill.json").write_text(json.dumps({"source": str(checkpoint), "kind": loaded.kind,
                                                           "weights": "ema" if use_ema else "raw"}, indent=2))
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
+        if final.exists():
+            final.rmdir()  # empty (checked above)
+        os.replace(out, final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
         raise
-    return out
+    return final
+
+
+def _temporary_sibling(out: Path) -> Path:
+    writable_location(out, "--to")
+    out.absolute().parent.mkdir(parents=True, exist_ok=True)
+    return out.absolute().with_name(f".{out.absolute().name}.tmp-{uuid.uuid4().hex[:8]}")
 
 
 def import_hf(src_dir: str | Path, out_ckpt: str | Path) -> Path:

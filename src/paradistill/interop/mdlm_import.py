@@ -52,10 +52,19 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     elif (p.parent / "config.json").is_file():
         config = json.loads((p.parent / "config.json").read_text())
     if p.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(p)), config
-    obj = torch.load(p, map_location="cpu", weights_only=False)  # Lightning checkpoints pickle configs: trusted files
+        try:
+            return load_file(str(p)), config
+        except (SafetensorError, OSError, ValueError) as e:
+            raise UserError(f"'{p}' is truncated or corrupt ({e}): pass intact MDLM weights") from None
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=False)  # Lightning checkpoints pickle configs: trusted files
+    except Exception as e:  # truncated zip, not a torch file, ...
+        first = (str(e).splitlines() or [""])[0][:120]
+        raise UserError(f"'{p}' cannot be read as torch weights ({type(e).__name__}: {first}): "
+                        "pass an intact MDLM .ckpt, .safetensors or weights directory") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):

@@ -16,6 +16,7 @@ from ..config import from_dict
 from ..diffusion.objectives import DiffusionConfig
 from ..distill.sdtt import SDTTConfig, SDTTObjective, forward_for
 from ..errors import UserError
+from ..io import atomic_write_json
 from ..kinds import require_kind
 from ..loader import load_checkpoint
 from ..loading import load
@@ -110,7 +111,7 @@ def distill_rounds(teacher_path: str | Path, train_data, val_data, tokenizer, tr
         teacher_ckpt = res.checkpoint
     write_latest(out, teacher_ckpt, len(results), final=True)
     summary = [{**asdict(x), "checkpoint": str(x.checkpoint)} for x in results]
-    (out / "sdtt.json").write_text(json.dumps({"config": asdict(cfg), "rounds": summary}, indent=2))
+    atomic_write_json(out / "sdtt.json", {"config": asdict(cfg), "rounds": summary}, indent=2, default=str)
     return results
 
 

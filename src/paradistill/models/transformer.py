@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import check_ranges
 from ..errors import UserError
 from ..memory import check_memory
 from .noise_embed import NoiseLogitSkip, build_noise_embedding
@@ -51,6 +52,9 @@ class ModelConfig:
     def validate(self) -> None:
         if self.vocab_size < 2:
             raise UserError(f"model.vocab_size={self.vocab_size}: must be >= 2 (it is set from the tokenizer)")
+        check_ranges(self, "model", {"dim": (2, None), "n_heads": (1, None), "n_layers": (1, None),
+                                     "mlp_ratio": (1e-9, None), "dropout": (0, "<1"), "cond_dim": (1, None),
+                                     "rope_base": (1e-9, None), "max_len": (2, None), "noise_topk": (1, None)})
         if self.dim % self.n_heads != 0:
             raise UserError(f"model.dim={self.dim} is not divisible by model.n_heads={self.n_heads}")
         if (self.dim // self.n_heads) % 2 != 0:

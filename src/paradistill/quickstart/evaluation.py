@@ -8,7 +8,6 @@ the one-token-per-pass samples.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from ..api import load
 from ..eval.bench import median_time
 from ..eval.evaluate import EvalConfig, evaluate_samples, write_outputs
 from ..generation import generate
+from ..io import atomic_write_jsonl
 
 
 def settings_for(model: str, ctx: dict[str, Any]) -> list[dict[str, Any]]:
@@ -71,7 +71,7 @@ def evaluate_setting(setting: dict[str, Any], ctx: dict[str, Any], reference: st
                       batch_size=plan["num_samples"], seed=ctx["seed"], progress=False, **setting.get("options", {}))
     records = _records(loaded, result, setting)
     samples = folder / f"{slug}.samples.jsonl"
-    samples.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "_line"}) + "\n" for r in records))
+    atomic_write_jsonl(samples, ({k: v for k, v in r.items() if not k.startswith("_")} for r in records))
     metrics = "exact,entropy,distinct" if plan["builtin"] else "gen_ppl,entropy,distinct"
     if reference:
         metrics += ",mauve"

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..io import atomic_savefig, atomic_write_text
+
 GROUPS = [("AR", "autoregressive teacher"), ("MDLM", "masked diffusion (baseline)"), ("GD-MDLM", "Gumbel Distillation"),
           ("BD3-LM", "block diffusion"), ("SDTT", "self-distillation through time"),
           (("sequential", "marginal", "ADJUST"), "ADJUST family (one frozen MDLM)")]
@@ -103,7 +105,7 @@ def write_report(out: Path, plan: dict[str, Any], results: dict[str, Any], elaps
     rows = [r for stage in ("eval-a", "eval-b") for r in results.get(stage, {}).get("rows", [])]
     qname = "exact Gen PPL" if plan["builtin"] else "Gen PPL (AR judge)"
     marks = best_per_budget(rows)
-    lines = [f"# paradistill quick-start report", "",
+    lines = ["# paradistill quick-start report", "",
              f"corpus `{plan['corpus']}`, tokenizer `{plan['tokenizer']}`, L={plan['seq_len']}, "
              f"{plan['num_samples']} samples per setting, seed {plan['seed']}; total time {elapsed / 60:.1f} min "
              f"(budget {plan['budget_minutes']:.0f} min); optimizer steps: AR {plan['ar_steps']}, MDLM and GD-MDLM "
@@ -134,7 +136,7 @@ def write_report(out: Path, plan: dict[str, Any], results: dict[str, Any], elaps
                   "side by side.", ""]
     lines += ["Per-setting metrics: `eval/*.json`; samples: `eval/*.samples.jsonl`; logs: `logs/`.", ""]
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     plot_pareto(rows, out / "pareto.png", qname)
     return path
 
@@ -172,5 +174,5 @@ def plot_pareto(rows: list[dict[str, Any]], path: Path, qname: str) -> None:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)

@@ -19,6 +19,7 @@ from ..api import build_objective, load_recipe, model_config, prepare
 from ..checkpoint import atomic_write_text
 from ..data.tokenizers import WordTokenizer
 from ..errors import UserError
+from ..io import writable_location
 from ..models.transformer import Transformer
 from ..pipeline import Pipeline, Stage, worker_count
 from . import evaluation, stages
@@ -148,9 +149,12 @@ def run_quickstart(cfg: QuickstartConfig, echo=print) -> Path:
     cfg.validate()
     started = time.perf_counter()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out '{out}' is a file, not a folder: choose another path")
+    writable_location(out / "report.md", "--out")
     overrides = data_overrides(cfg)
-    recipe = load_recipe(cfg.recipe, overrides)
+    recipe = load_recipe(cfg.recipe, overrides)  # every section validated before anything is written
+    out.mkdir(parents=True, exist_ok=True)
     echo(f"[data] preparing {cfg.corpus} ...")
     data = prepare(recipe, progress=True)
     plan = load_or_make_plan(cfg, out, recipe, data.tokenizer.vocab_size, echo)

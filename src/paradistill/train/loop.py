@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,8 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import clean_partial_writes, prune_checkpoints, resolve_checkpoint, save_checkpoint, write_latest
+from ..checkpoint import (clean_partial_writes, prune_checkpoints, read_config, resolve_checkpoint, save_checkpoint,
+                          write_latest)
+from ..config import check_ranges
 from ..errors import TrainingDiverged, UserError
+from ..io import atomic_write_json, atomic_write_text, disk_errors, json_dumps
+from ..rundir import RunLock, check_resume_matches
 from ..seeding import derive_seed
 from . import distributed as dist
 from .distributed import make_fabric  # noqa: F401  (re-exported)
@@ -78,6 +83,12 @@ class TrainConfig:
                             "or 16-mixed")
         if self.devices < 1 or self.num_nodes < 1:
             raise UserError(f"train.devices={self.devices}, train.num_nodes={self.num_nodes}: both must be >= 1")
+        check_ranges(self, "train", {
+            "log_every": (1, None), "eval_batches": (1, None), "keep_checkpoints": (1, None),
+            "warmup_steps": (0, None), "eval_every": (0, None), "checkpoint_every": (0, None),
+            "max_skipped_steps": (0, None), "grad_accum": (0, None), "micro_batch_size": (0, None),
+            "weight_decay": (0, None), "grad_clip": (0, None), "max_minutes": (0, None), "seed": (0, None),
+            "min_lr_ratio": (0, 1), "beta1": (0, "<1"), "beta2": (0, "<1"), "ema": (0, "<1")})
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -125,25 +136,33 @@ class MetricsLog:
 
     def truncate(self, step: int) -> None:
         """Keep only records up to `step` (a resumed run rewrites what came after its checkpoint)."""
+        def step_of(line: str, parse) -> int | None:  # None: a line torn by a killed writer
+            try:
+                return parse(line)
+            except (ValueError, KeyError, TypeError, IndexError):
+                return None
+
         if self.jsonl.exists():
-            keep = [line for line in self.jsonl.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-            self.jsonl.write_text("".join(k + "\n" for k in keep))
+            keep = [line for line in self.jsonl.read_text().splitlines()
+                    if (s := step_of(line, lambda x: int(json.loads(x)["step"]))) is not None and s <= step]
+            atomic_write_text(self.jsonl, "".join(k + "\n" for k in keep))
         if self.csv.exists():
             lines = self.csv.read_text().splitlines()
-            keep = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= step]
-            self.csv.write_text("".join(k + "\n" for k in keep))
+            keep = lines[:1] + [line for line in lines[1:]
+                                if (s := step_of(line, lambda x: int(x.split(",", 1)[0]))) is not None and s <= step]
+            atomic_write_text(self.csv, "".join(k + "\n" for k in keep))
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with open(self.jsonl, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        with disk_errors(self.jsonl), open(self.jsonl, "a") as f:
+            f.write(json_dumps(record) + "\n")  # strict JSON: a non-finite value is written as null
         new = not self.csv.exists()
         with open(self.csv, "a") as f:
             if new:
                 f.write("step,kind,name,value\n")
             for k, v in record.items():
-                if k not in ("step", "kind") and isinstance(v, (int, float)):
+                if k not in ("step", "kind") and isinstance(v, (int, float)) and math.isfinite(v):
                     f.write(f"{record['step']},{record.get('kind', 'train')},{k},{v}\n")
 
 
@@ -188,11 +207,54 @@ def train(objective, model, train_data: np.ndarray, val_data: np.ndarray | None,
     """`optimizer_state`: when not resuming, start the optimizer from this state (SDTT rounds without reset)."""
     run_dir = Path(run_dir)
     fabric = fabric or make_fabric(cfg)
+    lock = RunLock(run_dir)
+    failure = None
+    if fabric.is_global_zero:  # one writer per run directory (a second job is refused, a dead one's lock reported)
+        try:
+            lock.acquire()
+            if not resume and (run_dir / "latest.json").is_file():
+                raise UserError(f"'{run_dir}' already holds a training run with checkpoints: resume it (--resume) or "
+                                "choose another --out")
+        except UserError as e:
+            failure = e
+    if dist.any_rank(fabric, failure is not None):
+        lock.release()
+        raise failure or UserError(f"run directory '{run_dir}' could not be locked by rank 0")
+    try:
+        return _train(objective, model, train_data, val_data, cfg, run_dir, tokenizer, method, resume, progress,
+                      fabric, optimizer_state)
+    finally:
+        lock.release()
+
+
+def _load_train_state(ckpt: Path) -> dict[str, Any]:
+    file = ckpt / "train_state.pt"
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise UserError(f"'{file}' is missing: this checkpoint cannot be resumed; delete '{ckpt}' to resume from "
+                        "an earlier one, or start a new run") from None
+    except Exception as e:  # truncated / corrupt pickle or zip
+        raise UserError(f"'{file}' is truncated or corrupt ({type(e).__name__}): delete '{ckpt}' to resume from an "
+                        "earlier checkpoint, or start a new run") from None
+    if not isinstance(state, dict) or "step" not in state or "model" not in state:
+        raise UserError(f"'{file}' is not a paradistill training state: delete '{ckpt}' or start a new run")
+    return state
+
+
+def _all_finite(model) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _train(objective, model, train_data, val_data, cfg, run_dir, tokenizer, method, resume, progress, fabric,
+           optimizer_state):
     world, rank = fabric.world_size, fabric.global_rank
     micro, accum = dist.micro_batching(cfg.batch_size, world, cfg.micro_batch_size, cfg.grad_accum)
-    if fabric.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    fabric.barrier()
+    if val_data is not None and len(val_data) == 0:
+        if fabric.is_global_zero:
+            print(f"paradistill: note: the validation split is empty; '{run_dir}' is trained without validation "
+                  "(raise data.val_fraction or add documents to evaluate)", file=sys.stderr)
+        val_data = None
     schedule = BatchSchedule(train_data, cfg.batch_size, cfg.seed)
     params = [p for p in objective.trainable_parameters(model) if p.requires_grad]
     name_of = {id(p): n for n, p in model.named_parameters()}
@@ -206,7 +268,8 @@ def train(objective, model, train_data: np.ndarray, val_data: np.ndarray | None,
         clean_partial_writes(run_dir)
     if resume and (run_dir / "latest.json").is_file():
         last_ckpt = resolve_checkpoint(run_dir)
-        state = torch.load(last_ckpt / "train_state.pt", map_location="cpu", weights_only=False)
+        check_resume_matches(run_dir, read_config(last_ckpt), objective.kind, method, asdict(model.cfg))
+        state = _load_train_state(last_ckpt)
         model.load_state_dict(state["model"])
         optimizer_state = state["optimizer"]  # loaded after setup (FSDP scatters it to the shards)
         if ema is not None and state.get("ema") is not None:
@@ -222,11 +285,20 @@ def train(objective, model, train_data: np.ndarray, val_data: np.ndarray | None,
     log = MetricsLog(run_dir, fabric.is_global_zero)
     if fabric.is_global_zero:
         log.truncate(start_step)  # steps after the checkpoint are redone: drop their old records
-    if fabric.is_global_zero and not resume:
-        (run_dir / "train_config.json").write_text(json.dumps({"train": asdict(cfg), "method": method}, indent=2))
+    if fabric.is_global_zero and not (resume and (run_dir / "train_config.json").is_file()):
+        atomic_write_json(run_dir / "train_config.json", {"train": asdict(cfg), "method": method}, indent=2,
+                          default=str)
 
     def checkpoint(step: int, final: bool = False) -> Path:
         path = run_dir / "checkpoints" / f"step_{step:07d}"
+        if not dist.any_rank(fabric, not _all_finite(model)):
+            pass
+        else:  # never let a checkpoint of non-finite weights become the latest
+            if bar is not None:
+                bar.close()
+            raise TrainingDiverged(f"the weights became non-finite by step {step} (skipped steps: {skipped}); last "
+                                   f"good checkpoint: {last_ckpt or 'none'}. Lower train.lr or raise "
+                                   "train.warmup_steps")
         model_state, optim_state = dist.full_states(fabric, fmodel, model, raw_optimizer, param_names)
         if fabric.is_global_zero:
             view = dist.StateView(model.cfg, model_state) if dist.is_fsdp(fabric) else model
@@ -239,6 +311,13 @@ def train(objective, model, train_data: np.ndarray, val_data: np.ndarray | None,
             prune_checkpoints(run_dir, cfg.keep_checkpoints)
         fabric.barrier()
         return path
+
+    def validate(step: int) -> float:
+        value = run_eval(objective, fmodel, model, ema, val_data, cfg, fabric)
+        log.write({"step": step, "kind": "val", "val_loss": value, "val_ppl": math.exp(min(value, 50))})
+        if bar is not None and not bar.disable:
+            bar.write(f"step {step}: val loss {value:.4f} (ppl {math.exp(min(value, 50)):.2f})")
+        return value
 
     bar = None
     if progress and fabric.is_global_zero:
@@ -305,19 +384,29 @@ def train(objective, model, train_data: np.ndarray, val_data: np.ndarray | None,
                 bar.set_postfix(loss=f"{loss_total:.3f}", tok_s=f"{tps:.0f}")
         if bar is not None:
             bar.update(1)
-        if val_data is not None and cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-            last_val = run_eval(objective, fmodel, model, ema, val_data, cfg, fabric)
-            log.write({"step": step, "kind": "val", "val_loss": last_val, "val_ppl": math.exp(min(last_val, 50))})
-            if bar is not None:
-                bar.write(f"step {step}: val loss {last_val:.4f} (ppl {math.exp(min(last_val, 50)):.2f})")
         if cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
-            last_ckpt = checkpoint(step)
+            last_ckpt = checkpoint(step)  # before evaluating: a failing evaluation never costs the training
+        if val_data is not None and cfg.eval_every > 0 and step % cfg.eval_every == 0 and step < cfg.max_steps:
+            last_val = validate(step)
     if bar is not None:
         bar.close()
-    if val_data is not None and last_val is None:
-        last_val = run_eval(objective, fmodel, model, ema, val_data, cfg, fabric)
-        log.write({"step": step, "kind": "val", "val_loss": last_val, "val_ppl": math.exp(min(last_val, 50))})
-    final = checkpoint(step, final=step >= cfg.max_steps)
+    steps_run = step - start_step
+    if skipped and fabric.is_global_zero:
+        print(f"paradistill: note: {skipped} of {step} steps were skipped (non-finite loss or gradient)",
+              file=sys.stderr)
+    if steps_run > 0 and 2 * skipped > step:
+        raise TrainingDiverged(f"{skipped} of {step} steps were skipped (non-finite loss or gradient): the model "
+                               f"did not train; last good checkpoint: {last_ckpt or 'none'}. Lower train.lr or raise "
+                               "train.warmup_steps")
+    final = checkpoint(step, final=False)
+    if val_data is not None and (last_val is None or step >= cfg.max_steps):
+        last_val = validate(step)
+        if not math.isfinite(last_val):
+            raise TrainingDiverged(f"the validation loss at step {step} is not finite: the model diverged; "
+                                   f"checkpoint '{final}' is not marked final. Lower train.lr")
+    if fabric.is_global_zero and step >= cfg.max_steps:
+        write_latest(run_dir, final, step, final=True)
+    fabric.barrier()
     return TrainResult(run_dir, final, step, last_val, time.perf_counter() - started)
 
 
