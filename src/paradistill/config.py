@@ -144,10 +144,6 @@ def check_ranges(obj: Any, section: str, ranges: dict[str, tuple]) -> None:
             raise UserError(f"{name}{value}: must be {want}")
 
 
-def to_dict(obj: Any) -> dict[str, Any]:
-    return dataclasses.asdict(obj)
-
-
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `a.b=value` strings to a nested dict (values parsed as YAML scalars)."""
     import copy

@@ -76,7 +76,8 @@ class Recipe:
     def validate(self) -> None:
         """The model section up front too (the typed sections validate themselves), with a stand-in vocabulary
         size: the real one comes from the tokenizer, but a bad `model.dropout` must fail in --dry-run."""
-        model_config(self, vocab_size=_STAND_IN_VOCAB)
+        noise_vocab = self.model.get("noise_vocab", 0) if isinstance(self.model, dict) else 0
+        model_config(self, vocab_size=max(_STAND_IN_VOCAB, int(noise_vocab or 0)))
 
 
 _STAND_IN_VOCAB = 256

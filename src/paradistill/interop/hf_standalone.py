@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import re
 
+from ..config import check_ranges
 from ..models import hf_model, noise_embed, transformer
 
 MODULE_NAME = "modeling_paradistill"
@@ -40,7 +41,7 @@ def _inline(source: str) -> str:
 
 
 def modeling_source() -> str:
-    parts = [HEADER]
+    parts = [HEADER, "\n", inspect.getsource(check_ranges)]
     for module in (transformer, noise_embed, hf_model):
         parts.append(f"\n# {'-' * 100} from paradistill.models.{module.__name__.rsplit('.', 1)[-1]}\n")
         parts.append(_inline(inspect.getsource(module)))
