@@ -8,41 +8,35 @@ full passes and sampler passes per sequence, wall-clock seconds per sample, and 
 between marginal and sequential that ADJUST closes. The MAUVE reference is a sequential set drawn with seed 0;
 every evaluated row uses seed 1, so the sequential seed-1 row gives MAUVE's ceiling at this sample size.
 
-    python scripts/adjust_eval.py --base runs/base/mdlm --adjust runs/adjust/mdlm --ks 2 4 8 --num 128 \
+    python -m experiments.adjust.sampler_quality --base runs/base/mdlm --adjust runs/adjust/mdlm --ks 2 4 8 --num 128 \
         --out results/adjust
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from experiments.common.models import load_run
+from experiments.common.output import write_json, write_text
+from experiments.common.scoring import ADJUST_FIELDS, exact_score
 
-def score(tokens: torch.Tensor) -> dict:
-    from paradistill.data.grammar import StoryGrammar
-    from paradistill.eval.metrics import exact_nll, unigram_entropy
 
-    grammar = StoryGrammar()
-    totals, counts = exact_nll(tokens.tolist(), grammar)
-    per_sample = totals / counts
-    # slips: off-grammar tokens (probability = the noise floor); each costs ~ -log(noise/V') and the generator
-    # resynchronises after it, so the NLL mostly counts slips
-    off = grammar.token_log_probs(tokens)[:, 1:] <= grammar.noise_logp + 1e-9  # [N, L-1]
-    first = torch.where(off.any(1), off.float().argmax(1), torch.full((len(off),), float(off.shape[1])))
-    nll = float(totals.sum() / counts.sum())
-    finite = np.isfinite(per_sample)
-    return {"nll": nll, "nll_se": float(per_sample[finite].std() / math.sqrt(finite.sum())),
-            "gen_ppl": math.exp(nll) if math.isfinite(nll) else float("inf"),
-            "impossible_samples": int((~finite).sum()), "tokens_before_first_slip": float(first.mean()),
-            "slips_per_sample": float(off.sum(1).float().mean()),
-            "clean_samples": float((~off.any(1)).float().mean()),
-            "entropy": float(np.mean([unigram_entropy(r[1:]) for r in tokens.tolist()]))}
+def warm_up(loaded, adjust_run, option: str) -> None:
+    """Load the ADJUST sampler `adjust_run` on `loaded` (and fingerprint the base) with two samples; a missing or
+    mismatched sampler ends the program with one line naming `option`."""
+    from paradistill import api
+    from paradistill.errors import UserError
+
+    try:
+        api.generate(loaded, 2, sampler="adjust", tokens_per_pass=2, mode="adjust", adjust_checkpoint=adjust_run,
+                     batch_size=2, progress=False)
+    except UserError as err:
+        raise SystemExit(f"{option} {adjust_run}: {err}") from None
 
 
 def run_row(loaded, label, k, mode, args, seed, threshold=None):
@@ -55,7 +49,7 @@ def run_row(loaded, label, k, mode, args, seed, threshold=None):
     row = {"method": label, "tokens_per_pass": k, "mode": mode, "seed": seed,
            "full_passes": float(np.mean(res.nfe)),
            "sampler_passes": float(np.mean([e.get("sampler_passes", 0) for e in extra])),
-           "seconds_per_sample": sum(res.seconds) / args.num, **score(res.tokens)}
+           "seconds_per_sample": sum(res.seconds) / args.num, **exact_score(res.tokens).row(ADJUST_FIELDS)}
     texts = [loaded.tokenizer.decode(r) for r in res.tokens.tolist()]
     print(f"{label:22s} K={k}  NLL {row['nll']:.4f}  GenPPL {row['gen_ppl']:.3f}  H {row['entropy']:.3f}  "
           f"full {row['full_passes']:.1f}  sampler {row['sampler_passes']:.1f}  "
@@ -89,12 +83,10 @@ def main() -> None:
     p.add_argument("--out", default="results/adjust")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from paradistill import api
     from paradistill.eval.mauve import featurize, mauve_score
 
-    loaded = api.load(args.base)
-    api.generate(loaded, 2, sampler="adjust", tokens_per_pass=2, mode="adjust", adjust_checkpoint=args.adjust,
-                 batch_size=2, progress=False)  # warm-up: load the sampler, fingerprint the base
+    loaded = load_run(args.base, "--base")
+    warm_up(loaded, args.adjust, "--adjust")
     started = time.perf_counter()
     # the MAUVE reference set (seed 0) is independent of every evaluated set (seed 1, common random numbers)
     results = [run_row(loaded, "sequential (MAUVE reference)", 1, "marginal", args, seed=0),
@@ -118,14 +110,13 @@ def main() -> None:
             gap = marg["nll"] - seq["nll"]
             r["gap_closed"] = (marg["nll"] - r["nll"]) / gap if gap > 0 else None
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     meta = {"base": str(loaded.path), "adjust": args.adjust, "num": args.num, "batch_size": args.batch_size,
             "threads": args.threads, "ks": args.ks, "mauve_features": "minilm (paradistill.eval.mauve)",
             "reference": "sequential samples, seed 0 (its own MAUVE row is 1 by construction); all other rows use "
                          "seed 1; the sequential seed-1 row is MAUVE's ceiling at this sample size",
             "seconds_total": time.perf_counter() - started}
-    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    (out / "table.md").write_text(table(rows, seq))
+    write_json(out / "results.json", {"meta": meta, "rows": rows})
+    write_text(out / "table.md", table(rows, seq))
     print(table(rows, seq))
 
 

@@ -1,6 +1,6 @@
-"""Render results/sdtt/*.json (written by scripts/sdtt_eval.py) as one markdown table per JSON.
+"""Render results/sdtt/*.json (written by experiments/sdtt/round_quality.py) as one markdown table per JSON.
 
-    python scripts/sdtt_table.py results/sdtt/mdlm.json [results/sdtt/gd.json ...] --out results/sdtt/table.md
+    python -m experiments.sdtt.table results/sdtt/mdlm.json [results/sdtt/gd.json ...] --out results/sdtt/table.md
 """
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ import argparse
 import json
 from pathlib import Path
 
+from experiments.common.output import write_text
+
 
 def render_val(path: Path, res: dict) -> str:
-    """A val_kl_*.json of scripts/sdtt_val_kl.py: each round's objective before and after training."""
+    """A val_kl_*.json of experiments/sdtt/round_objective.py: each round's objective before and after training."""
     lines = [f"### {path.stem}: validation {res['divergence']} of each round's student (`{res['run']}`)\n",
              "| round | steps | student = teacher (init) | trained student |", "|---|---|---:|---:|"]
     lines += [f"| {r['round']} | {r['steps']} | {r['val_div_init']:.4f} | {r['val_div_trained']:.4f} |"
@@ -20,7 +22,7 @@ def render_val(path: Path, res: dict) -> str:
 
 
 def render_headroom(path: Path, res: dict) -> str:
-    """A headroom_*.json of scripts/sdtt_headroom.py: the objective at init vs the best per-position student."""
+    """A headroom_*.json of experiments/sdtt/headroom.py: the objective at init vs the best per-position student."""
     lines = [f"### {path.stem}: how far could each round lower its objective? (`{res['run']}`, oracle fitted on "
              f"{res['draws']} first-step draws, {res['batches']} val batches)\n",
              "| round | steps | divergence | at init (= teacher) | best per-position student (held-out draws) | "
@@ -66,7 +68,7 @@ def main() -> None:
     args = ap.parse_args()
     text = "# SDTT on the built-in corpus\n\nRegenerate: see COMMAND.md in this folder.\n\n"
     text += "\n".join(render(Path(p)) for p in args.json)
-    Path(args.out).write_text(text)
+    write_text(args.out, text)
     print(text)
 
 

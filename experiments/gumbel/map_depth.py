@@ -22,7 +22,7 @@ asks the student to run this chain forward over the still-masked positions insid
    before it still masked in the pass that committed it. With independent unmasking times (ancestral at any T,
    first-hitting) each earlier position is still masked with probability >= 1/2: on average >= (i-1)/2 links.
 
-    python scripts/gumbel_depth.py --model mdlm=runs/base/mdlm --model gd-mdlm-skip=runs/gumbel/gd-mdlm-skip \
+    python -m experiments.gumbel.map_depth --model mdlm=runs/base/mdlm --model gd-mdlm-skip=runs/gumbel/gd-mdlm-skip \
         --num 128 --json results/gumbel_distillation/depth.json --png results/gumbel_distillation/depth.png
 """
 
@@ -31,6 +31,10 @@ from __future__ import annotations
 import argparse
 
 import torch
+
+from experiments.common.models import load_model, model_args
+from experiments.common.output import save
+from experiments.gumbel.noise_map import STUDENT_KINDS, prior_noise_and_sample
 
 DEPTHS = (0, 1, 2, 3, 5, 7, 11, 15)
 
@@ -219,13 +223,10 @@ def main() -> None:
                 profiles.setdefault(r["model"], []).append(r)
         render(next(r["coupling"] for r in saved if "coupling" in r), profiles, args.png)
         return
-    from gumbel_eval import load_model, model_args  # scripts/ is on sys.path
-    from gumbel_noise_map import STUDENT_KINDS, prior_noise_and_sample
-
     from paradistill.distill.teachers import GrammarTeacher
 
-    models = model_args(args.model)
     torch.set_num_threads(1)
+    models = [(label, path, load_model(label, path)) for label, path in model_args(args.model)]  # fail before work
 
     teacher = GrammarTeacher()
     coupling = coupling_curve(teacher.grammar, args.coupling_num, args.length, args.length - 1,
@@ -233,8 +234,7 @@ def main() -> None:
     for r in coupling:
         print(f"coupling d={r['depth']:2d} agree {r['agree']:.3f} (same start state {r['same_start_state']:.3f})")
     profiles, rows, demand = {}, [], []
-    for label, path in models:
-        loaded = load_model(label, path)
+    for label, path, loaded in models:
         if not demand and loaded.kind in ("mdlm", "gd-mdlm") and args.demand_steps:
             settings = [("ancestral", t) for t in args.demand_steps] + [("first-hitting", 1)]
             demand = demanded_links(loaded, settings, args.num, args.length, args.seed)
@@ -274,8 +274,6 @@ def main() -> None:
                   f"{100 * r['share_ge4']:.0f}% |" for r in demand]
     if args.png:
         render(coupling, profiles, args.png)
-    from gumbel_eval import save
-
     save(args, rows + [{"coupling": coupling}] + ([{"demand": demand}] if demand else []), "\n".join(lines))
 
 

@@ -12,7 +12,7 @@ between p_1 and g. This script measures, on validation batches, the objective of
 student, so init - oracle there is a lower bound on the headroom; scored on the draws it was fitted on it is
 biased the other way (an upper bound). Both differences are paired (init scored on the same draws).
 
-    python scripts/sdtt_headroom.py --run runs/sdtt/mdlm --teacher runs/base/mdlm --json results/sdtt/headroom_mdlm.json
+    python -m experiments.sdtt.headroom --run runs/sdtt/mdlm --teacher runs/base/mdlm --json results/sdtt/headroom_mdlm.json
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ import json
 from pathlib import Path
 
 import torch
+
+from experiments.common.output import write_text
+from experiments.sdtt.runs import sdtt_summary, teacher_checkpoint
 
 
 def divergence_mean(student_lp, targets, kind, counted):
@@ -85,19 +88,14 @@ def main() -> None:
     from paradistill import api
     from paradistill.config import from_dict
     from paradistill.distill.sdtt import SDTTConfig, build_round
-    from paradistill.checkpoint import resolve_checkpoint
 
-    listing = Path(args.run) / "sdtt.json"
-    if not listing.is_file():
-        raise SystemExit(f"--run {args.run}: no sdtt.json there; pass the --out folder of a finished "
-                         "`paradistill distill sdtt` run")
-    summary = json.loads(listing.read_text())
+    summary = sdtt_summary(args.run)
     cfg = from_dict(SDTTConfig, summary["config"])
     kind = args.divergence or cfg.divergence
     data = api.prepare(api.load_recipe(args.recipe), progress=False)
     val = torch.as_tensor(data.val[: 32 * args.batches].astype("int64"))
     batches = list(val.split(32))
-    teacher, rows = resolve_checkpoint(args.teacher), []
+    teacher, rows = teacher_checkpoint(args.teacher), []
     for rnd in summary["rounds"]:
         _, obj, _, _ = build_round(teacher, cfg, rnd["round"], rnd["teacher_steps"])
         row = {"round": rnd["round"], "steps": f"{rnd['teacher_steps']}->{rnd['student_steps']}",
@@ -105,7 +103,7 @@ def main() -> None:
         print({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
         rows.append(row)
         teacher = Path(rnd["checkpoint"])
-    Path(args.json).write_text(json.dumps({"run": args.run, "draws": args.draws, "batches": args.batches,
+    write_text(args.json, json.dumps({"run": args.run, "draws": args.draws, "batches": args.batches,
                                            "rows": rows}, indent=2))
 
 

@@ -1,6 +1,6 @@
 """Benchmark BD3-LM block sampling with and without the KV cache of clean blocks.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_bd3lm_cache.py --threads 1
+    OMP_NUM_THREADS=1 .venv/bin/python -m experiments.bench.bd3lm_cache --threads 1
 
 A model of the `tiny` recipe's size (random weights: speed does not depend on them) samples L=256 tokens in
 blocks of B=16 with the ancestral sampler; both paths use the same generator and must give identical tokens.
@@ -27,7 +27,9 @@ from paradistill.sampling.bd3lm import BD3Denoiser
 from paradistill.sampling.blocks import BlockwiseSampler
 from paradistill.sampling.registry import build_sampler
 
-OUT = Path(__file__).resolve().parents[1] / "results" / "bd3lm_cache"
+from experiments.common.output import write_text
+
+OUT = Path(__file__).resolve().parents[2] / "results" / "bd3lm_cache"
 
 
 def run_once(model, tok, args, use_cache: bool):
@@ -84,7 +86,7 @@ def main(argv=None) -> int:
               "machine": {"platform": platform.platform(), "torch": torch.__version__, "python": sys.version.split()[0]}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out / "bench.json", json.dumps(result, indent=2) + "\n")
     rows = [("KV cache", cached), ("recompute prefix", plain)]
     table = ["| path | median s | forward calls | query tokens | GFLOPs |", "|---|---|---|---|---|"]
     table += [f"| {name} | {r['median_s']:.3f} | {r['forward_calls']} | {r['query_tokens']} | {r['flops'] / 1e9:.1f} |"
@@ -92,9 +94,9 @@ def main(argv=None) -> int:
     table += ["", f"L={args.length}, B={args.block}, {args.steps} ancestral steps per block, batch {args.batch}, "
                   f"{args.threads} thread(s), median of {args.reps} after a warm-up. Speed ratio **{speedup:.2f}x** "
                   f"(target >= 2x), FLOPs ratio {result['flops_ratio']:.2f}x, identical samples: {identical}."]
-    (out / "table.md").write_text("\n".join(table) + "\n")
-    cmd = "OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_bd3lm_cache.py " + " ".join(argv or sys.argv[1:])
-    (out / "COMMAND.md").write_text(f"Regenerate with (from the repository root):\n\n    {cmd.strip()}\n")
+    write_text(out / "table.md", "\n".join(table) + "\n")
+    cmd = "OMP_NUM_THREADS=1 .venv/bin/python -m experiments.bench.bd3lm_cache " + " ".join(argv or sys.argv[1:])
+    write_text(out / "COMMAND.md", f"Regenerate with (from the repository root):\n\n    {cmd.strip()}\n")
     print("\n".join(table))
     return 0 if identical else 1
 

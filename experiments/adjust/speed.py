@@ -1,7 +1,7 @@
 """Wall-clock per sample of sequential (K = 1), marginal and ADJUST sampling, measured in interleaved repetitions
 (the median of each) so that load from other processes on a shared machine hits every method alike.
 
-    python scripts/adjust_timing.py --base runs/base/mdlm --adjust runs/adjust/mdlm --ks 4 8 --reps 3 \
+    python -m experiments.adjust.speed --base runs/base/mdlm --adjust runs/adjust/mdlm --ks 4 8 --reps 3 \
         --out results/adjust/timing.json
     (repeat --adjust LABEL=RUN to time several samplers in the same interleaved repetitions)
 """
@@ -9,12 +9,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
+
+from experiments.adjust.sampler_quality import warm_up
+from experiments.common.models import load_run, model_args
+from experiments.common.output import write_json
 
 
 def main() -> None:
@@ -31,13 +33,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from paradistill import api
 
-    loaded = api.load(args.base)
-    samplers = [a.split("=", 1) if "=" in a else ("adjust", a) for a in args.adjust]
+    loaded = load_run(args.base, "--base")
+    samplers = [model_args([a], "--adjust")[0] if "=" in a else ("adjust", a) for a in args.adjust]
     configs = [("sequential", 1, "marginal", None)] + [
         c for k in args.ks for c in [("marginal", k, "marginal", None)] + [(n, k, "adjust", r) for n, r in samplers]]
-    for _, run in samplers:  # warm-up
-        api.generate(loaded, 2, sampler="adjust", tokens_per_pass=2, mode="adjust", adjust_checkpoint=run,
-                     batch_size=2, progress=False)
+    for label, run in samplers:
+        warm_up(loaded, run, f"--adjust {label}=")
     times: dict[str, list[float]] = {f"{m} K={k}": [] for m, k, _, _ in configs}
     for rep in range(args.reps):
         for name, k, mode, run in configs:
@@ -49,9 +50,7 @@ def main() -> None:
     seq = statistics.median(times["sequential K=1"])
     rows = {n: {"ms_per_sample_median": statistics.median(t) * 1000, "ms_per_sample_all": [x * 1000 for x in t],
                 "speedup_vs_sequential": seq / statistics.median(t)} for n, t in times.items()}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"batch_size": args.batch_size, "reps": args.reps, "threads": args.threads,
-                                          "rows": rows}, indent=2))
+    write_json(args.out, {"batch_size": args.batch_size, "reps": args.reps, "threads": args.threads, "rows": rows})
     for n, r in rows.items():
         print(f"{n:16s} {r['ms_per_sample_median']:8.1f} ms/sample  {r['speedup_vs_sequential']:.2f}x")
 

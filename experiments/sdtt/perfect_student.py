@@ -1,9 +1,9 @@
-"""What would a *perfect* SDTT student sample like? The headroom bound of scripts/sdtt_headroom.py, in Gen PPL.
+"""What would a *perfect* SDTT student sample like? The headroom bound of experiments/sdtt/headroom.py, in Gen PPL.
 
 One SDTT round trains a student at step size 2 dt to match, on every masked position of x_t, its teacher's two
 ancestral steps of size dt. The student does not see the teacher's random first step, so the best it can do
 (reverse KL, the default divergence) is, per position, the normalised geometric mean of the targets over first-step
-draws: `g = softmax(E_y log target_y)` (see sdtt_headroom.py). This script *samples with that oracle*: an ancestral
+draws: `g = softmax(E_y log target_y)` (see experiments/sdtt/headroom.py). This script *samples with that oracle*: an ancestral
 sampler at T steps whose prediction at every step is g, estimated from `--draws` fresh two-step draws of the teacher
 (1 + draws teacher passes per step). It is the best any one-round student distilled from the teacher at 2T
 steps can sample at T steps, whatever its size or training length; beside it the teacher itself at T and at 2T
@@ -14,22 +14,23 @@ is if anything optimistic.
 `--rounds R` nests the oracle: round r's oracle is the teacher of round r + 1, so the student at T steps descends
 from the teacher at T * 2^R steps through R perfect rounds ((1 + draws)^R teacher passes per step).
 
-    python scripts/sdtt_oracle.py --teacher runs/base/mdlm --steps 16 --draws 16 --num 128 \
+    python -m experiments.sdtt.perfect_student --teacher runs/base/mdlm --steps 16 --draws 16 --num 128 \
         --json results/sdtt/oracle_T16.json
-    python scripts/sdtt_oracle.py --table results/sdtt/oracle_T*.json --json results/sdtt/oracle.json   # + .md
+    python -m experiments.sdtt.perfect_student --table results/sdtt/oracle_T*.json --json results/sdtt/oracle.json   # + .md
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from experiments.common.models import load_run
+from experiments.common.output import write_json, write_text
+from experiments.common.scoring import GUMBEL_FIELDS, exact_score
 
 
 class OracleDenoiser:
@@ -79,7 +80,7 @@ def summarise(paths: list[str]) -> tuple[list[dict], str]:
             steps, rounds = oracle["steps"], oracle.get("rounds") or 1
             at_t, at_top = teacher[steps], teacher[steps * 2 ** rounds]
         except (OSError, ValueError, KeyError, StopIteration) as err:
-            raise SystemExit(f"--table {path}: not the --json of a sdtt_oracle.py run ({type(err).__name__}: {err})") from None
+            raise SystemExit(f"--table {path}: not the --json of a experiments/sdtt/perfect_student.py run ({type(err).__name__}: {err})") from None
         rows.append({"file": path, "steps": steps, "rounds": rounds, "draws": oracle["draws"],
                      "teacher_steps": steps * 2 ** rounds, "oracle_gen_ppl": oracle["gen_ppl"],
                      "oracle_band": [oracle["gen_ppl_lo"], oracle["gen_ppl_hi"]], "oracle_entropy": oracle["entropy"],
@@ -115,25 +116,18 @@ def main() -> None:
     if args.table:
         rows, md = summarise(args.table)
         print(md)
-        Path(args.json).write_text(json.dumps({"rows": rows}, indent=2))
-        Path(args.json).with_suffix(".md").write_text(md + "\n")
+        write_json(args.json, {"rows": rows})
+        write_text(Path(args.json).with_suffix(".md"), md + "\n")
         return
     if args.teacher is None or args.steps is None:
         raise SystemExit("give --teacher and --steps (or --table JSON ... to tabulate earlier runs)")
     if min(args.steps, args.draws, args.num, args.rounds) < 1:
         raise SystemExit("--steps, --draws, --num and --rounds must be >= 1")
     torch.set_num_threads(args.threads)
-    from gumbel_eval import score
-
     from paradistill.diffusion.schedules import LogLinear
-    from paradistill.errors import UserError
     from paradistill.sampling.base import Denoiser
-    from paradistill.loader import load_checkpoint
 
-    try:
-        loaded = load_checkpoint(args.teacher, use_ema=True)
-    except UserError as err:
-        raise SystemExit(f"--teacher: {err}") from None
+    loaded = load_run(args.teacher, "--teacher", use_ema=True)
     if loaded.kind != "mdlm":
         raise SystemExit(f"--teacher {args.teacher}: a {loaded.kind} checkpoint; this oracle is written for MDLM")
     base = Denoiser(loaded.model, loaded.tokenizer.mask_id)
@@ -148,11 +142,11 @@ def main() -> None:
         tokens = sample(loaded, den, steps, args.num, args.batch_size, args.seed)
         row = {"model": label, "steps": steps, "draws": args.draws if label != "teacher" else None,
                "rounds": args.rounds if label != "teacher" else None,
-               "seconds": time.perf_counter() - start, **score(tokens)}
+               "seconds": time.perf_counter() - start, **exact_score(tokens).row(GUMBEL_FIELDS)}
         print(f"{label:20s} T={steps:4d} Gen PPL {row['gen_ppl']:8.2f} [{row['gen_ppl_lo']:.1f}, "
               f"{row['gen_ppl_hi']:.1f}] entropy {row['entropy']:.3f}", flush=True)
         rows.append(row)
-    Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    write_json(args.json, {"args": vars(args), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ teacher's support S_i = {x : p_T(x | x*_<i) > --threshold}, the softmax(xi_i) ma
 spread over V would put there, |S_i| / V), how often argmax xi_i falls in S_i, and the softmax(xi_i) weight of the
 chosen token x*_i.
 
-    python scripts/gumbel_noise_info.py --num 128 --json results/gumbel_distillation/noise_info.json
+    python -m experiments.gumbel.noise_on_support --num 128 --json results/gumbel_distillation/noise_info.json
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from __future__ import annotations
 import argparse
 
 import torch
+
+from experiments.common.output import save
+from experiments.gumbel.noise_map import prior_noise_and_sample
 
 
 @torch.no_grad()
@@ -44,8 +47,6 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the result here (and a .md table beside it)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from gumbel_eval import save  # scripts/ is on sys.path when this script runs
-    from gumbel_noise_map import prior_noise_and_sample
     from paradistill.distill.teachers import GrammarTeacher
 
     teacher = GrammarTeacher()

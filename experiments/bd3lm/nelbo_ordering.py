@@ -1,6 +1,6 @@
 """Validation NELBO ordering AR <= BD3-LM(B=4) <= BD3-LM(B=16) <= MDLM on the built-in corpus, same budget.
 
-    PARADISTILL_CACHE=.cache/data OMP_NUM_THREADS=1 .venv/bin/python scripts/bd3lm_ordering.py --stop-step 300
+    PARADISTILL_CACHE=.cache/data OMP_NUM_THREADS=1 .venv/bin/python -m experiments.bd3lm.nelbo_ordering --stop-step 300
 
 Trains `paradistill train bd3lm --block-size B` with the unchanged `tiny` recipe (the same max_steps, batch,
 learning-rate schedule, seed and validation protocol as runs/base/ar and runs/base/mdlm) into runs/bd3lm/bB.
@@ -21,7 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from experiments.common.output import write_text
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository root
 
 
 def val_losses(run: Path) -> dict[int, float]:
@@ -107,7 +109,7 @@ def main(argv=None) -> int:
                       "EMA weights, the first eval_batches*batch_size validation rows, positions 1..L-1."}
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ordering.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out / "ordering.json", json.dumps(result, indent=2) + "\n")
     steps = sorted({s for c in curves.values() for s in c})
     head = "| model | " + " | ".join(f"step {s}" for s in steps) + " |"
     table = [f"Validation NLL (AR) / NELBO (diffusion) per token, tiny recipe (batch {config['batch_size']}, "
@@ -117,10 +119,10 @@ def main(argv=None) -> int:
         table.append(f"| {name} | " + " | ".join(f"{curves[name][s]:.4f}" if s in curves[name] else "-" for s in steps)
                      + " |")
     table += ["", f"Ordering {' <= '.join(order)} at step {stop}: **{'holds' if holds else 'does not hold'}**."]
-    (out / "table.md").write_text("\n".join(table) + "\n")
-    cmd = ("PARADISTILL_CACHE=.cache/data OMP_NUM_THREADS=1 .venv/bin/python scripts/bd3lm_ordering.py "
+    write_text(out / "table.md", "\n".join(table) + "\n")
+    cmd = ("PARADISTILL_CACHE=.cache/data OMP_NUM_THREADS=1 .venv/bin/python -m experiments.bd3lm.nelbo_ordering "
            + " ".join(argv if argv is not None else sys.argv[1:]))
-    (out / "COMMAND.md").write_text(f"Regenerate with (from the repository root; retrains only missing steps):\n\n"
+    write_text(out / "COMMAND.md", f"Regenerate with (from the repository root; retrains only missing steps):\n\n"
                                     f"    {cmd.strip()}\n")
     print("\n".join(table))
     return 0

@@ -2,7 +2,7 @@
 its logits (no training), by mask rate t, on validation rows of the built-in corpus (posterior noise under the
 corpus's exact generator).
 
-    python scripts/gumbel_skip_probe.py runs/base/mdlm --json results/gumbel_distillation/skip_probe.json
+    python -m experiments.gumbel.untrained_noise_probe runs/base/mdlm --json results/gumbel_distillation/skip_probe.json
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 
 import torch
+
+from experiments.common.models import load_run
+from experiments.common.output import save
 
 
 def main() -> None:
@@ -21,14 +24,13 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the rows here (and a .md table beside it)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from gumbel_eval import save  # scripts/ is on sys.path when this script runs
     from paradistill import api
     from paradistill.diffusion.mdlm import masked_token_nll, q_sample
     from paradistill.distill.gumbel_noise import draw_seeds, extract_posterior
     from paradistill.distill.teachers import GrammarTeacher
     from paradistill.recipes import load_recipe
 
-    loaded = api.load(args.run)
+    loaded = load_run(args.run, "RUN")
     model, mask = loaded.model.eval(), loaded.tokenizer.mask_id
     val = torch.tensor(api.prepare(load_recipe("tiny"), progress=False).val[: args.rows]).long()
     teacher, g = GrammarTeacher(), torch.Generator().manual_seed(0)

@@ -11,7 +11,7 @@ prefix*, argmax(log p_T(. | x_<i) + xi_i), beside its chance level (the mean tea
 tokens: what it would be had they been drawn without the noise). Once a sample departs from x* the first two fall to
 chance even for a student that follows the noise perfectly; the local agreement does not (a perfect student: 100%).
 
-    python scripts/gumbel_noise_map.py --model mdlm=runs/base/mdlm --model gd=runs/gumbel/gd-mdlm \
+    python -m experiments.gumbel.noise_map --model mdlm=runs/base/mdlm --model gd=runs/gumbel/gd-mdlm \
         --steps 8 16 --first-hitting --num 128 --json results/gumbel_distillation/noise_map.json
 """
 
@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import argparse
 import torch
+
+from experiments.common.models import load_model, model_args
+from experiments.common.output import save
 
 
 @torch.no_grad()
@@ -123,8 +126,6 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the rows here (and a .md table beside it)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from gumbel_eval import load_model, model_args  # scripts/ is on sys.path
-
     from paradistill.distill.teachers import GrammarTeacher
 
     models = model_args(args.model)
@@ -140,8 +141,6 @@ def main() -> None:
               f"{100 * r['agreement']:.1f}% | {r['prefix']:.2f} | {100 * r['local_agreement']:.1f}% | "
               f"{100 * r['local_chance']:.1f}% |" for r in rows]
     md = "\n".join(lines)
-    from gumbel_eval import save  # scripts/ is on sys.path when this script runs
-
     save(args, rows, md)
 
 

@@ -1,13 +1,13 @@
 """Quality against diversity: exact Gen PPL vs entropy of a GD student and of its baseline at several temperatures.
 
 A lower entropy alone lowers Gen PPL, so a student that samples with less entropy than its baseline can look better
-without being better. This script takes rows written by scripts/gumbel_eval.py (--json files), groups them into
+without being better. This script takes rows written by experiments/eval/sample_quality.py (--json files), groups them into
 series by a regular expression on the row's model label (--series NAME=REGEX; the first series is the reference:
 the baseline sampled at several softmax temperatures), and for every point of the other series reports the
 reference's Gen PPL *at the same entropy* (log Gen PPL interpolated linearly in entropy between the two nearest
 reference points; no extrapolation) and the change against it. One panel per step count in the figure (--png).
 
-    python scripts/gumbel_frontier.py results/gumbel_distillation/{bd3lm,bd3lm_temp0.7,bd3lm_temp0.8,bd3lm_temp0.9,\\
+    python -m experiments.eval.entropy_matched results/gumbel_distillation/{bd3lm,bd3lm_temp0.7,bd3lm_temp0.8,bd3lm_temp0.9,\\
 bd3lm_skip,bd3lm_skip_more_tau}.json --series "BD3-LM, softmax temperature=bd3lm(-temp.*)?" \\
         --series "GD-BD3LM + skip, noise temperature=gd-bd3lm-skip( tau=.*)?" \\
         --json results/gumbel_distillation/frontier_bd3lm.json --png results/gumbel_distillation/frontier_bd3lm.png
@@ -21,10 +21,12 @@ import math
 import re
 from pathlib import Path
 
+from experiments.common.output import write_text
+
 
 def eval_rows(path: Path) -> list[dict]:
-    """The rows of a scripts/gumbel_eval.py --json output; SystemExit naming the file if it is not one."""
-    hint = "give outputs of scripts/gumbel_eval.py --json"
+    """The rows of a experiments/eval/sample_quality.py --json output; SystemExit naming the file if it is not one."""
+    hint = "give outputs of experiments/eval/sample_quality.py --json"
     if not path.is_file():
         raise SystemExit(f"{path}: no such file ({hint})")
     try:
@@ -58,7 +60,7 @@ def step_order(steps):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("json", nargs="+", help="outputs of scripts/gumbel_eval.py --json")
+    ap.add_argument("json", nargs="+", help="outputs of experiments/eval/sample_quality.py --json")
     ap.add_argument("--series", action="append", required=True, metavar="NAME=REGEX",
                     help="rows whose model label fully matches REGEX; the first series is the reference")
     ap.add_argument("--json-out", "--json", dest="out", default=None, help="write the rows here (+ .md beside it)")
@@ -99,8 +101,8 @@ def main() -> None:
     md = "\n".join(lines)
     print(md)
     if args.out:
-        Path(args.out).write_text(json.dumps({"args": vars(args), "rows": out}, indent=2))
-        Path(args.out).with_suffix(".md").write_text(md + "\n")
+        write_text(args.out, json.dumps({"args": vars(args), "rows": out}, indent=2))
+        write_text(Path(args.out).with_suffix(".md"), md + "\n")
     if args.png:
         import matplotlib
 

@@ -9,7 +9,7 @@ Gen PPL mostly counts slips. Beside it: the fraction of samples with no violatio
 (ungrammatical tokens) per sample, and Gen PPL under an AR judge (--judge,
 default runs/base/ar, eval/metrics.py conventions).
 
-    python scripts/sdtt_eval.py --teacher runs/base/mdlm --run runs/sdtt/mdlm --teacher-steps 8 16 32 64 128 \
+    python -m experiments.sdtt.round_quality --teacher runs/base/mdlm --run runs/sdtt/mdlm --teacher-steps 8 16 32 64 128 \
         --num 128 --json results/sdtt/mdlm.json
 """
 
@@ -17,29 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import time
 from pathlib import Path
 
 import torch
 
-
-def unigram_entropy(row: list[int]) -> float:
-    counts: dict[int, int] = {}
-    for tok in row:
-        counts[tok] = counts.get(tok, 0) + 1
-    n = len(row)
-    return -sum(c / n * math.log(c / n) for c in counts.values())
-
-
-def violation_stats(lp: torch.Tensor, floor: float) -> dict:
-    """lp: [N, L-1] exact log-probs -> violation-free fraction, mean slips (noise-floor tokens) per sample and
-    mean tokens before the first slip."""
-    bad = lp <= floor + 1e-9
-    first = torch.where(bad.any(1), bad.float().argmax(1), torch.full((lp.shape[0],), lp.shape[1]))
-    return {"violation_free": float((~bad.any(1)).float().mean()), "tokens_before_violation": float(first.float().mean()),
-            "slips_per_sample": float(bad.sum(1).float().mean())}
+from experiments.common.models import load_run
+from experiments.common.output import write_json
+from experiments.common.scoring import SDTT_FIELDS, exact_score
 
 
 def judge_ppl(tokens: torch.Tensor, judge) -> dict:
@@ -49,28 +35,27 @@ def judge_ppl(tokens: torch.Tensor, judge) -> dict:
     return {"judge_ppl": res["ppl"], "judge_ppl_ci95": res["ppl_ci95"]}
 
 
-def score(tokens: torch.Tensor, judge=None) -> dict:
-    """tokens: [N, L] long (position 0 = BOS) -> exact Gen PPL (with a +-1 standard-error band), entropy."""
-    from paradistill.data.grammar import StoryGrammar
+def load_run_judge(spec: str):
+    """eval.metrics.load_judge with a one-line error naming --judge."""
+    from paradistill.errors import UserError
+    from paradistill.eval.metrics import load_judge
 
-    grammar = StoryGrammar()
-    lp = grammar.token_log_probs(tokens)[:, 1:]  # [N, L-1] float64
-    finite = torch.isfinite(lp)
-    per_sample = torch.where(finite, -lp, torch.zeros_like(lp)).sum(1) / finite.sum(1).clamp_min(1)
-    nll = float(torch.where(finite, -lp, torch.zeros_like(lp)).sum() / finite.sum())
-    se = float(per_sample.std() / math.sqrt(len(per_sample)))
-    ent = [unigram_entropy(r) for r in tokens[:, 1:].tolist()]
-    return {"gen_ppl": math.exp(nll), "gen_ppl_lo": math.exp(nll - se), "gen_ppl_hi": math.exp(nll + se),
-            "nll": nll, "entropy": sum(ent) / len(ent), "impossible_tokens": int((~finite).sum()),
-            "num": int(tokens.shape[0]), **violation_stats(lp, grammar.noise_logp),
-            **(judge_ppl(tokens, judge) if judge is not None else {})}
+    try:
+        return load_judge(spec)
+    except UserError as err:
+        raise SystemExit(f"--judge {spec}: {err}") from None
+
+
+def score(tokens: torch.Tensor, judge=None) -> dict:
+    """tokens: [N, L] long (position 0 = BOS) -> the exact scores (experiments.common.scoring), + the judge's."""
+    return {**exact_score(tokens).row(SDTT_FIELDS), **(judge_ppl(tokens, judge) if judge is not None else {})}
 
 
 def sample_row(path, steps: int, num: int, seed: int, batch_size: int, label: str, judge=None,
-               samples_dir: Path | None = None) -> dict:
+               samples_dir: Path | None = None, option: str = "--teacher") -> dict:
     from paradistill import api
 
-    loaded = api.load(path)
+    loaded = load_run(path, option)
     start = time.perf_counter()
     res = api.generate(loaded, num, sampler="ancestral", steps=steps, batch_size=batch_size, seed=seed,
                        progress=False)
@@ -119,25 +104,22 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    judge = None
-    if args.judge:
-        from paradistill.eval.metrics import load_judge
-
-        judge = load_judge(args.judge)
+    if not Path(args.run).is_dir():
+        raise SystemExit(f"--run {args.run}: no such folder; pass the --out folder of `paradistill distill sdtt`")
+    load_run(args.teacher, "--teacher")  # a bad teacher ends here in one line, before any sampling
+    judge = load_run_judge(args.judge) if args.judge else None
     sdir = Path(args.samples_dir) if args.samples_dir else None
     rows = [data_row(args.recipe, args.num, judge)]
     for steps in args.teacher_steps:
         rows.append(sample_row(args.teacher, steps, args.num, args.seed, args.batch_size, args.label, judge, sdir))
     for r, m, d in rounds(Path(args.run)):
-        rows.append(sample_row(d, m, args.num, args.seed, args.batch_size, f"SDTT round {r} student", judge, sdir))
+        rows.append(sample_row(d, m, args.num, args.seed, args.batch_size, f"SDTT round {r} student", judge, sdir,
+                               option="--run"))
     out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
     sdtt = Path(args.run) / "sdtt.json"
     config = json.loads(sdtt.read_text())["config"] if sdtt.is_file() else None
-    out.write_text(json.dumps({"teacher": args.teacher, "run": args.run, "sdtt": config, "judge": args.judge,
-                               "rows": rows,
-                               "num": args.num, "seed": args.seed, "sampler": "ancestral (cached, float64)"},
-                              indent=2))
+    write_json(out, {"teacher": args.teacher, "run": args.run, "sdtt": config, "judge": args.judge, "rows": rows,
+                     "num": args.num, "seed": args.seed, "sampler": "ancestral (cached, float64)"})
     print(f"wrote {out}")
 
 

@@ -7,7 +7,7 @@ sample's tokens at positions 1..L-1. Models are `LABEL=RUN_DIR`; GD students sam
 at `--noise-temperature` (default: the checkpoint's). `--tune` evaluates GD students at several noise temperatures
 instead (use a different --seed than the reported run, so the temperature is not chosen on the test samples).
 
-    python scripts/gumbel_eval.py --model mdlm=runs/base/mdlm --model gd=runs/gumbel/gd-mdlm \
+    python -m experiments.eval.sample_quality --model mdlm=runs/base/mdlm --model gd=runs/gumbel/gd-mdlm \
         --steps 4 8 16 32 --first-hitting --num 128 --json results/gumbel_distillation/main.json
 
 `--reuse LABEL=JSON` takes a model's rows from an earlier run of this script (e.g. the baseline), so a new student
@@ -18,47 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-
-def model_args(items: list[str], option: str = "--model") -> list[tuple[str, str]]:
-    """LABEL=RUN arguments -> [(label, run)], refusing an ill-formed one before any work is done."""
-    bad = [m for m in items if "=" not in m or not m.split("=", 1)[0]]
-    if bad:
-        raise SystemExit(f"{option} {bad[0]}: takes LABEL=RUN (e.g. mdlm=runs/base/mdlm)")
-    return [tuple(m.split("=", 1)) for m in items]
-
-
-def load_model(label: str, path: str, option: str = "--model"):
-    """api.load with a one-line error naming the argument (missing run, corrupt checkpoint, ...)."""
-    from paradistill import api
-    from paradistill.errors import UserError
-
-    try:
-        return api.load(path)
-    except UserError as err:
-        raise SystemExit(f"{option} {label}={path}: {err}") from None
-
-
-def score(tokens: torch.Tensor) -> dict:
-    """tokens: [N, L] long, BOS first -> exact Gen PPL (+- one standard error band) and unigram entropy."""
-    from paradistill.data.grammar import StoryGrammar
-    from paradistill.eval.metrics import exact_nll, grammar_violations, unigram_entropy
-
-    grammar = StoryGrammar()
-    totals, counts = exact_nll(tokens.tolist(), grammar)
-    nll = float(totals.sum() / counts.sum())
-    per = totals / counts
-    se = float(per.std(ddof=1) / math.sqrt(len(per)))
-    ent = [unigram_entropy(r) for r in tokens[:, 1:].tolist()]
-    return {"gen_ppl": math.exp(nll), "gen_ppl_lo": math.exp(nll - se), "gen_ppl_hi": math.exp(nll + se),
-            "nll": nll, "entropy": float(np.mean(ent)), "num": int(tokens.shape[0]),
-            "slips_per_sample": float(grammar_violations(tokens.tolist(), grammar).mean())}
+from experiments.common.models import load_model, model_args
+from experiments.common.output import save
+from experiments.common.scoring import GUMBEL_FIELDS, exact_score
 
 
 def run_setting(loaded, label: str, sampler: str, steps: int, args, noise_temperature: float | None) -> dict:
@@ -75,7 +42,7 @@ def run_setting(loaded, label: str, sampler: str, steps: int, args, noise_temper
            "steps": steps if sampler != "first-hitting" else "L", "nfe_per_batch": sum(res.nfe) / len(res.nfe),
            "noise_temperature": temp if loaded.kind.startswith("gd-") else None, "seed": args.seed,
            "temperature": args.temperature,
-           "seconds": time.perf_counter() - start, **score(res.tokens)}
+           "seconds": time.perf_counter() - start, **exact_score(res.tokens).row(GUMBEL_FIELDS)}
     print(f"{label:16s} {sampler:14s} T={row['steps']!s:3s} tau={temp!s:5s} Gen PPL {row['gen_ppl']:8.3f} "
           f"entropy {row['entropy']:.3f}  NFE {row['nfe_per_batch']:.1f}", flush=True)
     return row
@@ -95,16 +62,6 @@ def table(rows: list[dict], baseline: str) -> str:
                      f"{r['gen_ppl']:.3f} [{r['gen_ppl_lo']:.2f}, {r['gen_ppl_hi']:.2f}] | {rel} | {slips} | "
                      f"{r['entropy']:.3f} | {ent} |")
     return "\n".join(lines)
-
-
-def save(args, rows: list[dict], md: str) -> None:
-    """Print the table; with --json, write {args, rows} there and the table beside it (.md)."""
-    print(md)
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
-        out.with_suffix(".md").write_text(md + "\n")
 
 
 def main() -> None:
@@ -131,8 +88,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     models = model_args(args.model)
     rows = []
-    for item in args.reuse:
-        label, path = item.split("=", 1)
+    for item, (label, path) in zip(args.reuse, model_args(args.reuse, "--reuse")):
+        if not Path(path).is_file():
+            raise SystemExit(f"--reuse {item}: no such file")
         old = json.loads(Path(path).read_text())
         if (old["args"]["num"], old["args"]["seed"]) != (args.num, args.seed):
             raise SystemExit(f"--reuse {item}: it was sampled with --num {old['args']['num']} --seed "

@@ -10,7 +10,7 @@ Each variant runs in a fresh subprocess; peak memory is the rise of the process'
 /proc/self/clear_refs) over its RSS just before extraction. All variants use the same seeds; the script checks that
 they agree. Writes results/gumbel_extraction/{bench.json,table.md}.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_gumbel_extraction.py
+    OMP_NUM_THREADS=1 .venv/bin/python -m experiments.bench.gumbel_extraction
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from experiments.common.output import write_text
+
 VARIANTS = ("naive", "chunked-dense", "chunked-topk")
+ROOT = Path(__file__).resolve().parents[2]  # the repository root
 
 
 def _status(field: str) -> int:
@@ -62,7 +65,7 @@ def child(variant: str, model_dir: str, batch: int, length: int, chunk: int, top
             check = noise[:, 1:].topk(topk, -1).indices if output == "dense" else noise.indices[:, 1:]
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = _status("VmHWM")
-    Path(out).write_text(json.dumps({"variant": variant, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_increase_mib":
+    write_text(out, json.dumps({"variant": variant, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_increase_mib":
                                      (peak - before) / 2**20, "rss_before_mib": before / 2**20,
                                      "topk_indices_sum": int(check.sum())}))
 
@@ -91,9 +94,9 @@ def main() -> int:
                                    n_positions=max(args.length, 128))).save_pretrained(tmp)
         for variant in VARIANTS:
             res = Path(tmp) / f"{variant}.json"
-            cmd = [sys.executable, __file__, "--child", variant, tmp, "--child-out", str(res), "--batch",
+            cmd = [sys.executable, "-m", "experiments.bench.gumbel_extraction", "--child", variant, tmp, "--child-out", str(res), "--batch",
                    str(args.batch), "--length", str(args.length), "--chunk", str(args.chunk), "--topk", str(args.topk)]
-            subprocess.run(cmd, check=True)
+            subprocess.run(cmd, check=True, cwd=ROOT)  # -m from the root: the child imports experiments.*
             rows.append(json.loads(res.read_text()))
             print(rows[-1], flush=True)
     same = len({r["topk_indices_sum"] for r in rows}) == 1
@@ -101,13 +104,13 @@ def main() -> int:
                 "topk": args.topk, "threads": 1, "variants_agree": same}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2))
+    write_text(out / "bench.json", json.dumps({"settings": settings, "rows": rows}, indent=2))
     lines = [f"Posterior noise extraction, batch {args.batch} x {args.length} positions, V = {args.vocab} "
              f"(chunks of {args.chunk} positions, top-{args.topk}; 1 CPU thread). Same noise in every variant: "
              f"{same}.", "", "| variant | wall time (s) | CPU time (s) | peak memory rise (MiB) |", "|---|---:|---:|---:|"]
     lines += [f"| {r['variant']} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} | {r['peak_rss_increase_mib']:.0f} |" for r in rows]
-    lines += ["", "Command: `OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_gumbel_extraction.py`"]
-    (out / "table.md").write_text("\n".join(lines) + "\n")
+    lines += ["", "Command: `OMP_NUM_THREADS=1 .venv/bin/python -m experiments.bench.gumbel_extraction`"]
+    write_text(out / "table.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if same else 1
 

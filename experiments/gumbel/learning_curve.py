@@ -1,12 +1,12 @@
 """Does a Gumbel-distilled student learn the noise -> text map with longer training? A learning curve.
 
 For each run (LABEL=RUN) and each checkpoint kept under RUN/checkpoints/step_*, the noise-map agreement of
-scripts/gumbel_noise_map.py (the fraction of tokens equal to the teacher's own x* = f(xi) for the same prior
+experiments/gumbel/noise_map.py (the fraction of tokens equal to the teacher's own x* = f(xi) for the same prior
 noise; an MDLM run gives the chance level), beside the validation NELBO logged during training (RUN/metrics.jsonl;
 for a GD student it is conditioned on the posterior noise of the validation text). Writes the rows (--json, and
 a .md table beside it) and a two-panel figure (--png): validation NELBO over training, agreement per checkpoint.
 
-    python scripts/gumbel_learning_curve.py --run gd-mdlm-long=runs/gumbel/gd-mdlm-long --run mdlm=runs/base/mdlm \
+    python -m experiments.gumbel.learning_curve --run gd-mdlm-long=runs/gumbel/gd-mdlm-long --run mdlm=runs/base/mdlm \
         --steps 16 --first-hitting --num 128 --json results/gumbel_distillation/learning_curve.json \
         --png results/gumbel_distillation/learning_curve.png
 """
@@ -19,18 +19,22 @@ from pathlib import Path
 
 import torch
 
+from experiments.common.models import load_model, model_args
+from experiments.common.output import save
+from experiments.gumbel.noise_map import agreement_rows
+
 
 def checkpoints(run: Path) -> list[tuple[int, Path]]:
     found = sorted((int(p.name.split("_")[1]), p) for p in (run / "checkpoints").glob("step_*") if p.is_dir())
     if not found:
-        raise SystemExit(f"{run}: no checkpoints/step_* directories (train with train.checkpoint_every and "
+        raise SystemExit(f"--run {run}: no checkpoints/step_* directories (train with train.checkpoint_every and "
                          "train.keep_checkpoints large enough to keep them)")
     return found
 
 
 def val_curve(run: Path) -> list[tuple[int, float]]:
     if not (run / "metrics.jsonl").is_file():
-        raise SystemExit(f"{run}: no metrics.jsonl: not a training run directory of paradistill")
+        raise SystemExit(f"--run {run}: no metrics.jsonl: not a training run directory of paradistill")
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return [(r["step"], r["val_loss"]) for r in rows if r.get("kind") == "val"]
 
@@ -64,17 +68,15 @@ def plot(curves: dict, rows: list[dict], path: str) -> None:
 
 def measure(args, curves: dict) -> list[dict]:
     """Noise-map agreement of every kept checkpoint of every run, with the validation NELBO logged nearest to it."""
-    from gumbel_noise_map import agreement_rows
-    from paradistill import api
     from paradistill.distill.teachers import GrammarTeacher
 
     teacher = GrammarTeacher()
     rows = []
-    for label, run in (m.split("=", 1) for m in args.run):
+    for label, run in model_args(args.run, "--run"):
         for step, ckpt in checkpoints(Path(run)):
             # the validation NELBO logged nearest to the checkpoint (eval_every need not divide checkpoint_every)
             val_step, val = min(curves[label], key=lambda sv: abs(sv[0] - step), default=(None, None))
-            for r in agreement_rows(label, api.load(ckpt), teacher, args.steps, args.first_hitting, args.num,
+            for r in agreement_rows(label, load_model(label, ckpt, "--run"), teacher, args.steps, args.first_hitting, args.num,
                                     args.length, args.seed, args.noise_temperature):
                 rows.append({**r, "train_step": step, "val_step": val_step, "val_nelbo": val})
     return rows
@@ -96,9 +98,7 @@ def main() -> None:
                     help="do not sample: re-render the table and figure from the rows already in --json")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from gumbel_eval import save  # scripts/ is on sys.path when this script runs
-
-    curves = {label: val_curve(Path(run)) for label, run in (m.split("=", 1) for m in args.run)}
+    curves = {label: val_curve(Path(run)) for label, run in model_args(args.run, "--run")}
     if args.render_only:
         if not args.json or not Path(args.json).is_file():
             raise SystemExit("--render-only needs --json naming an earlier output of this script")
