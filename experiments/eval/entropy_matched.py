@@ -76,6 +76,8 @@ def main() -> None:
                 rows.append(r)
     series = {}
     for item in args.series:
+        if "=" not in item:
+            raise SystemExit(f"--series {item}: takes NAME=REGEX (e.g. 'BD3-LM=bd3lm-temp.*')")
         name, pattern = item.split("=", 1)
         series[name] = [r for r in rows if re.fullmatch(pattern, r["model"])]
         if not series[name]:
