@@ -112,13 +112,13 @@ def main(argv=None) -> int:
     write_text(out / "ordering.json", json.dumps(result, indent=2) + "\n")
     steps = sorted({s for c in curves.values() for s in c})
     head = "| model | " + " | ".join(f"step {s}" for s in steps) + " |"
-    table = [f"Validation NLL (AR) / NELBO (diffusion) per token, tiny recipe (batch {config['batch_size']}, "
+    table = [f"**Verdict: the ordering {' <= '.join(order)} at step {stop} {'holds' if holds else 'does not hold'}.**",
+             "", f"Validation NLL (AR) / NELBO (diffusion) per token, tiny recipe (batch {config['batch_size']}, "
              f"lr {config['lr']}, max_steps {config['max_steps']}); compared at step {stop}.", "", head,
              "|---" * (len(steps) + 1) + "|"]
     for name in order:
         table.append(f"| {name} | " + " | ".join(f"{curves[name][s]:.4f}" if s in curves[name] else "-" for s in steps)
                      + " |")
-    table += ["", f"Ordering {' <= '.join(order)} at step {stop}: **{'holds' if holds else 'does not hold'}**."]
     write_text(out / "table.md", "\n".join(table) + "\n")
     cmd = ("PARADISTILL_CACHE=.cache/data OMP_NUM_THREADS=1 .venv/bin/python -m experiments.bd3lm.nelbo_ordering "
            + " ".join(argv if argv is not None else sys.argv[1:]))

@@ -88,7 +88,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "bench.json", json.dumps(result, indent=2) + "\n")
     rows = [("KV cache", cached), ("recompute prefix", plain)]
-    table = ["| path | median s | forward calls | query tokens | GFLOPs |", "|---|---|---|---|---|"]
+    verdict = (f"**Verdict: the block KV cache samples {speedup:.2f}x faster (target >= 2x) with "
+               f"{result['flops_ratio']:.2f}x fewer FLOPs; identical samples: {identical}.**")
+    table = [verdict, "", "| path | median s | forward calls | query tokens | GFLOPs |", "|---|---|---|---|---|"]
     table += [f"| {name} | {r['median_s']:.3f} | {r['forward_calls']} | {r['query_tokens']} | {r['flops'] / 1e9:.1f} |"
               for name, r in rows]
     table += ["", f"L={args.length}, B={args.block}, {args.steps} ancestral steps per block, batch {args.batch}, "

@@ -65,8 +65,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("json", nargs="+")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--verdict", default=None, help="a paragraph that opens the table (the question's verdict)")
     args = ap.parse_args()
-    text = "# SDTT on the built-in corpus\n\nRegenerate: see COMMAND.md in this folder.\n\n"
+    text = (f"{args.verdict}\n\n" if args.verdict else "") + \
+        "# SDTT on the built-in corpus\n\nRegenerate: see COMMAND.md in this folder.\n\n"
     text += "\n".join(render(Path(p)) for p in args.json)
     write_text(args.out, text)
     print(text)
