@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.common.output import write_text
+from experiments.common.output import write_command, write_text
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository root
 
@@ -120,10 +120,8 @@ def main(argv=None) -> int:
         table.append(f"| {name} | " + " | ".join(f"{curves[name][s]:.4f}" if s in curves[name] else "-" for s in steps)
                      + " |")
     write_text(out / "table.md", "\n".join(table) + "\n")
-    cmd = ("PARADISTILL_CACHE=.cache/data OMP_NUM_THREADS=1 .venv/bin/python -m experiments.bd3lm.nelbo_ordering "
-           + " ".join(argv if argv is not None else sys.argv[1:]))
-    write_text(out / "COMMAND.md", f"Regenerate with (from the repository root; retrains only missing steps):\n\n"
-                                    f"    {cmd.strip()}\n")
+    write_command(out, "experiments.bd3lm.nelbo_ordering", argv if argv is not None else sys.argv[1:],
+                  env="PARADISTILL_CACHE=.cache/data OMP_NUM_THREADS=1", note="; retrains only missing steps")
     print("\n".join(table))
     return 0
 

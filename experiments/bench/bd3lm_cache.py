@@ -27,7 +27,7 @@ from paradistill.sampling.bd3lm import BD3Denoiser
 from paradistill.sampling.blocks import BlockwiseSampler
 from paradistill.sampling.registry import build_sampler
 
-from experiments.common.output import write_text
+from experiments.common.output import write_command, write_text
 
 OUT = Path(__file__).resolve().parents[2] / "results" / "bd3lm_cache"
 
@@ -97,8 +97,7 @@ def main(argv=None) -> int:
                   f"{args.threads} thread(s), median of {args.reps} after a warm-up. Speed ratio **{speedup:.2f}x** "
                   f"(target >= 2x), FLOPs ratio {result['flops_ratio']:.2f}x, identical samples: {identical}."]
     write_text(out / "table.md", "\n".join(table) + "\n")
-    cmd = "OMP_NUM_THREADS=1 .venv/bin/python -m experiments.bench.bd3lm_cache " + " ".join(argv or sys.argv[1:])
-    write_text(out / "COMMAND.md", f"Regenerate with (from the repository root):\n\n    {cmd.strip()}\n")
+    write_command(out, "experiments.bench.bd3lm_cache", argv or sys.argv[1:])
     print("\n".join(table))
     return 0 if identical else 1
 

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments.common.output import write_text
+from experiments.common.output import write_command, write_text
 
 VARIANTS = ("naive", "chunked-dense", "chunked-topk")
 ROOT = Path(__file__).resolve().parents[2]  # the repository root
@@ -115,8 +115,7 @@ def main() -> int:
              f"{same}.", "", "| variant | wall time (s) | CPU time (s) | peak memory rise (MiB) |", "|---|---:|---:|---:|"]
     lines += [f"| {r['variant']} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} | {r['peak_rss_increase_mib']:.0f} |" for r in rows]
     write_text(out / "table.md", "\n".join(lines) + "\n")
-    cmd = "OMP_NUM_THREADS=1 .venv/bin/python -m experiments.bench.gumbel_extraction " + " ".join(sys.argv[1:])
-    write_text(out / "COMMAND.md", f"Regenerate with (from the repository root):\n\n    {cmd.strip()}\n")
+    write_command(out, "experiments.bench.gumbel_extraction", sys.argv[1:])
     print("\n".join(lines))
     return 0 if same else 1
 

@@ -27,6 +27,12 @@ def write_json(path, obj, indent: int = 2) -> Path:
     return write_text(path, json.dumps(obj, indent=indent))
 
 
+def write_command(out, module: str, argv: list[str], env: str = "OMP_NUM_THREADS=1", note: str = "") -> Path:
+    """out/COMMAND.md: the `python -m module ARGV` line that regenerated this folder (from the repository root)."""
+    cmd = f"{env} .venv/bin/python -m {module} " + " ".join(argv)
+    return write_text(Path(out) / "COMMAND.md", f"Regenerate with (from the repository root{note}):\n\n    {cmd.strip()}\n")
+
+
 def save(args, rows: list[dict], md: str) -> None:
     """Print the table; with --json, write {args, rows} there and the table beside it (.md)."""
     print(md)

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from experiments.common.output import write_text
-from experiments.sdtt.runs import sdtt_summary, teacher_checkpoint
+from experiments.sdtt.runs import sdtt_config, sdtt_summary, teacher_checkpoint
 
 
 def divergence_mean(student_lp, targets, kind, counted):
@@ -86,11 +86,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     from paradistill import api
-    from paradistill.config import from_dict
-    from paradistill.distill.sdtt import SDTTConfig, build_round
+    from paradistill.distill.sdtt import build_round
 
     summary = sdtt_summary(args.run)
-    cfg = from_dict(SDTTConfig, summary["config"])
+    cfg = sdtt_config(summary)
     kind = args.divergence or cfg.divergence
     data = api.prepare(api.load_recipe(args.recipe), progress=False)
     val = torch.as_tensor(data.val[: 32 * args.batches].astype("int64"))

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from experiments.common.output import write_text
-from experiments.sdtt.runs import sdtt_summary, teacher_checkpoint
+from experiments.sdtt.runs import sdtt_config, sdtt_summary, teacher_checkpoint
 
 
 def main() -> None:
@@ -26,12 +26,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     from paradistill import api
-    from paradistill.config import from_dict
-    from paradistill.distill.sdtt import SDTTConfig, build_round
+    from paradistill.distill.sdtt import build_round
     from paradistill.train.loop import TrainConfig, evaluate
 
     summary = sdtt_summary(args.run)
-    cfg = from_dict(SDTTConfig, summary["config"])
+    cfg = sdtt_config(summary)
     data = api.prepare(api.load_recipe(args.recipe), progress=False)
     tcfg = TrainConfig(batch_size=32, eval_batches=args.eval_batches)
     teacher, rows = teacher_checkpoint(args.teacher), []

@@ -23,6 +23,14 @@ def sdtt_summary(run, option: str = "--run") -> dict:
     return summary
 
 
+def sdtt_config(summary: dict):
+    """The run's SDTTConfig, read back through the dataclass (one place for its defaults)."""
+    from paradistill.config import from_dict
+    from paradistill.distill.sdtt import SDTTConfig
+
+    return from_dict(SDTTConfig, summary["config"])
+
+
 def teacher_checkpoint(path, option: str = "--teacher") -> Path:
     """The checkpoint folder of the round-1 teacher (a run folder or a checkpoint), checked by loading it once."""
     return Path(load_run(path, option).path)
