@@ -1,4 +1,5 @@
-"""Gumbel Distillation on the built-in corpus: exact Gen PPL and entropy of a GD student vs its MDLM baseline.
+"""How good are these models' samples? Exact Gen PPL and entropy on the built-in corpus (GD students vs baselines,
+SDTT students vs their teacher cooled, any LABEL=RUN model).
 
 For every model and setting (ancestral sampling with T steps, and first-hitting with T = L: one token per forward
 pass), draws `--num` samples and scores them exactly: Gen PPL = exp of the mean over samples and positions 1..L-1
