@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import json
 import math
 import os
 import subprocess
 import sys
 import tarfile
-import io
 from pathlib import Path
 
 from experiments.common.output import write_json, write_text
@@ -58,7 +58,7 @@ def cases(fx: str, old_results: str) -> list[dict]:
              args=" ".join(f"{gd}/bd3lm_temp0.{t}.json" for t in (5, 6, 7, 8, 9)) + f" {gd}/bd3lm_skip.json "
              f"{gd}/bd3lm_skip_more_tau.json --series 'BD3-LM, softmax temperature=bd3lm(-temp.*)?' "
              "--series 'GD-BD3LM + skip, noise temperature=gd-bd3lm-skip( tau=.*)?' "
-             "--series 'GD-BD3LM (paper s embedding only)=gd-bd3lm' --panel-title 'T = {} steps per block' "
+             "--series \"GD-BD3LM (paper's embedding only)=gd-bd3lm\" --panel-title 'T = {{}} steps per block' "
              "--json {o}/r.json", files=["r.json", "r.md"], committed=f"{gd}/frontier_bd3lm.json"),
         dict(name="SDTT round quality", old="sdtt_eval", new="sdtt.round_quality",
              args=f"--teacher {fx}/mdlm --run {fx}/sdtt --teacher-steps 2 4 8 --num 16 --batch-size 16 --judge '' "
@@ -190,8 +190,14 @@ def main() -> int:
                      "args": case["args"], "identical": not diffs, "differences": diffs[:20]})
         print(f"{'IDENTICAL' if not diffs else 'DIFFERS  '} {case['name']}" + "".join(f"\n    {d}" for d in diffs[:5]),
               flush=True)
-    scorer = [] if args.only else scorer_rows(old_tree, fx)
-    write_json(Path(args.out) / "move_check.json", {"old_commit": args.old_commit, "cases": rows, "scorer": scorer})
+    previous = Path(args.out) / "move_check.json"
+    if args.only and previous.is_file():  # rerun of some cases: keep the other cases and the scorer comparison
+        kept = json.loads(previous.read_text())
+        rows = [r for r in kept["cases"] if args.only not in r["case"]] + rows
+        scorer = kept["scorer"]
+    else:
+        scorer = scorer_rows(old_tree, fx)
+    write_json(previous, {"old_commit": args.old_commit, "cases": rows, "scorer": scorer})
     write_text(Path(args.out) / "table.md", render(rows, scorer, args.old_commit))
     return 0
 
