@@ -1,7 +1,7 @@
 """Does the experiments/ package give the same numbers as the scripts/ it replaced (issue #23)?
 
 Runs each old script (from git commit --old-commit, extracted with `git archive`) and its new module on the same
-inputs with one thread, and compares their JSON outputs value by value (float equality, no tolerance), leaving
+inputs with one thread, both in this process (as `python FILE` and `python -m MODULE` would), and compares their JSON outputs value by value (float equality, no tolerance), leaving
 out only wall-clock fields and the output paths in `args`. The inputs are small runs trained in seconds by
 --fixtures (the trained runs of the reported results are not in the repository) and the committed result JSONs of
 the old commit (for the table renderers). The three old exact scorers are also compared in-process with the shared
@@ -13,14 +13,18 @@ one on the same token sets. Writes --out/{move_check.json,table.md}; the verdict
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import io
 import json
 import math
 import os
+import runpy
+import shlex
 import subprocess
 import sys
 import tarfile
+import traceback
 from pathlib import Path
 
 from experiments.common.output import write_json, write_text
@@ -86,10 +90,28 @@ def cases(fx: str, old_results: str) -> list[dict]:
     ]
 
 
-def run(cmd: str, cwd: Path, log: Path) -> int:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with open(log, "w") as f:
-        return subprocess.run(cmd, shell=True, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+def run(target: str, argv: str, cwd: Path, log: Path, old: bool) -> int:
+    """Run an old script (a file, its folder on sys.path as it was run) or a new module (`python -m`) in this
+    process with `argv` (shell syntax) from `cwd`, output to `log`; torch is imported once for every case."""
+    saved = sys.argv[:], sys.path[:], os.getcwd()
+    with open(log, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        try:
+            os.chdir(cwd)
+            sys.argv = [target, *shlex.split(argv)]
+            if old:
+                sys.path.insert(0, str(Path(target).parent))
+                runpy.run_path(target, run_name="__main__")
+            else:
+                runpy.run_module(target, run_name="__main__", alter_sys=True)
+            return 0
+        except SystemExit as done:
+            return 0 if done.code in (None, 0) else 1
+        except Exception:  # noqa: BLE001 - a crash is a result of the check, written to the log
+            traceback.print_exc()
+            return 1
+        finally:
+            sys.argv, sys.path[:] = saved[0], saved[1]
+            os.chdir(saved[2])
 
 
 def differences(a, b, path: str = "") -> list[str]:
@@ -171,7 +193,7 @@ def main() -> int:
             raise SystemExit(f"--fixtures {fx}: no {run_name}/latest.json; train the fixtures first (COMMAND.md)")
     old_tree = work / "old"
     extract(args.old_commit, ["scripts", "results/gumbel_distillation", "results/sdtt"], old_tree)
-    py, rows = sys.executable, []
+    rows = []
     for case in cases(fx, str(old_tree / "results")):
         if args.only and args.only not in case["name"]:
             continue
@@ -179,8 +201,9 @@ def main() -> int:
         o_old, o_new = work / "out" / slug / "old", work / "out" / slug / "new"
         o_old.mkdir(parents=True, exist_ok=True)
         o_new.mkdir(parents=True, exist_ok=True)
-        rc_old = run(f"{py} scripts/{case['old']}.py {case['args'].format(o=o_old)}", old_tree, o_old / "log.txt")
-        rc_new = run(f"{py} -m experiments.{case['new']} {case['args'].format(o=o_new)}", ROOT, o_new / "log.txt")
+        rc_old = run(str(old_tree / "scripts" / f"{case['old']}.py"), case["args"].format(o=o_old), old_tree,
+                     o_old / "log.txt", old=True)
+        rc_new = run(f"experiments.{case['new']}", case["args"].format(o=o_new), ROOT, o_new / "log.txt", old=False)
         diffs = [f"exit codes {rc_old} / {rc_new}"] if rc_old or rc_new else []
         for name in case["files"]:
             diffs += [f"{name}: {d}" for d in compare_files(o_old / name, o_new / name, name)]
