@@ -32,7 +32,8 @@ from experiments.common.output import write_json, write_text
 ROOT = Path(__file__).resolve().parents[2]
 # wall-clock or machine-load fields, and the output locations (which differ between the two runs by design)
 IGNORED = {"seconds", "cpu_seconds", "peak_rss_increase_mib", "rss_before_mib", "median_s", "times_s", "all_s",
-           "speedup", "json", "out", "child_out", "png", "seconds_total", "checkpoint"}
+           "speedup", "json", "out", "child_out", "png", "seconds_total", "checkpoint",
+           "file"}  # file: an input path, recorded by the perfect-student table
 
 
 def cases(fx: str, old_results: str) -> list[dict]:
