@@ -102,8 +102,9 @@ def test_every_experiment_has_help_and_every_import_in_it_resolves(name, capsys,
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             target = importlib.import_module(node.module)
             for alias in node.names:
-                assert hasattr(target, alias.name) or importlib.util.find_spec(f"{node.module}.{alias.name}"), \
-                    f"{name}: from {node.module} import {alias.name}"
+                found = hasattr(target, alias.name) or (hasattr(target, "__path__") and importlib.util.find_spec(
+                    f"{node.module}.{alias.name}") is not None)
+                assert found, f"{name}: `from {node.module} import {alias.name}` names nothing"
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 importlib.import_module(alias.name)

@@ -1,6 +1,6 @@
-"""Dry-run plans of the paper-scale recipes (sdtt-owt, gd-owt-mdlm, gd-owt-bd3lm) -> results/recipes/.
+"""What would the paper-scale recipes need? Dry-run plans (sdtt-owt, gd-owt-mdlm, gd-owt-bd3lm) -> results/recipes/.
 
-    PYTHONPATH=src python scripts/recipe_plans.py --assume-tflops 400 --device-name "..." [--devices 1 8]
+    python -m experiments.recipes.paper_scale_plans --assume-tflops 400 --device-name "..." [--devices 1 8]
 
 Writes, per recipe and device count, the CLI's dry-run text (`<recipe>-<n>gpu.txt`), plans.json and table.md
 (atomically). The parameter counts are exact; memory and time are the planner's estimates (paradistill/plan.py).

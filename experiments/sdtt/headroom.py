@@ -86,7 +86,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     from paradistill import api
-    from paradistill.distill.sdtt import build_round
+    from paradistill.methods.sdtt import build_round
 
     summary = sdtt_summary(args.run)
     cfg = sdtt_config(summary)

@@ -26,7 +26,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     from paradistill import api
-    from paradistill.distill.sdtt import build_round
+    from paradistill.methods.sdtt import build_round
     from paradistill.train.loop import TrainConfig, evaluate
 
     summary = sdtt_summary(args.run)
