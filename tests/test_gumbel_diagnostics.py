@@ -1,25 +1,12 @@
-"""The Gumbel Distillation diagnostics in scripts/: the noise-following metrics and the entropy-matched comparison."""
+"""The Gumbel Distillation diagnostics in experiments/: the noise-following metrics and the entropy-matched comparison."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def _script(name: str):
-    sys.path.insert(0, str(SCRIPTS))  # the scripts import each other (gumbel_eval.save)
-    try:
-        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(str(SCRIPTS))
+from experiments.eval import entropy_matched
+from experiments.gumbel import map_depth, noise_map, noise_on_support
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +17,7 @@ def setting():
     teacher = GrammarTeacher()
     seeds = draw_seeds(8, torch.Generator().manual_seed(0))
     xi = fresh_noise(seeds, 24, teacher.vocab_size, "gumbel", 1.0, "dense", dtype=torch.float64)
-    return _script("gumbel_noise_map"), teacher, xi
+    return noise_map, teacher, xi
 
 
 def test_the_teachers_own_sample_follows_its_noise_everywhere(setting):
@@ -72,22 +59,20 @@ def test_a_sample_from_other_noise_follows_this_noise_only_by_chance(setting):
 
 
 def test_entropy_matched_reference_interpolates_log_gen_ppl_and_never_extrapolates():
-    mod = _script("gumbel_frontier")
     ref = [{"entropy": 3.0, "gen_ppl": 100.0}, {"entropy": 3.4, "gen_ppl": 400.0}, {"entropy": 3.2, "gen_ppl": 200.0}]
-    assert mod.matched(ref, 3.2) == pytest.approx(200.0)
-    assert mod.matched(ref, 3.1) == pytest.approx(math.sqrt(100.0 * 200.0))  # geometric midpoint
-    assert mod.matched(ref, 2.9) is None and mod.matched(ref, 3.5) is None
-    assert mod.temperature_of({"noise_temperature": 0.25, "temperature": 1.0}) == 0.25
-    assert mod.temperature_of({"noise_temperature": None, "temperature": 0.8}) == 0.8
+    assert entropy_matched.matched(ref, 3.2) == pytest.approx(200.0)
+    assert entropy_matched.matched(ref, 3.1) == pytest.approx(math.sqrt(100.0 * 200.0))  # geometric midpoint
+    assert entropy_matched.matched(ref, 2.9) is None and entropy_matched.matched(ref, 3.5) is None
+    assert entropy_matched.temperature_of({"noise_temperature": 0.25, "temperature": 1.0}) == 0.25
+    assert entropy_matched.temperature_of({"noise_temperature": None, "temperature": 0.8}) == 0.8
 
 
 def test_noise_info_sees_the_chosen_token_favoured_by_its_noise(setting):
-    """scripts/gumbel_noise_info.py: x* = f(xi) favours tokens with high noise, so the chosen token's softmax(xi)
+    """experiments/gumbel/noise_on_support.py: x* = f(xi) favours tokens with high noise, so the chosen token's softmax(xi)
     weight is above the average 1/V; a uniform spread of mass is |S|/V; all shares lie in [0, 1]."""
     mod, teacher, xi = setting
-    info = _script("gumbel_noise_info")
     x = mod.teacher_from_noise(teacher, xi, teacher.grammar.bos_id)
-    r = info.noise_info(teacher, xi, x, 1e-3)
+    r = noise_on_support.noise_info(teacher, xi, x, 1e-3)
     assert r["vocab"] == teacher.vocab_size
     assert r["softmax_weight_of_chosen"] > 1 / r["vocab"]
     assert r["uniform_mass_on_support"] == pytest.approx(r["support_size"] / r["vocab"])
@@ -96,12 +81,11 @@ def test_noise_info_sees_the_chosen_token_favoured_by_its_noise(setting):
 
 
 def test_depth_probe_masks_the_chain_before_the_target():
-    mod = _script("gumbel_depth")
-    assert mod.masked_span(20, 0, 64, None) == (20, 64)  # only the target (and what follows) masked
-    assert mod.masked_span(20, 3, 64, None) == (17, 64)  # three links of the chain before it
-    assert mod.masked_span(2, 2, 64, None) is None  # would mask BOS
-    assert mod.masked_span(22, 2, 64, 4) == (20, 24)  # block model: i sits at offset d of its own block
-    assert mod.masked_span(22, 1, 64, 4) is None and mod.masked_span(23, 4, 64, 4) is None
+    assert map_depth.masked_span(20, 0, 64, None) == (20, 64)  # only the target (and what follows) masked
+    assert map_depth.masked_span(20, 3, 64, None) == (17, 64)  # three links of the chain before it
+    assert map_depth.masked_span(2, 2, 64, None) is None  # would mask BOS
+    assert map_depth.masked_span(22, 2, 64, 4) == (20, 24)  # block model: i sits at offset d of its own block
+    assert map_depth.masked_span(22, 1, 64, 4) is None and map_depth.masked_span(23, 4, 64, 4) is None
 
 
 def test_coupling_is_complete_for_a_teacher_whose_choice_ignores_the_text():
@@ -109,7 +93,6 @@ def test_coupling_is_complete_for_a_teacher_whose_choice_ignores_the_text():
     the built-in generator, whose choice depends on the story so far, rarely does at depth 0."""
     from paradistill.data.grammar import StoryGrammar
 
-    mod = _script("gumbel_depth")
     real = StoryGrammar()
 
     class Memoryless:
@@ -117,9 +100,9 @@ def test_coupling_is_complete_for_a_teacher_whose_choice_ignores_the_text():
         emit_logp = real.emit_logp[real.doc_state].expand(real.num_states, -1)
         next_state = real.next_state
 
-    flat = mod.coupling_curve(Memoryless(), 64, 24, 23, 6, seed=0)
+    flat = map_depth.coupling_curve(Memoryless(), 64, 24, 23, 6, seed=0)
     assert [r["agree"] for r in flat] == [1.0] * 7
-    deep = mod.coupling_curve(real, 256, 24, 23, 6, seed=0)
+    deep = map_depth.coupling_curve(real, 256, 24, 23, 6, seed=0)
     assert deep[0]["agree"] < 0.5
     assert all(r["agree"] >= r["same_start_state"] for r in deep)  # a shared state implies a shared token
 
@@ -127,14 +110,12 @@ def test_coupling_is_complete_for_a_teacher_whose_choice_ignores_the_text():
 def test_links_demanded_counts_the_masked_positions_before_each_commit():
     """Pass 0 sees everything after BOS masked and commits 1 and 3; pass 1 sees 2 and 4 masked and commits them.
     Position 1: nothing masked before it (0 links); 3: 1 and 2 (2 links); 2: none left by pass 1; 4: position 2."""
-    mod = _script("gumbel_depth")
     p0 = torch.tensor([[False, True, True, True, True]])
     p1 = torch.tensor([[False, False, True, False, True]])
-    assert mod.links_demanded([p0, p1]).tolist() == [[-1, 0, 0, 2, 1]]
+    assert map_depth.links_demanded([p0, p1]).tolist() == [[-1, 0, 0, 2, 1]]
 
 
 def test_mask_recorder_passes_calls_through():
-    mod = _script("gumbel_depth")
 
     class Model:
         cfg = "cfg"
@@ -142,6 +123,6 @@ def test_mask_recorder_passes_calls_through():
         def __call__(self, idx, scale=1):
             return idx * scale
 
-    rec = mod.MaskRecorder(Model(), mask_id=3)
+    rec = map_depth.MaskRecorder(Model(), mask_id=3)
     assert rec(torch.tensor([[1, 3, 3]]), scale=2).tolist() == [[2, 6, 6]] and rec.cfg == "cfg"
     assert rec.calls[0].tolist() == [[False, True, True]]

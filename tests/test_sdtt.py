@@ -276,56 +276,35 @@ def test_sdtt_on_bd3lm_round_trip(tmp_path, tiny_tokenizer):
 
 
 def test_headroom_oracle_minimises_the_expected_divergence():
-    """scripts/sdtt_headroom.py: the per-position oracle (geometric mean for reverse KL, arithmetic mean for forward
+    """experiments/sdtt/headroom.py: the per-position oracle (geometric mean for reverse KL, arithmetic mean for forward
     KL) has a lower mean divergence to the target draws than any perturbation of it, and than the first draw."""
-    import importlib.util
-    from pathlib import Path
+    from experiments.sdtt import headroom
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "sdtt_headroom.py"
-    spec = importlib.util.spec_from_file_location("sdtt_headroom", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     gen = torch.Generator().manual_seed(0)
     targets = torch.log_softmax(2 * torch.randn(6, 2, 3, 7, generator=gen), dim=-1)  # K draws of [B, L, V]
     counted = torch.ones(2, 3, dtype=torch.bool)
     for kind in ("reverse_kl", "forward_kl"):
-        best = mod.oracle(targets, kind)
-        value = mod.divergence_mean(best, targets, kind, counted)
-        assert value < mod.divergence_mean(targets[0], targets, kind, counted)
+        best = headroom.oracle(targets, kind)
+        value = headroom.divergence_mean(best, targets, kind, counted)
+        assert value < headroom.divergence_mean(targets[0], targets, kind, counted)
         for _ in range(20):
             other = torch.log_softmax(best + 0.05 * torch.randn(best.shape, generator=gen), dim=-1)
-            assert value < mod.divergence_mean(other, targets, kind, counted)
-
-
-def _oracle_module():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    scripts = Path(__file__).resolve().parents[1] / "scripts"
-    sys.path.insert(0, str(scripts))
-    try:
-        spec = importlib.util.spec_from_file_location("sdtt_oracle", scripts / "sdtt_oracle.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(str(scripts))
+            assert value < headroom.divergence_mean(other, targets, kind, counted)
 
 
 def test_oracle_student_keeps_decoded_tokens_and_equals_a_teacher_that_ignores_context():
-    """scripts/sdtt_oracle.py: the best one-pass student of a round (geometric mean of the two-step targets) is a
+    """experiments/sdtt/perfect_student.py: the best one-pass student of a round (geometric mean of the two-step targets) is a
     distribution, one-hot on every decoded token, and exactly the teacher when the teacher's prediction does not
     depend on what the first step decoded (then every draw gives the same target)."""
+    from experiments.sdtt import perfect_student
     from paradistill.diffusion.schedules import LogLinear
     from paradistill.sampling.base import Denoiser
 
-    mod = _oracle_module()
     mask, vocab = 3, 9
     x = torch.tensor([[0, 5, 3, 3, 7, 3], [0, 3, 3, 3, 3, 2]])
     t = torch.tensor([0.6, 0.9])
     real = Denoiser(make_model(vocab), mask)
-    out = mod.OracleDenoiser(real, LogLinear(), 0.1, 4, torch.Generator().manual_seed(0))(x, t)
+    out = perfect_student.OracleDenoiser(real, LogLinear(), 0.1, 4, torch.Generator().manual_seed(0))(x, t)
     assert torch.allclose(out.exp().sum(-1), torch.ones(2, 6), atol=1e-5)
     decoded = x != mask
     assert torch.equal(out.argmax(-1)[decoded], x[decoded]) and bool((out.exp()[decoded].max(-1).values > 0.999).all())
@@ -342,16 +321,16 @@ def test_oracle_student_keeps_decoded_tokens_and_equals_a_teacher_that_ignores_c
             onehot = torch.full((vocab,), -float("inf"))
             return torch.where((x != mask)[..., None], onehot.expand_as(lp).scatter(-1, x[..., None], 0.0), lp)
 
-    ctx_free = mod.OracleDenoiser(ContextFree(), LogLinear(), 0.2, 3, torch.Generator().manual_seed(0))(x, t)
+    ctx_free = perfect_student.OracleDenoiser(ContextFree(), LogLinear(), 0.2, 3, torch.Generator().manual_seed(0))(x, t)
     assert torch.allclose(ctx_free[~decoded].exp(), prior.exp().expand(int((~decoded).sum()), vocab), atol=1e-6)
-    inner = mod.OracleDenoiser(ContextFree(), LogLinear(), 0.1, 2, torch.Generator().manual_seed(0))
-    nested = mod.OracleDenoiser(inner, LogLinear(), 0.2, 2, torch.Generator().manual_seed(1))(x, t)  # --rounds 2
+    inner = perfect_student.OracleDenoiser(ContextFree(), LogLinear(), 0.1, 2, torch.Generator().manual_seed(0))
+    nested = perfect_student.OracleDenoiser(inner, LogLinear(), 0.2, 2, torch.Generator().manual_seed(1))(x, t)  # --rounds 2
     assert torch.allclose(nested[~decoded].exp(), prior.exp().expand(int((~decoded).sum()), vocab), atol=1e-6)
 
 
 def test_generate_with_a_custom_denoiser(tmp_path, tiny_tokenizer):
     """generation.generate(denoiser=...) samples with the given (x, t) -> log-probs in place of the checkpoint's
-    model (what scripts/sdtt_oracle.py samples its oracle student with): a denoiser certain of one token writes it
+    model (what experiments/sdtt/perfect_student.py samples its oracle student with): a denoiser certain of one token writes it
     at every generated position and keeps the template's BOS; an autoregressive checkpoint refuses one."""
     from paradistill import api
 

@@ -1,0 +1,1 @@
+"""ADJUST experiments: sampler quality against one-token-per-pass sampling, and speed."""

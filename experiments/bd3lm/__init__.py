@@ -1,0 +1,1 @@
+"""BD3-LM experiments: validation NELBO ordering against AR and MDLM."""

@@ -1,0 +1,1 @@
+"""Method-independent evaluation: sample quality of LABEL=RUN models, entropy-matched comparisons."""

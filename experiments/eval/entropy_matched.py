@@ -1,0 +1,129 @@
+"""Quality against diversity: exact Gen PPL vs entropy of a GD student and of its baseline at several temperatures.
+
+A lower entropy alone lowers Gen PPL, so a student that samples with less entropy than its baseline can look better
+without being better. This script takes rows written by experiments/eval/sample_quality.py (--json files), groups them into
+series by a regular expression on the row's model label (--series NAME=REGEX; the first series is the reference:
+the baseline sampled at several softmax temperatures), and for every point of the other series reports the
+reference's Gen PPL *at the same entropy* (log Gen PPL interpolated linearly in entropy between the two nearest
+reference points; no extrapolation) and the change against it. One panel per step count in the figure (--png).
+
+    python -m experiments.eval.entropy_matched results/gumbel_distillation/{bd3lm,bd3lm_temp0.7,bd3lm_temp0.8,bd3lm_temp0.9,\\
+bd3lm_skip,bd3lm_skip_more_tau}.json --series "BD3-LM, softmax temperature=bd3lm(-temp.*)?" \\
+        --series "GD-BD3LM + skip, noise temperature=gd-bd3lm-skip( tau=.*)?" \\
+        --json results/gumbel_distillation/frontier_bd3lm.json --png results/gumbel_distillation/frontier_bd3lm.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from pathlib import Path
+
+from experiments.common.output import write_text
+
+
+def eval_rows(path: Path) -> list[dict]:
+    """The rows of a experiments/eval/sample_quality.py --json output; SystemExit naming the file if it is not one."""
+    hint = "give outputs of experiments/eval/sample_quality.py --json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such file ({hint})")
+    try:
+        rows = json.loads(path.read_text())["rows"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise SystemExit(f"{path}: not readable as gumbel_eval rows ({type(err).__name__}: {err}; {hint})") from None
+    if not all(isinstance(r, dict) and {"model", "steps", "entropy", "gen_ppl"} <= r.keys() for r in rows):
+        raise SystemExit(f"{path}: its rows lack model / steps / entropy / gen_ppl ({hint})")
+    return rows
+
+
+def temperature_of(row: dict) -> float:
+    """The knob that moves a point along its series: the noise temperature of a GD student, else the softmax one."""
+    return row["noise_temperature"] if row.get("noise_temperature") is not None else row.get("temperature", 1.0)
+
+
+def matched(reference: list[dict], entropy: float) -> float | None:
+    """Reference Gen PPL at `entropy` (log-linear interpolation between neighbours); None outside its range."""
+    pts = sorted((r["entropy"], math.log(r["gen_ppl"])) for r in reference)
+    for (e0, l0), (e1, l1) in zip(pts, pts[1:]):
+        if e0 <= entropy <= e1:
+            w = 0.0 if e1 == e0 else (entropy - e0) / (e1 - e0)
+            return math.exp(l0 + w * (l1 - l0))
+    return None
+
+
+def step_order(steps):
+    """Step counts in numeric order, then 'L' (first-hitting)."""
+    return (0, steps, "") if isinstance(steps, int) else (1, 0, str(steps))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("json", nargs="+", help="outputs of experiments/eval/sample_quality.py --json")
+    ap.add_argument("--series", action="append", required=True, metavar="NAME=REGEX",
+                    help="rows whose model label fully matches REGEX; the first series is the reference")
+    ap.add_argument("--json-out", "--json", dest="out", default=None, help="write the rows here (+ .md beside it)")
+    ap.add_argument("--png", default=None, help="write the figure here")
+    ap.add_argument("--panel-title", default="T = {} steps", help="title of each panel ({} = the step count)")
+    args = ap.parse_args()
+    rows, seen = [], set()
+    for p in args.json:  # a row reused by --reuse appears in several files: keep it once
+        for r in eval_rows(Path(p)):
+            key = (r["model"], r.get("sampler"), str(r["steps"]), r.get("noise_temperature"), r.get("temperature", 1.0))
+            if key not in seen:
+                seen.add(key)
+                rows.append(r)
+    series = {}
+    for item in args.series:
+        if "=" not in item:
+            raise SystemExit(f"--series {item}: takes NAME=REGEX (e.g. 'BD3-LM=bd3lm-temp.*')")
+        name, pattern = item.split("=", 1)
+        series[name] = [r for r in rows if re.fullmatch(pattern, r["model"])]
+        if not series[name]:
+            raise SystemExit(f"--series {item}: no row's model label matches {pattern!r}")
+    ref_name = next(iter(series))
+    steps = sorted({r["steps"] for s in series.values() for r in s}, key=step_order)
+    out = []
+    for name, members in series.items():
+        for r in members:
+            ref = [q for q in series[ref_name] if q["steps"] == r["steps"]]
+            m = None if name == ref_name else matched(ref, r["entropy"])
+            out.append({"series": name, "model": r["model"], "steps": r["steps"], "temperature": temperature_of(r),
+                        "entropy": r["entropy"], "gen_ppl": r["gen_ppl"], "reference_at_same_entropy": m,
+                        "change_at_same_entropy": None if m is None else r["gen_ppl"] / m - 1})
+    lines = [f"Reference: {ref_name}. 'at same entropy': its Gen PPL interpolated to the point's entropy.\n",
+             "| series | T | temperature | entropy | exact Gen PPL | reference at same entropy | change |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in sorted(out, key=lambda r: (step_order(r["steps"]), r["series"] != ref_name, r["series"], r["temperature"])):
+        ref = "" if r["reference_at_same_entropy"] is None else f"{r['reference_at_same_entropy']:.1f}"
+        chg = "" if r["change_at_same_entropy"] is None else f"{100 * r['change_at_same_entropy']:+.1f}%"
+        lines.append(f"| {r['series']} | {r['steps']} | {r['temperature']} | {r['entropy']:.3f} | {r['gen_ppl']:.1f} | "
+                     f"{ref} | {chg} |")
+    md = "\n".join(lines)
+    print(md)
+    if args.out:
+        write_text(args.out, json.dumps({"args": vars(args), "rows": out}, indent=2))
+        write_text(Path(args.out).with_suffix(".md"), md + "\n")
+    if args.png:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(steps), figsize=(4.2 * len(steps), 3.8), squeeze=False)
+        for ax, t in zip(axes[0], steps):
+            for name in series:
+                pts = sorted((r["entropy"], r["gen_ppl"], r["temperature"]) for r in out
+                             if r["series"] == name and r["steps"] == t)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+                for e, g, temp in pts:
+                    ax.annotate(f"{temp:g}", (e, g), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.set(xlabel="entropy (nats)", ylabel="exact Gen PPL", yscale="log", title=args.panel_title.format(t))
+        axes[0][0].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(args.png, dpi=120)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""SDTT experiments: round quality and objective, headroom bound, perfect student, tables."""

@@ -1,0 +1,116 @@
+"""experiments/common: the one exact scorer every experiment reports with, and the LABEL=RUN model arguments."""
+
+import math
+import statistics
+
+import pytest
+import torch
+
+from experiments.common.models import load_model, model_args
+from experiments.common.scoring import ADJUST_FIELDS, GUMBEL_FIELDS, SDTT_FIELDS, exact_score
+from paradistill.data.grammar import StoryGrammar
+
+
+@pytest.fixture(scope="module")
+def grammar():
+    return StoryGrammar()
+
+
+def _samples(grammar, n=6, length=24, seed=0):
+    return grammar.sample(n, length, torch.Generator().manual_seed(seed))
+
+
+def test_gen_ppl_is_exp_of_the_mean_token_nll_under_the_generator(grammar):
+    x = _samples(grammar)
+    s = exact_score(x, grammar)
+    logp = [float(v) for v in grammar.log_prob(x)]  # independent path: whole-sequence log-probabilities
+    per_token = [-v / (x.shape[1] - 1) for v in logp]
+    assert s.nll == pytest.approx(-sum(logp) / (x.numel() - x.shape[0]), rel=1e-12)
+    assert s.gen_ppl == pytest.approx(math.exp(s.nll), rel=1e-12)
+    assert s.nll_se == pytest.approx(statistics.stdev(per_token) / math.sqrt(len(per_token)), rel=1e-9)
+    assert s.gen_ppl_lo < s.gen_ppl < s.gen_ppl_hi
+    assert s.num == 6 and s.impossible_tokens == 0 and s.impossible_samples == 0
+
+
+def test_entropy_is_the_mean_unigram_entropy_of_positions_after_bos(grammar):
+    x = _samples(grammar, n=3)
+    expected = []
+    for row in x[:, 1:].tolist():
+        n = len(row)
+        expected.append(-sum(row.count(t) / n * math.log(row.count(t) / n) for t in set(row)))
+    assert exact_score(x, grammar).entropy == pytest.approx(sum(expected) / 3, rel=1e-12)
+
+
+def test_a_forbidden_token_counts_as_one_slip_at_its_position(grammar):
+    x = _samples(grammar, n=4, length=32, seed=1)
+    assert exact_score(x, grammar).slips_per_sample == 0  # the generator's own samples (no noise tokens drawn)
+    lp = grammar.emit_logp[grammar.states(x)[1, 9]]  # the next-token log-probs after position 9 of sample 1
+    forbidden = int(torch.nonzero((lp - grammar.noise_logp).abs() < 1e-9)[0])  # off-grammar, not PAD/MASK
+    x[1, 10] = forbidden
+    s = exact_score(x, grammar)
+    assert s.slips_per_sample >= 0.25 and s.clean_samples == 0.75
+    # 9 = the 0-based index of position 10 among the scored positions 1..L-1; the other three reach L-1 = 31
+    assert s.tokens_before_first_slip == pytest.approx((3 * 31 + 9) / 4)
+
+
+def test_a_mask_left_in_a_sample_is_impossible_and_makes_the_nll_infinite(grammar):
+    from paradistill.data.tokenizers import builtin_tokenizer
+
+    x = _samples(grammar, n=3)
+    x[2, 5] = builtin_tokenizer().mask_id
+    s = exact_score(x, grammar)
+    assert s.impossible_tokens == 1 and s.impossible_samples == 1
+    assert math.isinf(s.nll) and math.isinf(s.gen_ppl) and math.isfinite(s.nll_se)
+
+
+def test_rows_keep_each_experiment_familys_key_names(grammar):
+    s = exact_score(_samples(grammar), grammar)
+    assert list(s.row(GUMBEL_FIELDS)) == list(GUMBEL_FIELDS)
+    sdtt, adjust = s.row(SDTT_FIELDS), s.row(ADJUST_FIELDS)
+    assert sdtt["violation_free"] == adjust["clean_samples"] == s.clean_samples
+    assert sdtt["tokens_before_violation"] == adjust["tokens_before_first_slip"]
+
+
+def test_model_arguments_are_refused_in_one_line_before_any_work(tmp_path):
+    assert model_args(["a=runs/x", "b=c=d"]) == [("a", "runs/x"), ("b", "c=d")]
+    for bad in ("runs/x", "=runs/x", "a="):
+        with pytest.raises(SystemExit, match=r"^--model .*: takes LABEL=RUN"):
+            model_args(["ok=r", bad])
+    with pytest.raises(SystemExit) as err:
+        load_model("m", tmp_path / "missing")
+    assert str(err.value).startswith(f"--model m={tmp_path / 'missing'}: ") and "\n" not in str(err.value)
+
+
+def _experiment_modules():
+    import pkgutil
+
+    import experiments
+
+    return sorted(m.name for m in pkgutil.walk_packages(experiments.__path__, "experiments.") if not m.ispkg)
+
+
+@pytest.mark.parametrize("name", _experiment_modules())
+def test_every_experiment_has_help_and_every_import_in_it_resolves(name, capsys, monkeypatch):
+    """`python -m NAME --help` exits 0 with a usage text, and every `from X import Y` in the module, including those
+    inside functions (the package's heavy imports are deferred), names something that exists: a module moved in
+    src/ breaks this test, not an experiment run hours later."""
+    import ast
+    import importlib
+
+    mod = importlib.import_module(name)
+    for node in ast.walk(ast.parse(open(mod.__file__).read())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            target = importlib.import_module(node.module)
+            for alias in node.names:
+                found = hasattr(target, alias.name) or (hasattr(target, "__path__") and importlib.util.find_spec(
+                    f"{node.module}.{alias.name}") is not None)
+                assert found, f"{name}: `from {node.module} import {alias.name}` names nothing"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                importlib.import_module(alias.name)
+    if not hasattr(mod, "main"):  # a library module of the package (common/*, sdtt/runs.py)
+        return
+    monkeypatch.setattr("sys.argv", [name, "--help"])
+    with pytest.raises(SystemExit) as done:
+        mod.main()
+    assert done.value.code in (0, None) and "usage:" in capsys.readouterr().out
