@@ -195,6 +195,8 @@ class MethodRecord:
     trajectories: str | None = None
     num_trajectories: int | None = None
     sampler_init: str | None = None
+    init_from_ar: str | None = None  # AR -> diffusion adaptation: the AR it started from, and the settings
+    adapt: dict[str, Any] = field(default_factory=dict)
     diffusion: dict[str, Any] = field(default_factory=dict)
     bd3lm: dict[str, Any] = field(default_factory=dict)
     gumbel: dict[str, Any] = field(default_factory=dict)

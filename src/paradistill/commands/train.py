@@ -14,6 +14,10 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=None, help="run directory (default: runs/<kind>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/latest.json")
     p.add_argument("--init", default=None, help="start from this checkpoint's weights (e.g. BD3-LM from MDLM)")
+    p.add_argument("--init-from-ar", default=None, metavar="RUN_OR_ID",
+                   help="start an mdlm/bd3lm from an AR model's weights (AR -> diffusion adaptation): a paradistill AR "
+                        "run or checkpoint, builtin:ar, or an id a registered converter handles; the recipe's adapt.* "
+                        "options set attention annealing (adapt.anneal_steps=N) and the output shift (adapt.shift=true)")
     p.add_argument("--block-size", type=int, default=None, help="BD3-LM block size (overrides bd3lm.block_size)")
     p.add_argument("--dry-run", action="store_true",
                    help="validate the recipe and print the plan (parameters, tokens/step, memory, time) without training")
@@ -37,7 +41,8 @@ def run(args) -> int:
     from ..rundir import check_train_target
 
     check_train_target(out, args.resume, kind=args.kind, recipe=recipe.name, model=recipe.model)  # no silent mixing with an existing run, no --resume into nothing
-    result = api.train_model(args.kind, recipe, out, resume=args.resume, init=args.init)
+    result = api.train_model(args.kind, recipe, out, resume=args.resume, init=args.init,
+                             init_from_ar=args.init_from_ar)
     from ..kinds import get_kind
     from ..train.distributed import is_rank_zero
 

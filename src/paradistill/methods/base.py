@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from ..diffusion.adapt import (AdaptConfig, AdaptedBD3Objective, AdaptedMDLMObjective, check_adaptable,
+                              copy_ar_weights)
 from ..diffusion.bd3lm import BD3Objective
 from ..diffusion.objectives import ARObjective, MDLMObjective
 from ..errors import UserError
@@ -38,18 +40,23 @@ def check_recipe_for(kind: str, recipe: Recipe) -> None:
                         f"{recipe.data.seq_len}: pick a block size that divides the sequence length")
 
 
-def build_objective(kind: str, recipe: Recipe, tokenizer):
-    """(objective, method dict) for a base model kind."""
+def build_objective(kind: str, recipe: Recipe, tokenizer, adapt: AdaptConfig | None = None):
+    """(objective, method dict) for a base model kind; `adapt`: AR-initialised training whose attention is annealed
+    from causal to the kind's own mask (diffusion/adapt.py)."""
     check_recipe_for(kind, recipe)
     method = base_method(recipe, kind)
     if get_kind(kind).autoregressive:
         return ARObjective(tokenizer.pad_id), method
     diff = replace(recipe.diffusion, keep_bos=method["keep_bos"])
     if not get_kind(kind).block:
+        if adapt is not None:
+            return AdaptedMDLMObjective(diff, tokenizer.mask_id, tokenizer.pad_id, tokenizer.bos_id, adapt), method
         return MDLMObjective(diff, tokenizer.mask_id, tokenizer.pad_id, tokenizer.bos_id), method
     cfg = recipe.bd3lm
     method["block_size"] = cfg.block_size
     method["bd3lm"] = asdict(cfg)
+    if adapt is not None:
+        return AdaptedBD3Objective(cfg, diff, tokenizer.mask_id, tokenizer.pad_id, tokenizer.bos_id, adapt), method
     return BD3Objective(cfg, diff, tokenizer.mask_id, tokenizer.pad_id, tokenizer.bos_id), method
 
 
@@ -66,18 +73,45 @@ def init_weights_from(model, init: str | Path) -> None:
     model.load_state_dict({**dst, **{k: v for k, v in src.items() if k in dst}})
 
 
+def load_ar_backbone(source):
+    """The AR backbone of `--init-from-ar`: a loaded model (Python API) or any checkpoint reference of an AR kind
+    whose model is this project's backbone (a paradistill AR run, an export of one, ...)."""
+    if hasattr(source, "state_dict") and hasattr(source, "cfg"):
+        return source
+    loaded = load(source, use_ema=True, expect_kinds=kind_names(family="ar"))
+    if not isinstance(loaded.model, Transformer):
+        raise UserError(f"--init-from-ar '{source}' holds a {type(loaded.model).__name__}, not a paradistill backbone: "
+                        "convert it first, or start from a paradistill AR run")
+    return loaded.model
+
+
 def train_model(kind: str, recipe: Recipe, out: str | Path, resume: bool = False, init: str | None = None,
-                progress: bool = True, threads: int | None = None):
-    """Train a base model of `kind` (ar | mdlm | bd3lm) into run directory `out`; returns train.loop.TrainResult."""
+                progress: bool = True, threads: int | None = None, init_from_ar=None):
+    """Train a base model of `kind` (ar | mdlm | bd3lm) into run directory `out`; returns train.loop.TrainResult.
+    `init_from_ar`: start an mdlm / bd3lm from an AR model's weights (an AR checkpoint reference or a loaded
+    backbone); the recipe's `adapt` section sets the attention annealing and the output shift."""
     if threads:
         torch.set_num_threads(threads)
     check_recipe_for(kind, recipe)
+    adapt = None
+    if init_from_ar is not None:
+        if get_kind(kind).autoregressive or init:
+            raise UserError("--init-from-ar starts an mdlm or bd3lm from an AR model: drop --init, or train mdlm/bd3lm")
+        adapt = recipe.adapt
+        check_adaptable(kind, adapt, recipe.diffusion.keep_bos and recipe.data.mode == "aligned",
+                        bool(recipe.model.get("tie_weights", True)))
+        ar_model = load_ar_backbone(init_from_ar)  # before any data work
     data = prepare(recipe, progress=progress)
-    objective, method = build_objective(kind, recipe, data.tokenizer)
+    objective, method = build_objective(kind, recipe, data.tokenizer, adapt)
     torch.manual_seed(recipe.train.seed)
-    model = Transformer(model_config(recipe, data.tokenizer.vocab_size))
+    shift = {"output_shift": True} if adapt is not None and adapt.shift else {}
+    model = Transformer(model_config(recipe, data.tokenizer.vocab_size, **shift))
     if init:
         init_weights_from(model, init)
         method["init"] = str(init)
+    if adapt is not None:
+        copy_ar_weights(model, ar_model, reinit_head=adapt.reinit_head)
+        method["init_from_ar"] = str(init_from_ar) if isinstance(init_from_ar, (str, Path)) else type(init_from_ar).__name__
+        method["adapt"] = asdict(adapt)
     return train(objective, model, data.train, data.val, recipe.train, out, data.tokenizer, method,
                  resume=resume, progress=progress)

@@ -48,6 +48,9 @@ class ModelConfig:
     noise_vocab: int = 0  # noise coordinates embedded (0 = all vocab_size; V - 1 = all but MASK, as published GD)
     extra_mode: Literal["replace", "add"] = "replace"
     noise_logit_skip: bool = False  # add gate(h_i) * xi_i to the logits where noise is injected (noise_embed.py)
+    # AR-adapted diffusion models (diffusion/adapt.py): the network's output i predicts token i+1; forward
+    # realigns logits and hidden states so that output i is about token i (output 0 repeats the raw output 0).
+    output_shift: bool = False
 
     def validate(self) -> None:
         if self.vocab_size < 2:
@@ -344,4 +347,10 @@ class Transformer(nn.Module):
         logits = self.head(h).float()
         if noise is not None and self.noise_skip is not None:
             logits = logits + self.noise_skip(h, noise, extra_mask, self.cfg.vocab_size)
+        if self.cfg.output_shift:
+            if cache is not None:
+                raise UserError("a model with output_shift (AR-adapted, shifted) needs whole-sequence forwards, "
+                                "not a KV cache: sample it with an MDLM sampler")
+            logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+            h = torch.cat([h[:, :1], h[:, :-1]], dim=1)
         return ModelOutput(logits, h)

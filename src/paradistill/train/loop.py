@@ -333,6 +333,8 @@ def _train(objective, model, train_data, val_data, cfg, run_dir, tokenizer, meth
             break
         for group in optimizer.param_groups:
             group["lr"] = lr_at(cfg, step)
+        if hasattr(objective, "set_step"):  # step-dependent objectives (diffusion/adapt.py: attention annealing)
+            objective.set_step(step)
         rows = schedule.rows(step)  # sorted row indices of the global batch; each rank reads only its own rows
         metrics: dict[str, float] = {}
         loss_total = 0.0
