@@ -96,11 +96,11 @@ def test_gd_recipes_tiny_end_to_end(tmp_path, tiny_hub, name):
     from paradistill.cli import main
 
     out = tmp_path / name
-    overrides = _tiny_overrides(tiny_hub, **{"model.noise_vocab": 257})
+    overrides = _tiny_overrides(tiny_hub)
     assert main(["distill", "gumbel", "--recipe", name, "--out", str(out)] + overrides) == 0
     student = api.load(out)
     assert student.kind == ("gd-bd3lm" if name.endswith("bd3lm") else "gd-mdlm")
-    assert student.model.cfg.noise_vocab == 257 and student.model.noise_embed.weight.shape == (257, D)
+    assert student.model.cfg.noise_vocab == -1 and student.model.noise_embed.weight.shape == (257, D)
     if name.endswith("bd3lm"):  # initialised from the (tiny) bd3lm-owt-block_size4
         assert student.method["init"] == "hf:kuleshov-group/bd3lm-owt-block_size4"
     res = api.generate(student, 2, length=LENGTH, steps=2, progress=False)

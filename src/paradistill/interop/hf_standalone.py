@@ -6,10 +6,10 @@ installed."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 
-from ..config import check_ranges
 from ..models import hf_model, noise_embed, transformer
 
 MODULE_NAME = "modeling_paradistill"
@@ -40,9 +40,34 @@ def _inline(source: str) -> str:
     return source
 
 
+HEADER_NAMES = ("UserError", "check_memory")
+_IMPORT = re.compile(r"^\s*from (?P<dots>\.+)(?P<mod>[\w.]*) import (?P<names>[^\n(]+)$", re.MULTILINE)
+
+
+def _helpers(modules) -> str:
+    """Sources of the package functions the inlined modules import from elsewhere (e.g. config.check_ranges):
+    each must be self-contained apart from the header's names."""
+    inlined = {m.__name__ for m in modules}
+    out, seen = [], set(HEADER_NAMES)
+    for module in modules:
+        package = module.__name__.rsplit(".", 1)[0]
+        for m in _IMPORT.finditer(inspect.getsource(module)):
+            base = package.rsplit(".", len(m.group("dots")) - 1)[0] if len(m.group("dots")) > 1 else package
+            target = f"{base}.{m.group('mod')}" if m.group("mod") else base
+            if target in inlined:
+                continue
+            for name in (n.strip().split(" as ")[0] for n in m.group("names").split(",")):
+                if name in seen:
+                    continue
+                seen.add(name)
+                out.append(f"\n# from {target}\n" + inspect.getsource(getattr(importlib.import_module(target), name)))
+    return "".join(out)
+
+
 def modeling_source() -> str:
-    parts = [HEADER, "\n", inspect.getsource(check_ranges)]
-    for module in (transformer, noise_embed, hf_model):
+    modules = (transformer, noise_embed, hf_model)
+    parts = [HEADER, _helpers(modules)]
+    for module in modules:
         parts.append(f"\n# {'-' * 100} from paradistill.models.{module.__name__.rsplit('.', 1)[-1]}\n")
         parts.append(_inline(inspect.getsource(module)))
     text = "".join(parts)

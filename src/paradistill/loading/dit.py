@@ -108,7 +108,7 @@ def convert(state: dict[str, torch.Tensor], n_heads: int, *, time_conditioning: 
                       dropout=dropout, tie_weights=False, head_bias=True, time_conditioning=time_conditioning, adaln=True,
                       cond_dim=cond_dim, max_len=max_len, time_input="loglinear_sigma", time_eps=time_eps,
                       noise_embed="dense" if gumbel is not None else "none",
-                      noise_vocab=vocab - 1 if gumbel is not None else 0, extra_mode=inject_mode)
+                      noise_vocab=-1 if gumbel is not None else 0, extra_mode=inject_mode)
     cfg.validate()
     rows = _rotary_rows(dim, n_heads)
     zeros = torch.zeros(dim, dtype=torch.float64)

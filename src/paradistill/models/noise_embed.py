@@ -49,7 +49,8 @@ class NoiseEmbedding(nn.Module):
         self.mode = mode
         self.topk = topk
         # only the first `noise_vocab` coordinates are embedded (published GD: all but MASK); dense modes only
-        self.noise_vocab = noise_vocab if 0 < noise_vocab < vocab_size else 0
+        n = vocab_size + noise_vocab if noise_vocab < 0 else noise_vocab  # -k: all but the last k
+        self.noise_vocab = n if 0 < n < vocab_size else 0
         if self.noise_vocab and mode not in DENSE_INPUT_MODES:
             raise ValueError(f"model.noise_vocab={noise_vocab} needs a dense noise embedding ({DENSE_INPUT_MODES})")
         vocab_size = self.noise_vocab or vocab_size

@@ -45,7 +45,9 @@ class ModelConfig:
     # Per-position extra input (Gumbel noise): "none", or how a V-dim noise vector is embedded.
     noise_embed: Literal["none", "dense", "topk", "tied", "linear"] = "none"
     noise_topk: int = 32
-    noise_vocab: int = 0  # noise coordinates embedded (0 = all vocab_size; V - 1 = all but MASK, as published GD)
+    # noise coordinates embedded: 0 = all vocab_size; n > 0 = the first n; -k = all but the last k (-1: all but
+    # MASK, as the published Gumbel-distill students, whose projection spans GPT-2's 50257 ids)
+    noise_vocab: int = 0
     extra_mode: Literal["replace", "add"] = "replace"
     noise_logit_skip: bool = False  # add gate(h_i) * xi_i to the logits where noise is injected (noise_embed.py)
     # AR-adapted diffusion models (diffusion/adapt.py): the network's output i predicts token i+1; forward
@@ -66,8 +68,9 @@ class ModelConfig:
             raise UserError(f"model.n_layers={self.n_layers}: must be >= 1")
         if self.time_input not in ("t1000", "loglinear_sigma"):
             raise UserError(f"model.time_input={self.time_input!r}: choose 't1000' or 'loglinear_sigma'")
-        if not 0 <= self.noise_vocab <= self.vocab_size:
-            raise UserError(f"model.noise_vocab={self.noise_vocab}: must be in [0, vocab_size={self.vocab_size}]")
+        if not -self.vocab_size < self.noise_vocab <= self.vocab_size:
+            raise UserError(f"model.noise_vocab={self.noise_vocab}: must be in (-vocab_size, vocab_size="
+                            f"{self.vocab_size}] (0: all, -1: all but MASK)")
 
     def num_parameters(self) -> int:
         """Exact parameter count, computed on the meta device (no memory allocated)."""
