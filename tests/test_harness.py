@@ -98,3 +98,94 @@ def test_mdlm_nelbo_is_seeded_and_bounds_the_exact_conditional(tmp_path):
     est, greedy = scorer_for(loaded, ScoreConfig(mc_draws=40000, batch_size=8000)).loglikelihood([(ctx, cont)])[0]
     assert est == pytest.approx(exact * (1 - 1e-3), rel=0.05)  # per-draw sd ~2.4 |nll|: 4 sd of the mean
     assert greedy == (int(logits.argmax()) == cont[0])
+
+
+def greedy_reference(loaded, ctx_words: str, n: int) -> list[int]:
+    """Greedy AR decoding by hand: argmax of each next-token distribution, MASK and PAD never chosen."""
+    tok, model = loaded.tokenizer, loaded.model
+    seq = [tok.bos_id] + tok.encode(ctx_words)
+    out = []
+    for _ in range(n):
+        with torch.no_grad():
+            logits = model(torch.tensor([seq]), attn="causal").logits[0, -1].double()
+        logits[[tok.mask_id, tok.pad_id]] = -math.inf
+        out.append(int(logits.argmax()))
+        seq.append(out[-1])
+    return out
+
+
+def gen_request(context: str, **kw):
+    from lm_eval.api.instance import Instance
+
+    return Instance(request_type="generate_until", doc={}, arguments=(context, kw), idx=0)
+
+
+def test_generate_until_greedy_ar_batched_and_cut_at_stop_sequences(tmp_path):
+    from paradistill.eval.harness import ParadistillLM, cut_at_eos
+
+    loaded = load_checkpoint(tiny_ckpt(tmp_path, "ar", seed=2))
+    tok = loaded.tokenizer
+    lm = ParadistillLM(loaded=loaded, batch_size=4)
+    contexts = ["a b", "c d", "e f", "g h", "a"]  # four of one prompt length (one batch), one shorter
+    full = lm.generate_until([gen_request(c, until=[], max_gen_toks=6) for c in contexts], disable_tqdm=True)
+    for c, text in zip(contexts, full):
+        assert text == tok.decode(cut_at_eos(greedy_reference(loaded, c, 6), tok))
+    # stop at the second generated word of the first request
+    words = full[0].split()
+    assert len(words) >= 2
+    stop = " " + words[1]
+    cut = lm.generate_until([gen_request("a b", until=[stop], max_gen_toks=6)], disable_tqdm=True)[0]
+    assert cut == full[0][: full[0].find(stop)] and len(cut) < len(full[0])
+
+
+def test_generate_until_diffusion_samplers_respect_stops(tmp_path):
+    from paradistill.eval.harness import ParadistillLM
+
+    loaded = load_checkpoint(tiny_ckpt(tmp_path, "mdlm", seed=1))
+    for sampler in ("ancestral", "confidence"):
+        lm = ParadistillLM(loaded=loaded, sampler=sampler, steps=4, seed=5)
+        reqs = [gen_request(c, until=[], max_gen_toks=5, do_sample=True, temperature=1.0) for c in ("a b", "c", "d e f")]
+        full = lm.generate_until(reqs, disable_tqdm=True)
+        assert full == lm.generate_until(reqs, disable_tqdm=True)  # seeded
+        assert all(1 <= len(t.split()) <= 5 and set(t.split()) <= set(WORDS) for t in full)
+        stop = " " + full[0].split()[-1]
+        cut = lm.generate_until([gen_request("a b", until=[stop], max_gen_toks=5, do_sample=True, temperature=1.0),
+                                 *reqs[1:]], disable_tqdm=True)[0]
+        assert cut == full[0][: full[0].find(stop)]
+
+
+def test_generate_until_task_on_ar_matches_hand_greedy(tmp_path):
+    from paradistill.eval.harness import cut_at_eos, cut_at_stop
+    from paradistill.eval.tasks import run_tasks
+
+    loaded = load_checkpoint(tiny_ckpt(tmp_path, "ar", seed=2))
+    tok = loaded.tokenizer
+    preds = [cut_at_stop(tok.decode(cut_at_eos(greedy_reference(loaded, c, 3), tok)), (" h",)) for c, _ in DOCS]
+    docs = [(c, p if i % 2 else "zzz") for i, ((c, _), p) in enumerate(zip(DOCS, preds))]  # every other one right
+    folder = write_task(tmp_path / "gen", "pd_gen", "generate_until", docs,
+                        extra="generation_kwargs:\n  until: [\" h\"]\n  max_gen_toks: 3\n")
+    (folder / "pd_gen.yaml").write_text((folder / "pd_gen.yaml").read_text().replace("' ' + target", "target"))
+    res = run_tasks(loaded, ["pd_gen"], include_path=str(folder))
+    assert res["tasks"]["pd_gen"]["exact_match,none"] == pytest.approx(sum(i % 2 for i in range(len(docs))) / len(docs))
+    assert res["likelihood"] is None and res["settings"]["sampler"] == "ar"
+
+
+def test_bad_input_one_line_errors(tmp_path):
+    from paradistill.eval import metrics as M
+    from paradistill.eval.harness import ParadistillLM
+    from paradistill.eval.tasks import run_tasks
+
+    ar = load_checkpoint(tiny_ckpt(tmp_path, "ar"))
+    with pytest.raises(UserError, match="cannot generate with sampler 'confidence'") as e:
+        ParadistillLM(loaded=ar, sampler="confidence")
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match="knows no task 'pd_tinyy'.*did you mean pd_tiny") as e:
+        run_tasks(ar, ["pd_tinyy"], include_path=str(write_task(tmp_path / "tasks")))
+    assert "\n" not in str(e.value)
+    judge = M.load_judge(str(tmp_path / "ar"))
+    with pytest.raises(UserError, match="cannot encode sample 1") as e:
+        M.judge_inputs([[1], [2]], ["a b", "a zebra"], judge, 99, "other-fingerprint")
+    assert "\n" not in str(e.value)
+    gd = save_checkpoint(tmp_path / "gd", ar.model, "gd-mdlm", ar.tokenizer, {"seq_len": 16})
+    with pytest.raises(UserError, match="defines no likelihood"):
+        ParadistillLM(loaded=load_checkpoint(gd)).loglikelihood([])
