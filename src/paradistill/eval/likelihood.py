@@ -38,7 +38,7 @@ from ..errors import UserError
 from ..kinds import get_kind
 from ..seeding import derive_seed
 
-Request = tuple[list[int], list[int]]  # (context ids incl. BOS, continuation ids)
+Request = tuple  # (context ids incl. BOS, continuation ids[, clean ids after the continuation (diffusion only)])
 
 
 @dataclass
@@ -57,9 +57,9 @@ class ScoreConfig:
             raise UserError(f"window={self.window}: must be >= 2 tokens")
 
 
-def request_seed(seed: int, ctx: list[int], cont: list[int]) -> int:
+def request_seed(seed: int, ctx: list[int], cont: list[int], after: list[int] = ()) -> int:
     """A seed fixed by the request's tokens (not by its position in a batch)."""
-    key = zlib.crc32(repr((len(ctx), ctx, cont)).encode())
+    key = zlib.crc32(repr((len(ctx), ctx, cont, list(after))).encode())
     return derive_seed(seed, "nelbo", key)
 
 
@@ -67,6 +67,7 @@ class Scorer:
     """Shared request handling; subclasses implement `_score(ctx, cont) -> (log-likelihood, greedy)`."""
 
     bound = "exact"
+    right_context = False  # whether clean tokens after the continuation condition it (masked diffusion: yes)
 
     def __init__(self, loaded: LoadedCheckpoint, cfg: ScoreConfig):
         cfg.validate()
@@ -79,11 +80,12 @@ class Scorer:
         self.window = min(cfg.window or trained, self.model.cfg.max_len)
         self.keep_bos = loaded.record.keep_bos
 
-    def fit(self, ctx: list[int], cont: list[int]) -> Request:
-        """Left-truncate the context so that context + continuation fits the window (BOS kept at position 0)."""
+    def fit(self, ctx: list[int], cont: list[int], after: list[int] = ()) -> Request:
+        """Left-truncate the context so that context + continuation (+ after) fits the window (BOS kept)."""
         if not cont:
             raise UserError("an empty continuation has no likelihood to score: check the task's target text")
-        room = self.window - len(cont)
+        after = list(after)
+        room = self.window - len(cont) - len(after)
         head = ctx[:1] if ctx and ctx[0] == self.tokenizer.bos_id else []
         if room < (1 if ctx else 0):
             raise UserError(f"a continuation of {len(cont)} tokens does not fit the model's window of {self.window} "
@@ -91,13 +93,13 @@ class Scorer:
         if len(ctx) > room:
             keep = room - len(head)
             ctx = head + (ctx[len(ctx) - keep:] if keep else [])
-        return ctx, cont
+        return ctx, cont, after
 
     def loglikelihood(self, requests: list[Request], progress: bool = False) -> list[tuple[float, bool]]:
         it = tqdm(requests, desc=f"loglikelihood {self.loaded.kind}", leave=False, disable=not progress)
-        return [self._score(*self.fit(list(c), list(d))) for c, d in it]
+        return [self._score(*self.fit(*r)) for r in it]
 
-    def _score(self, ctx: list[int], cont: list[int]) -> tuple[float, bool]:
+    def _score(self, ctx: list[int], cont: list[int], after: list[int]) -> tuple[float, bool]:
         raise NotImplementedError
 
 
@@ -105,7 +107,7 @@ class ARScorer(Scorer):
     bound = "exact"
 
     @torch.no_grad()
-    def _score(self, ctx, cont):
+    def _score(self, ctx, cont, after):  # an AR model cannot condition on `after`: ignored
         if not ctx:
             raise UserError("an autoregressive model needs a context of at least one token (BOS) before the "
                             "continuation")
@@ -118,6 +120,8 @@ class ARScorer(Scorer):
 
 
 class DiffusionScorer(Scorer):
+    right_context = True
+
     def __init__(self, loaded, cfg):
         super().__init__(loaded, cfg)
         kind = get_kind(loaded.kind)
@@ -145,24 +149,26 @@ class DiffusionScorer(Scorer):
         return bd3_logits(self.model, xt, x0, self.block, **kw)[:, :T]
 
     @torch.no_grad()
-    def _score(self, ctx, cont):
-        x0 = torch.tensor(ctx + cont, dtype=torch.long, device=self.device)  # [T]
+    def _score(self, ctx, cont, after):
+        x0 = torch.tensor(ctx + cont + after, dtype=torch.long, device=self.device)  # [T]
         T, n_ctx = len(x0), len(ctx)
         # greedy (SDTT): the whole continuation masked, one pass at t = eps
         xt = x0.clone()
-        xt[n_ctx:] = self.mask_id
-        logits = self._logits(xt[None], x0[None], torch.full((1,), self.eps, device=self.device))[0, n_ctx:]
+        end = n_ctx + len(cont)
+        xt[n_ctx:end] = self.mask_id
+        logits = self._logits(xt[None], x0[None], torch.full((1,), self.eps, device=self.device))[0, n_ctx:end]
         logits[:, self.mask_id] = -math.inf
-        greedy = bool((logits.argmax(-1) == x0[n_ctx:]).all())
+        greedy = bool((logits.argmax(-1) == x0[n_ctx:end]).all())
         # NELBO: K draws of (t, mask) over the continuation only
         K = self.cfg.mc_draws
-        gen = torch.Generator().manual_seed(request_seed(self.cfg.seed, ctx, cont))
+        gen = torch.Generator().manual_seed(request_seed(self.cfg.seed, ctx, cont, after))
         u = torch.rand((), generator=gen, dtype=torch.float64)
         t = (self.eps + (1 - self.eps) * ((u + torch.arange(K, dtype=torch.float64) / K) % 1.0)).float()  # [K]
         alpha, _ = self.schedule(t)
         draw = torch.rand((K, T), generator=gen)  # [K, T]
         masked = draw >= alpha[:, None]
         masked[:, :n_ctx] = False
+        masked[:, end:] = False
         total = 0.0
         for s in range(0, K, self.cfg.batch_size):
             m = masked[s: s + self.cfg.batch_size].to(self.device)
