@@ -189,3 +189,35 @@ def test_bad_input_one_line_errors(tmp_path):
     gd = save_checkpoint(tmp_path / "gd", ar.model, "gd-mdlm", ar.tokenizer, {"seq_len": 16})
     with pytest.raises(UserError, match="defines no likelihood"):
         ParadistillLM(loaded=load_checkpoint(gd)).loglikelihood([])
+
+
+def test_cli_tasks_lambada_zeroshot_report_and_lm_eval_command(tmp_path, capsys):
+    import datasets
+
+    from paradistill.cli import lm_eval_main, main
+
+    ckpt = tiny_ckpt(tmp_path, "mdlm", seed=1)
+    folder = write_task(tmp_path / "tasks")
+    corpus = tmp_path / "lam"
+    datasets.Dataset.from_dict({"text": ["a b c d", "h g f e", "c c h b"]}).save_to_disk(str(corpus))
+    out = tmp_path / "ev"
+    assert main(["eval", str(ckpt), "--tasks", "pd_tiny", "--task-path", str(folder), "--mc-draws", "4",
+                 "--out", str(out / "x.json")]) == 0
+    assert main(["eval", str(ckpt), "--lambada", str(corpus), "--zeroshot", f"lambada={corpus}", "--mc-draws", "4",
+                 "--out", str(out / "x.json")]) == 0
+    tasks = json.loads((out / "tasks.json").read_text())
+    assert tasks["likelihood"] == "NELBO upper bound (4 Monte-Carlo draws, seed 0)"
+    zs = json.loads((out / "zeroshot.json").read_text())
+    assert zs["lambada"]["num_passages"] == 3 and zs["corpora"]["lambada"]["detokenizer"] == "lambada"
+    assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
+    table = (tmp_path / "rep" / "table.md").read_text()
+    assert "| pd_tiny | perplexity |" in table and "SDTT protocol" in table and "NELBO upper bound" in table
+    # a bad sampler for the kind and an unknown task: one line each, exit 2
+    assert main(["eval", str(tiny_ckpt(tmp_path, "ar")), "--tasks", "pd_tiny", "--task-path", str(folder),
+                 "--sampler", "confidence"]) == 2
+    assert "cannot generate with sampler 'confidence'" in capsys.readouterr().err
+    # lm-eval's own command line with the model registered
+    capsys.readouterr()
+    assert lm_eval_main(["--model", "paradistill", "--model_args", f"pretrained={ckpt},mc_draws=4",
+                         "--tasks", "pd_tiny", "--include_path", str(folder)]) == 0
+    assert f"{tasks['tasks']['pd_tiny']['perplexity,none']:.4f}" in capsys.readouterr().out
