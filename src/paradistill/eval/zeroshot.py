@@ -1,7 +1,8 @@
 """LAMBADA accuracy the way SDTT reports it, and the zero-shot perplexity suite of MDLM / BD3-LM / DUO.
 
 Corpora come through `datasets`: a hub id (the papers' corpora, listed in CORPORA, online or from the local
-cache) or, as `NAME=PATH`, a dataset saved with `save_to_disk` (or a .jsonl file) holding the same text column.
+cache) or, as `NAME=PATH`, a dataset saved with `save_to_disk` (or a .jsonl file) holding the same text column
+(a NAME outside CORPORA is a local corpus of its own: its 'text' column, no detokeniser).
 Both go through the same function (`load_texts`), the same detokeniser and the same scoring.
 
 LAMBADA (SDTT's protocol, written anew): each passage splits at its last space into a prefix and the last word
@@ -63,9 +64,12 @@ def parse_corpora(spec: str) -> list[tuple[str, str | None]]:
         name, _, source = item.partition("=")
         names = PAPER_SUITE if name == "paper" else (name,)
         for n in names:
+            if n not in CORPORA and source:  # a local corpus of its own: a 'text' column, no detokeniser
+                out.append((n, source))
+                continue
             if n not in CORPORA:
                 raise UserError(f"--zeroshot: unknown corpus '{n}': choose from {', '.join(CORPORA)} or paper "
-                                "(NAME=PATH reads a save_to_disk folder or a .jsonl file with that corpus's column)")
+                                "(NAME=PATH reads a save_to_disk folder or .jsonl file; a name of your own reads its 'text' column)")
             out.append((n, source or None))
     if not out:
         raise UserError("--zeroshot is empty: name corpora, e.g. --zeroshot wikitext103,ptb or paper")
@@ -76,7 +80,7 @@ def load_texts(corpus: str, source: str | None = None, limit: int | None = None)
     """Raw texts of `corpus`: from the hub id (source None) or a local save_to_disk folder / .jsonl file."""
     import datasets
 
-    c = CORPORA[corpus]
+    c = CORPORA.get(corpus) or Corpus(corpus, None, "test", "text", "none")
     try:
         if source is None:
             ds = datasets.load_dataset(c.path, c.name, split=c.split)
@@ -125,7 +129,7 @@ def zeroshot_perplexity(loaded, corpora: list[tuple[str, str | None]], cfg: Scor
     tok = loaded.tokenizer
     out: dict[str, Any] = {}
     for name, source in corpora:
-        c = CORPORA[name]
+        c = CORPORA.get(name) or Corpus(name, None, "test", "text", "none")
         rows = zeroshot_rows(load_texts(name, source), tok, c.detokenizer, scorer.window, max_rows)
         lls = [ll for ll, _ in scorer.loglikelihood([([tok.bos_id], r) for r in rows], progress=progress)]
         n = sum(len(r) for r in rows)
