@@ -26,7 +26,7 @@ torch.set_num_threads(1)
 SIZES = (128, 256, 512, 1024)
 
 
-def local_corpus(out: Path, n: int = 400, seed: int = 12345) -> str:
+def local_corpus(out: Path, n: int = 400, seed: int = 12345) -> tuple[str, str]:
     """n whole documents of the built-in generator (a seed the training data never used), as a 'text' column."""
     import datasets
 
@@ -36,7 +36,10 @@ def local_corpus(out: Path, n: int = 400, seed: int = 12345) -> str:
     texts = [t for t in texts if len(t.split()) >= 4]
     path = out / "corpus"
     datasets.Dataset.from_dict({"text": texts}).save_to_disk(str(path))
-    return str(path)
+    # LAMBADA-style passages: every document ends with " ." -- drop it, so the last word is the story's last word
+    lam = out / "lambada_passages"
+    datasets.Dataset.from_dict({"text": [t[:-2] if t.endswith(" .") else t for t in texts]}).save_to_disk(str(lam))
+    return str(path), str(lam)
 
 
 def texts_of(loaded, result) -> list[str]:
@@ -46,12 +49,12 @@ def texts_of(loaded, result) -> list[str]:
 def main(ar_run: str, mdlm_run: str, out: str) -> None:
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    corpus = local_corpus(Path("runs/eval_harness"))
+    corpus, passages = local_corpus(Path("runs/eval_harness"))
     rows = {}
     for name, run in (("ar", ar_run), ("mdlm", mdlm_run)):
         loaded = api.load(run)
         cfg = ScoreConfig(mc_draws=32, seed=0)
-        lam = lambada(loaded, corpus, cfg, limit=200, progress=False)["lambada"]
+        lam = lambada(loaded, passages, cfg, limit=200, progress=False)["lambada"]
         zs = zeroshot_perplexity(loaded, [("stories", corpus)], cfg, max_rows=64, progress=False)
         rows[name] = {"checkpoint": str(loaded.path), "lambada": lam, "zeroshot": zs["corpora"]["stories"],
                       "bound": zs["bound"]}

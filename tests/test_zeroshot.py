@@ -85,10 +85,10 @@ def test_zeroshot_saved_corpus_scores_like_the_hub_path(tmp_path, monkeypatch, k
     assert calls == [("ptb_text_only", None, "test")]
     assert hub["source"] == "hub:ptb_text_only" and local["source"] == disk
     assert {k: v for k, v in hub.items() if k != "source"} == {k: v for k, v in local.items() if k != "source"}
-    # rows of window - 1 tokens from the EOS-closed stream; AR: exactly the summed next-token NLL of each row
+    # rows of window - 1 tokens from the BOS doc EOS stream; AR: exactly the summed next-token NLL of each row
     rows = zeroshot_rows(texts, loaded.tokenizer, "ptb", 16)
     assert local["rows"] == len(rows) and local["tokens"] == sum(len(r) for r in rows) == sum(
-        len(t.split()) + 1 for t in texts)
+        len(t.split()) + 2 for t in texts)
     if kind == "ar":
         tok = loaded.tokenizer
         total = 0.0

@@ -11,7 +11,7 @@ token of the word is reproduced (equivalently every teacher-forced argmax matche
 the word's tokens masked followed by a clean EOS and take one pass at t = eps, correct when every argmax matches.
 "PPL" is SDTT's: exp(mean over passages of the word's summed NLL), the NELBO bound for diffusion models.
 
-Zero-shot perplexity: each document detokenised, encoded and closed with EOS; the stream is cut into rows of
+Zero-shot perplexity: each document detokenised, encoded and wrapped as BOS doc EOS; the stream is cut into rows of
 BOS + (window - 1) tokens (the checkpoint's training length), and each row's tokens are scored given BOS:
 exact for AR, the NELBO bound (seeded Monte-Carlo draws) for diffusion. Reported per corpus: NLL per token and
 its exp, with the number of rows and tokens scored.
@@ -109,12 +109,13 @@ def load_texts(corpus: str, source: str | None = None, limit: int | None = None)
 
 
 def zeroshot_rows(texts: list[str], tok, detok: str, window: int, max_rows: int | None = None) -> list[list[int]]:
-    """Token rows of `window - 1` tokens (the last one shorter) from the detokenised, EOS-closed documents."""
+    """Token rows of `window - 1` tokens (the last one shorter) from the detokenised documents, each wrapped as
+    BOS doc EOS and concatenated (MDLM's wrap)."""
     fn = get_detokenizer(detok)
     stream: list[int] = []
     need = None if max_rows is None else max_rows * (window - 1)
     for t in texts:
-        stream += tok.encode(fn(t)) + [tok.eos_id]
+        stream += [tok.bos_id] + tok.encode(fn(t)) + [tok.eos_id]
         if need is not None and len(stream) >= need:
             break
     step = window - 1
