@@ -55,10 +55,11 @@ def main(ar_run: str, mdlm_run: str, out: str) -> None:
         loaded = api.load(run)
         cfg = ScoreConfig(mc_draws=32, seed=0)
         lam = lambada(loaded, passages, cfg, limit=200, progress=False)["lambada"]
+        lam_dot = lambada(loaded, passages, cfg, limit=200, progress=False, right_context=" .")["lambada"]
         zs = zeroshot_perplexity(loaded, [("stories", corpus)], cfg, max_rows=64, progress=False)
-        rows[name] = {"checkpoint": str(loaded.path), "lambada": lam, "zeroshot": zs["corpora"]["stories"],
+        rows[name] = {"checkpoint": str(loaded.path), "lambada": lam, "lambada_period_before_eos": lam_dot, "zeroshot": zs["corpora"]["stories"],
                       "bound": zs["bound"]}
-        print(name, lam["accuracy"], zs["corpora"]["stories"]["ppl"], flush=True)
+        print(name, lam["accuracy"], lam_dot["accuracy"], zs["corpora"]["stories"]["ppl"], flush=True)
     # MAUVE: generator samples (reference) vs AR samples and MDLM samples at 8 steps, MiniLM features
     n = max(SIZES)
     ref = [r["text"] for r in __import__("paradistill.eval.evaluate", fromlist=["x"]).generator_records(n, 64, 7)]

@@ -143,8 +143,10 @@ def zeroshot_perplexity(loaded, corpora: list[tuple[str, str | None]], cfg: Scor
 
 
 def lambada(loaded, source: str | None = None, cfg: ScoreConfig | None = None, limit: int | None = None,
-            progress: bool = True) -> dict[str, Any]:
-    """SDTT-style LAMBADA accuracy and word perplexity (see module docstring)."""
+            progress: bool = True, right_context: str = "") -> dict[str, Any]:
+    """SDTT-style LAMBADA accuracy and word perplexity (see module docstring). `right_context`: clean text a
+    diffusion model sees between the masked word and EOS (SDTT: none; a corpus whose documents end in " ." may
+    pass " ." so the masked word sits where such a word sits in training)."""
     scorer = scorer_for(loaded, cfg or ScoreConfig())
     tok = loaded.tokenizer
     requests = []
@@ -153,7 +155,7 @@ def lambada(loaded, source: str | None = None, cfg: ScoreConfig | None = None, l
         if cut <= 0:
             continue
         prefix, word = text[:cut], text[cut:].rstrip()
-        after = [tok.eos_id] if scorer.right_context else []
+        after = tok.encode(right_context) + [tok.eos_id] if scorer.right_context else []
         requests.append(([tok.bos_id] + tok.encode(prefix), tok.encode(word), after))
     if not requests:
         raise UserError(f"LAMBADA source '{source}' holds no passage with at least two words")
@@ -166,7 +168,7 @@ def lambada(loaded, source: str | None = None, cfg: ScoreConfig | None = None, l
             "bound": scorer.bound, "lambada": {
                 "accuracy": acc, "accuracy_ci95": [acc - 1.96 * se, acc + 1.96 * se], "num_passages": len(scored),
                 "ppl": float(math.exp(-lls.mean())), "nll_per_token": float(-lls.sum() / n_tok),
-                "source": source or "hub:EleutherAI/lambada_openai",
+                "source": source or "hub:EleutherAI/lambada_openai", "right_context": right_context,
                 "protocol": "SDTT: last word after the last space; AR greedy, diffusion one pass at t=eps with the "
                             "word masked before a clean EOS; ppl = exp(mean word NLL)"}}
 
