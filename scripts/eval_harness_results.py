@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from paradistill import api
-from paradistill.checkpoint import atomic_write_text
+from paradistill.io import atomic_write_text
 from paradistill.data.tokenizers import builtin_tokenizer
 from paradistill.eval.evaluate import grammar
 from paradistill.eval.likelihood import ScoreConfig

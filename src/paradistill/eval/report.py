@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import atomic_write_text
 from ..errors import UserError
 from ..io import atomic_savefig, atomic_write_text
 from .evaluate import FORMAT

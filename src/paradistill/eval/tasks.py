@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import atomic_write_text
+from ..io import atomic_write_text
 from ..errors import UserError
 
 FORMAT = "paradistill-tasks"

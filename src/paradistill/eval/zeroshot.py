@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import atomic_write_text
+from ..io import atomic_write_text
 from ..errors import UserError
 from .detokenizers import get_detokenizer
 from .likelihood import ScoreConfig, scorer_for
