@@ -99,3 +99,32 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def lm_eval_main(argv: list[str] | None = None) -> int:
+    """`paradistill-lm-eval`: lm-eval-harness's own command line with the `paradistill` model type registered,
+    e.g. `paradistill-lm-eval --model paradistill --model_args pretrained=RUN,mc_draws=32 --tasks lambada_openai`
+    (lm-eval 0.4.13 loads no model plugins itself, so a bare `lm_eval --model paradistill` cannot see it)."""
+    from .errors import UserError
+
+    try:
+        from .eval.harness import register
+    except ImportError:
+        print("paradistill-lm-eval: error: lm-eval-harness is not installed: pip install 'paradistill[harness]'",
+              file=sys.stderr)
+        return 2
+    from lm_eval.__main__ import cli_evaluate
+
+    import torch
+
+    register()
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--device" not in args and not torch.cuda.is_available():
+        args += ["--device", "cpu"]  # lm-eval's default is cuda
+    sys.argv = ["lm_eval", *args]
+    try:
+        cli_evaluate()
+    except UserError as e:
+        print(f"paradistill-lm-eval: error: {e}", file=sys.stderr)
+        return 2
+    return 0

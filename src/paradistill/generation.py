@@ -208,26 +208,7 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
     check_memory(sampling_bytes(min(batch_size, num), length, loaded.model.cfg.vocab_size),
                  f"sampling a batch of {min(batch_size, num)} x {length} tokens over {loaded.model.cfg.vocab_size} "
                  "vocabulary entries", "lower --batch-size", device)
-    diffusion_sampler = None
-    if opts.compile and not kind.autoregressive:
-        raise UserError(f"--compile applies to autoregressive checkpoints; '{loaded.path}' is a {loaded.kind} "
-                        "checkpoint: drop --compile")
-    if denoiser is not None and (kind.autoregressive or joint):
-        raise UserError(f"a custom denoiser replaces a diffusion model's; '{loaded.path}' is sampled as "
-                        f"{'adjust' if joint else loaded.kind}: use a diffusion checkpoint")
-    if kind.autoregressive:
-        prefix = int(fixed_row.long().cumprod(0).sum())
-        if bool(fixed_row[prefix:].any()):
-            raise UserError("an autoregressive model supports prompts, not infilling templates: use a diffusion model")
-    elif joint:
-        adjust_parts(loaded, opts.mode, opts.adjust_checkpoint)  # bad --adjust / base before any work
-    else:
-        block = block_size or (record.block_size if kind.block else None)
-        if block is not None and length % block:
-            raise UserError(f"block_size={block} does not divide the sequence length {length}")
-        diffusion_sampler = build_sampler(sampler, block_size=block, tokens_per_step=tokens_per_step,
-                                          eos_id=tok.eos_id if opts.stop_at_eos else None,
-                                          pad_id=tok.pad_id, max_length=opts.max_length)
+    plan = _plan(loaded, kind, joint, sampler, length, block_size, tokens_per_step, opts, denoiser, fixed_row[None])
     out, nfes, secs, sizes = [], [], [], []
     extras = []  # per batch: sampler-specific counts (e.g. ADJUST sampler passes)
     batches = range(0, num, batch_size)
@@ -238,14 +219,7 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
         x = row.expand(b, -1).clone().to(device)
         fixed = fixed_row.expand(b, -1).clone().to(device)
         t0 = time.perf_counter()
-        if kind.autoregressive:
-            result = _generate_ar(loaded, x, fixed, length, generator, options, opts)
-        elif joint:
-            result = sample_adjust(loaded, x, fixed, generator, options, opts.tokens_per_pass, opts.mode,
-                                   opts.adjust_checkpoint, opts.adaptive_threshold)
-        else:
-            den = denoiser if denoiser is not None else make_denoiser(loaded, b, length, generator, opts)
-            result = run_sampler(diffusion_sampler, den, x, fixed, generator, steps, options)
+        result = _sample_batch(loaded, kind, joint, plan, x, fixed, generator, steps, options, opts, denoiser)
         secs.append(time.perf_counter() - t0)
         out.append(result.tokens.cpu())
         nfes.append(result.nfe)
@@ -257,6 +231,68 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
     if any(extras):
         info["batch_extra"] = extras
     return GenerationResult(torch.cat(out), nfes, secs, sizes, info)
+
+
+def _plan(loaded, kind, joint, sampler, length, block_size, tokens_per_step, opts, denoiser, fixed):
+    """Checks the request before any work; the diffusion sampler object (None for AR / ADJUST).
+    fixed: [B, L] bool template rows."""
+    tok = loaded.tokenizer
+    if opts.compile and not kind.autoregressive:
+        raise UserError(f"--compile applies to autoregressive checkpoints; '{loaded.path}' is a {loaded.kind} "
+                        "checkpoint: drop --compile")
+    if denoiser is not None and (kind.autoregressive or joint):
+        raise UserError(f"a custom denoiser replaces a diffusion model's; '{loaded.path}' is sampled as "
+                        f"{'adjust' if joint else loaded.kind}: use a diffusion checkpoint")
+    if kind.autoregressive:
+        prefix = fixed.long().cumprod(1).sum(1)  # [B]
+        if any(bool(fixed[i, int(p):].any()) for i, p in enumerate(prefix)):
+            raise UserError("an autoregressive model supports prompts, not infilling templates: use a diffusion model")
+        if bool((prefix != prefix[0]).any()):
+            raise UserError("rows of one autoregressive batch must share their prompt length: group them by length")
+        return None
+    if joint:
+        adjust_parts(loaded, opts.mode, opts.adjust_checkpoint)  # bad --adjust / base before any work
+        return None
+    block = block_size or (loaded.record.block_size if kind.block else None)
+    if block is not None and length % block:
+        raise UserError(f"block_size={block} does not divide the sequence length {length}")
+    return build_sampler(sampler, block_size=block, tokens_per_step=tokens_per_step,
+                         eos_id=tok.eos_id if opts.stop_at_eos else None, pad_id=tok.pad_id,
+                         max_length=opts.max_length)
+
+
+def _sample_batch(loaded, kind, joint, diffusion_sampler, x, fixed, generator, steps, options, opts, denoiser):
+    """One batch x, fixed: [B, L] through the kind's sampler -> SampleResult."""
+    if kind.autoregressive:
+        return _generate_ar(loaded, x, fixed, x.shape[1], generator, options, opts)
+    if joint:
+        return sample_adjust(loaded, x, fixed, generator, options, opts.tokens_per_pass, opts.mode,
+                             opts.adjust_checkpoint, opts.adaptive_threshold)
+    den = denoiser if denoiser is not None else make_denoiser(loaded, x.shape[0], x.shape[1], generator, opts)
+    return run_sampler(diffusion_sampler, den, x, fixed, generator, steps, options)
+
+
+def sample_rows(loaded, x: torch.Tensor, fixed: torch.Tensor, sampler: str = "ancestral", steps: int = 64,
+                generator: torch.Generator | None = None, temperature: float = 1.0, top_p: float = 1.0,
+                block_size: int | None = None, tokens_per_step: int | None = None, final_fill: str = "sample",
+                **method_options):
+    """One batch of caller-built template rows (x, fixed: [B, L]; e.g. a different prompt per row, as an
+    evaluation harness needs) through the same dispatch as `generate`. Autoregressive rows must share their
+    prompt length. Returns a sampling.base.SampleResult (tokens [B, L])."""
+    opts = from_dict(MethodOptions, dict(method_options), where="generate options")
+    if loaded.tokenizer is None:
+        raise UserError(f"checkpoint '{loaded.path}' has no tokenizer/ folder: it cannot be sampled")
+    if steps < 1:
+        raise UserError(f"steps={steps}: must be >= 1")
+    kind = get_kind(loaded.kind, where=f"checkpoint '{loaded.path}'")
+    joint = sampler == "adjust" or kind.family == "sampler"
+    tok, record = loaded.tokenizer, loaded.record
+    pad_is_token = record.data_mode == "pad" or tok.pad_id in (tok.bos_id, tok.eos_id)
+    options = SamplingOptions(temperature, top_p, final_fill, () if pad_is_token else (tok.pad_id,))
+    options.validate()
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    plan = _plan(loaded, kind, joint, sampler, x.shape[1], block_size, tokens_per_step, opts, None, fixed)
+    return _sample_batch(loaded, kind, joint, plan, x, fixed, generator, steps, options, opts, None)
 
 
 def _generate_ar(loaded, x, fixed, length, generator, options, opts: MethodOptions):

@@ -8,7 +8,7 @@ _MASK64 = (1 << 64) - 1
 
 # Stream names, so two uses of the same (seed, key) in different places still draw independent numbers.
 STREAMS = {"step": 1, "dropout": 2, "epoch": 3, "sample-batch": 4, "trajectory-shard": 5, "gumbel-online": 6,
-           "gumbel-offline": 7}
+           "gumbel-offline": 7, "nelbo": 8, "harness-generate": 9}
 
 
 def splitmix64(z: int) -> int:

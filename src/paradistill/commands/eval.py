@@ -22,6 +22,20 @@ entropy, distinct, and mauve when --reference is given):
   distinct  distinct-1/2/3 over the whole set
   mauve     MAUVE against --reference, features from --mauve-features
   val_ppl   held-out perplexity of the checkpoint (exact for AR, NELBO bound for diffusion)
+
+Paper setting (MDLM / SDTT / DUO): --judge gpt2-large --mauve-features gpt2-large with >= 500 samples per side
+(hub ids, online or cached). Offline, the MiniLM features separate sets far less sharply at equal sample counts.
+
+Benchmarks of a checkpoint (CKPT only; written to CKPT/eval/tasks.json, zeroshot.json; --out overrides):
+  --tasks a,b       lm-eval-harness tasks (extra 'harness'), e.g. lambada_openai,gsm8k; --task-path DIR adds
+                    local task YAMLs. Log-likelihoods are exact for AR, the NELBO bound with --mc-draws seeded
+                    draws for diffusion models; generation uses --sampler / --steps (auto by kind).
+  --lambada [SRC]   LAMBADA accuracy the way SDTT reports it (hub EleutherAI/lambada_openai, or a save_to_disk
+                    folder / .jsonl with a 'text' column)
+  --zeroshot LIST   zero-shot perplexity (NELBO bound for diffusion) per corpus: wikitext103, ptb, lm1b, lambada,
+                    ag_news, pubmed, arxiv, or paper (all seven); NAME=PATH reads a save_to_disk copy
+The same model type runs under lm-eval's own CLI: paradistill-lm-eval --model paradistill --model_args
+pretrained=RUN,mc_draws=32 --tasks ...
 """
 
 
@@ -66,6 +80,21 @@ def add_parser(sub) -> None:
                    help="recipe name / YAML whose val split to use, or a .npy file of [N, L] token rows "
                         "(default: the checkpoint's recipe)")
     v.add_argument("--val-batches", type=int, default=16, help="validation batches of 32 rows (default 16)")
+    b = p.add_argument_group("benchmarks of a checkpoint (lm-eval tasks, LAMBADA, zero-shot perplexity)")
+    b.add_argument("--tasks", default=None, help="comma list of lm-eval-harness tasks, e.g. lambada_openai,gsm8k")
+    b.add_argument("--task-path", default=None, help="folder of extra lm-eval task YAMLs (local tasks)")
+    b.add_argument("--limit", type=float, default=None, help="lm-eval: documents per task (or a fraction)")
+    b.add_argument("--num-fewshot", type=int, default=None, help="lm-eval: few-shot examples per prompt")
+    b.add_argument("--max-gen-toks", type=int, default=64, help="lm-eval: tokens to generate when a task does not say")
+    b.add_argument("--mc-draws", type=int, default=32,
+                   help="Monte-Carlo draws of the NELBO per request for diffusion models (default 32, as SDTT)")
+    b.add_argument("--lambada", nargs="?", const="hub", default=None, metavar="SRC",
+                   help="LAMBADA accuracy, SDTT protocol: hub (default) or a save_to_disk folder / .jsonl file")
+    b.add_argument("--lambada-limit", type=int, default=None, help="LAMBADA passages to score (default all)")
+    b.add_argument("--zeroshot", default=None, metavar="LIST",
+                   help="zero-shot perplexity corpora: wikitext103,ptb,lm1b,lambada,ag_news,pubmed,arxiv or paper; "
+                        "NAME=PATH for a save_to_disk copy")
+    b.add_argument("--zeroshot-rows", type=int, default=64, help="rows (of the training length) per corpus (default 64)")
     p.add_argument("--device", default="cpu", help="torch device for judge, encoder and sampling (default cpu)")
     add_sampling_options(p)
     p.set_defaults(run=run)
@@ -84,8 +113,49 @@ def _config(args):
         where="eval options")
 
 
+def run_benchmarks(args) -> int:
+    """--tasks / --lambada / --zeroshot on a checkpoint."""
+    from pathlib import Path
+
+    from .. import api
+    from ..errors import UserError
+    from ..eval.likelihood import ScoreConfig
+
+    if Path(args.input).is_file() or args.input == "generator":
+        raise UserError("--tasks / --lambada / --zeroshot evaluate a checkpoint: pass a run or checkpoint directory")
+    loaded = api.load(args.input, device=args.device)
+    out_dir = Path(args.out).parent if args.out else Path(args.input) / "eval"
+    score = ScoreConfig(mc_draws=args.mc_draws, seed=args.seed, batch_size=args.batch_size)
+    if args.tasks:
+        from ..eval.tasks import format_tasks_table, run_tasks, write_tasks
+
+        sampler = "auto" if args.sampler == "ancestral" else args.sampler
+        res = run_tasks(loaded, [t.strip() for t in args.tasks.split(",") if t.strip()], include_path=args.task_path,
+                        limit=args.limit, num_fewshot=args.num_fewshot, device=args.device,
+                        batch_size=args.batch_size, mc_draws=args.mc_draws, seed=args.seed, sampler=sampler,
+                        steps=args.steps, max_gen_toks=args.max_gen_toks, tokens_per_pass=args.tokens_per_pass,
+                        adjust_mode=args.adjust_mode)
+        print(format_tasks_table(res))
+        print("results -> " + " and ".join(map(str, write_tasks(res, out_dir / "tasks.json"))))
+    if args.lambada or args.zeroshot:
+        from ..eval.zeroshot import format_zeroshot, lambada, parse_corpora, write_zeroshot, zeroshot_perplexity
+
+        res = {}
+        if args.zeroshot:
+            res = zeroshot_perplexity(loaded, parse_corpora(args.zeroshot), score, args.zeroshot_rows)
+        if args.lambada:
+            lam = lambada(loaded, None if args.lambada == "hub" else args.lambada, score, args.lambada_limit)
+            res = {**lam, **res}
+        print(format_zeroshot(res))
+        print("results -> " + " and ".join(map(str, write_zeroshot(res, out_dir / "zeroshot.json"))))
+    return 0
+
+
 def run(args) -> int:
     from pathlib import Path
+
+    if args.tasks or args.lambada or args.zeroshot:
+        return run_benchmarks(args)
 
     from .. import api
     from ..eval.evaluate import evaluate_samples, format_table, generator_records, read_samples, write_outputs

@@ -10,6 +10,7 @@ import functools
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from .mauve import check_sizes, mauve_score
 
 METRICS = ("exact", "gen_ppl", "entropy", "distinct", "mauve", "val_ppl")
 FORMAT = "paradistill-eval"
+PAPER_MAUVE_SAMPLES = 500  # MDLM / SDTT / DUO: MAUVE on >= 500 samples per side with GPT-2 Large features
+PAPER_JUDGE = PAPER_FEATURES = "gpt2-large"  # hub id: the papers' Gen PPL judge and MAUVE featuriser
 
 
 @dataclass
@@ -309,6 +312,12 @@ def _mauve(res, cfg, records, texts, tok, loaded):
     res["mauve"] = mauve_score([t or "" for t in texts], ref, cfg.mauve_features, buckets, cfg.mauve_seed,
                                device=cfg.device)
     res["mauve"]["reference"] = cfg.reference
+    small = min(len(texts), len(ref))
+    if small < PAPER_MAUVE_SAMPLES:
+        msg = (f"MAUVE on {small} samples per side (< {PAPER_MAUVE_SAMPLES}, the papers' minimum): scores at this size "
+               "separate sets weakly and are not comparable with published MAUVE; pass --num / --reference-num >= 500")
+        res["mauve"]["warning"] = msg
+        warnings.warn(msg, stacklevel=2)
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -345,7 +354,9 @@ def format_table(res: dict[str, Any]) -> str:
         if key in res:
             rows.append((name, _fmt(res[key], 4)))
     if "mauve" in res:
-        rows.append((f"MAUVE vs {res['mauve']['reference']} ({res['mauve']['features']})", _fmt(res["mauve"]["mauve"], 4)))
+        m = res["mauve"]
+        rows.append((f"MAUVE vs {m['reference']} (features {m['features']}, {m['num_p']} vs {m['num_q']} samples)",
+                     _fmt(m["mauve"], 4) + (" (fewer than 500 samples per side)" if m.get("warning") else "")))
     if "val_ppl" in res:
         rows.append((f"val PPL ({res['val_ppl']['bound']})", _fmt(res["val_ppl"]["ppl"], 3)))
     lines = ["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]

@@ -256,7 +256,15 @@ def judge_inputs(ids: list[list[int]], texts: list[str | None], judge, sample_vo
     if missing:
         raise UserError(f"sample {missing[0]} has no text to retokenise for judge '{judge.name}': write samples with "
                         "api.write_samples (which stores the decoded text) or pass --tokenizer")
-    return [judge.encode(t) for t in texts], "retokenised (decoded text encoded by the judge's tokenizer)"
+    seqs = []
+    for i, t in enumerate(texts):
+        try:
+            seqs.append(judge.encode(t))
+        except (UserError, KeyError, ValueError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise UserError(f"judge '{judge.name}' cannot encode sample {i} ({reason}): use a judge whose tokenizer "
+                            "covers the samples' text, e.g. --judge gpt2-large") from None
+    return seqs, "retokenised (decoded text encoded by the judge's tokenizer)"
 
 
 def gen_ppl(judge, seqs: list[list[int]]) -> dict:

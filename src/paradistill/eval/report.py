@@ -16,8 +16,7 @@ from ..io import atomic_savefig, atomic_write_text
 from .evaluate import FORMAT
 
 
-def collect(paths: list[str | Path]) -> list[dict[str, Any]]:
-    """Eval results from files or directories (searched recursively for JSON files written by `eval`)."""
+def _json_files(paths: list[str | Path]) -> list[Path]:
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_file():
@@ -26,19 +25,41 @@ def collect(paths: list[str | Path]) -> list[dict[str, Any]]:
             files += sorted(p.rglob("*.json"))
         else:
             raise UserError(f"'{p}' does not exist: pass run directories or eval JSON files")
+    return files
+
+
+def _read(files: list[Path], formats: tuple[str, ...]) -> list[dict[str, Any]]:
     out = []
     for f in files:
         try:
             res = json.loads(f.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError, OSError):
             continue
-        if isinstance(res, dict) and res.get("format") == FORMAT:
+        if isinstance(res, dict) and res.get("format") in formats:
             res["_file"] = str(f)
             out.append(res)
-    if not out:
+    return out
+
+
+def collect(paths: list[str | Path], required: bool = True) -> list[dict[str, Any]]:
+    """Eval results from files or directories (searched recursively for JSON files written by `eval`)."""
+    out = _read(_json_files(paths), (FORMAT,))
+    if not out and required:
         raise UserError(f"no eval results under {', '.join(map(str, paths))}: run `paradistill eval` first "
                         "(it writes *.json files with format 'paradistill-eval')")
     return sorted(out, key=lambda r: (str(r.get("kind")), str(r.get("sampler")), _num(r.get("nfe_mean"))))
+
+
+def benchmark_tables(paths: list[str | Path]) -> str:
+    """The lm-eval task tables and LAMBADA / zero-shot tables found under `paths` (markdown, '' when none)."""
+    from .tasks import FORMAT as TASKS, format_tasks_table
+    from .zeroshot import FORMAT as ZEROSHOT, format_zeroshot
+
+    parts = []
+    for res in _read(_json_files(paths), (TASKS, ZEROSHOT)):
+        body = format_tasks_table(res) if res["format"] == TASKS else format_zeroshot(res)
+        parts.append(f"### {res['_file']}\n\n{body}")
+    return "\n".join(parts)
 
 
 def _num(x) -> float:
@@ -74,16 +95,25 @@ def _ci(res: dict, block: str) -> str:
     return f"{b['ppl']:.3f} [{b['ppl_ci95'][0]:.3f}, {b['ppl_ci95'][1]:.3f}]"
 
 
+def _mauve_features(res: dict) -> str:
+    m = res.get("mauve")
+    if not m:
+        return "-"
+    return f"{m['features']} ({m.get('num_p')} vs {m.get('num_q')})" + (" <500" if m.get("warning") else "")
+
+
 def markdown_table(results: list[dict[str, Any]]) -> str:
     head = ["set", "steps", "samples", "mean NFE", "ms / sample", "tokens / s", "exact Gen PPL [95% CI]",
-            "violation-free", "Gen PPL (judge) [95% CI]", "entropy", "distinct-2", "MAUVE", "val PPL"]
+            "violation-free", "Gen PPL [95% CI]", "judge", "entropy", "distinct-2", "MAUVE", "MAUVE features (n)",
+            "val PPL"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         cells = [label(r), _f(r.get("steps")), _f(r.get("num_samples")), _f(r.get("nfe_mean"), 1),
                  _f(r["seconds_per_sample"] * 1000 if r.get("seconds_per_sample") is not None else None, 2),
                  _f(r.get("tokens_per_second"), 0), _ci(r, "exact"),
-                 _f((r.get("exact") or {}).get("violation_free_fraction"), 3), _ci(r, "gen"), _f(r.get("entropy"), 3),
-                 _f(r.get("distinct_2"), 3), _f((r.get("mauve") or {}).get("mauve"), 3),
+                 _f((r.get("exact") or {}).get("violation_free_fraction"), 3), _ci(r, "gen"),
+                 _f((r.get("gen") or {}).get("judge")), _f(r.get("entropy"), 3),
+                 _f(r.get("distinct_2"), 3), _f((r.get("mauve") or {}).get("mauve"), 3), _mauve_features(r),
                  _f((r.get("val_ppl") or {}).get("ppl"), 3)]
         lines.append("| " + " | ".join(cells) + " |")
     refs = {round(r["exact"]["generator_ppl"], 4) for r in results if "generator_ppl" in r.get("exact", {})}
@@ -160,11 +190,17 @@ def plot(results: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
 
 
 def write_report(paths: list[str | Path], out_dir: str | Path, plots: bool = True) -> dict[str, Any]:
-    """table.md (+ PNG plots) in `out_dir` from the eval JSONs under `paths`."""
-    results = collect(paths)
+    """table.md (+ PNG plots) in `out_dir` from the eval JSONs under `paths`: the generation table, then the
+    lm-eval task tables and LAMBADA / zero-shot tables beside it."""
+    benchmarks = benchmark_tables(paths)
+    results = collect(paths, required=not benchmarks)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(results)
+    table = ""
+    if results:
+        table = "## Generation\n\n" + markdown_table(results)
+    if benchmarks:
+        table += ("\n" if table else "") + "## Benchmarks (lm-eval tasks, LAMBADA, zero-shot perplexity)\n\n" + benchmarks
     atomic_write_text(out_dir / "table.md", table)
-    files = plot(results, out_dir) if plots else []
+    files = plot(results, out_dir) if plots and results else []
     return {"table": table, "files": [out_dir / "table.md", *files], "num_results": len(results)}
