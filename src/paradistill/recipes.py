@@ -76,7 +76,9 @@ class Recipe:
     def validate(self) -> None:
         """The model section up front too (the typed sections validate themselves), with a stand-in vocabulary
         size: the real one comes from the tokenizer, but a bad `model.dropout` must fail in --dry-run."""
-        model_config(self, vocab_size=_STAND_IN_VOCAB)
+        noise_vocab = self.model.get("noise_vocab")  # a stand-in must hold every id the section refers to
+        stand_in = max(_STAND_IN_VOCAB, noise_vocab if isinstance(noise_vocab, int) else 0)
+        model_config(self, vocab_size=stand_in)
 
 
 _STAND_IN_VOCAB = 256
