@@ -506,3 +506,12 @@ def test_resume_survives_a_metrics_line_torn_by_a_kill(tmp_path):
     MetricsLog(tmp_path, True).truncate(2)
     assert [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert (tmp_path / "metrics.csv").read_text().splitlines()[-1] == "2,train,loss,1.9"
+
+
+def test_every_builtin_recipe_passes_the_up_front_validation():
+    """The model section is validated with a stand-in vocabulary that must not reject a real recipe
+    (e.g. model.noise_vocab=50257 of the paper-scale Gumbel recipes)."""
+    from paradistill.recipes import load_recipe, recipe_names
+
+    for name in recipe_names():
+        assert load_recipe(name).name == name

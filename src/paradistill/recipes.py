@@ -10,7 +10,6 @@ from typing import Any
 
 from .config import apply_overrides, check_ranges, closest_hint, from_dict, load_yaml
 from .data.packing import prepare_data
-from .diffusion.adapt import AdaptConfig
 from .diffusion.bd3lm import BD3Config
 from .diffusion.objectives import DiffusionConfig
 from .distill.adjust import AdjustConfig
@@ -70,7 +69,6 @@ class Recipe:
     sdtt: SDTTConfig = field(default_factory=SDTTConfig)
     adjust: AdjustConfig = field(default_factory=AdjustConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
-    adapt: AdaptConfig = field(default_factory=AdaptConfig)  # AR -> diffusion adaptation (diffusion/adapt.py)
     teacher: str | None = None  # default --teacher of `distill` (any checkpoint reference, e.g. hf:...)
     init: str | None = None  # default --init (e.g. hf:kuleshov-group/bd3lm-owt-block_size4)
     student: str | None = None  # default --student of `distill gumbel` (mdlm | bd3lm)
@@ -78,8 +76,9 @@ class Recipe:
     def validate(self) -> None:
         """The model section up front too (the typed sections validate themselves), with a stand-in vocabulary
         size: the real one comes from the tokenizer, but a bad `model.dropout` must fail in --dry-run."""
-        noise_vocab = self.model.get("noise_vocab", 0) if isinstance(self.model, dict) else 0
-        model_config(self, vocab_size=max(_STAND_IN_VOCAB, int(noise_vocab or 0)))
+        noise_vocab = self.model.get("noise_vocab")  # a stand-in must hold every id the section refers to
+        stand_in = max(_STAND_IN_VOCAB, noise_vocab if isinstance(noise_vocab, int) else 0)
+        model_config(self, vocab_size=stand_in)
 
 
 _STAND_IN_VOCAB = 256
