@@ -10,6 +10,7 @@ from typing import Any
 
 from .config import apply_overrides, check_ranges, closest_hint, from_dict, load_yaml
 from .data.packing import prepare_data
+from .diffusion.adapt import AdaptConfig
 from .diffusion.bd3lm import BD3Config
 from .diffusion.objectives import DiffusionConfig
 from .distill.adjust import AdjustConfig
@@ -69,6 +70,7 @@ class Recipe:
     sdtt: SDTTConfig = field(default_factory=SDTTConfig)
     adjust: AdjustConfig = field(default_factory=AdjustConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)  # AR -> diffusion adaptation (diffusion/adapt.py)
     teacher: str | None = None  # default --teacher of `distill` (any checkpoint reference, e.g. hf:...)
     init: str | None = None  # default --init (e.g. hf:kuleshov-group/bd3lm-owt-block_size4)
     student: str | None = None  # default --student of `distill gumbel` (mdlm | bd3lm)
