@@ -24,11 +24,14 @@ cases=("ar|$work/ar|--sampler ancestral"
        "adjust K=4|$work/adj|--sampler adjust --tokens-per-pass 4"
        "marginal K=4|$work/mdlm|--sampler adjust --adjust-mode marginal --tokens-per-pass 4")
 rows=()
+i=0
 for c in "${cases[@]}"; do
   IFS='|' read -r name run opts <<<"$c"
-  for side in old new; do
-    $side sample "$run" $opts --num 16 --seed 7 --out "$work/$side.jsonl" >/dev/null 2>&1
-    $side eval "$work/$side.jsonl" --metrics exact,entropy,distinct --out "$work/$side-eval.json" >/dev/null 2>&1
+  i=$((i + 1))
+  for side in old new; do  # a new file per case and side: outputs are never replaced
+    $side sample "$run" $opts --num 16 --seed 7 --out "$work/$side-$i.jsonl" >/dev/null 2>&1
+    $side eval "$work/$side-$i.jsonl" --metrics exact,entropy,distinct --out "$work/$side-$i-eval.json" >/dev/null 2>&1
+    cp "$work/$side-$i.jsonl" "$work/$side.jsonl"; cp "$work/$side-$i-eval.json" "$work/$side-eval.json"
   done
   same_tokens=$(.venv/bin/python - "$work/old.jsonl" "$work/new.jsonl" <<'PY'
 import json, sys
