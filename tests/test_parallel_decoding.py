@@ -194,3 +194,56 @@ def test_static_cache_window_equals_full_buffer():
     assert torch.allclose(a, b, atol=1e-5)
     ref = model(prompt, attn="causal").logits
     assert torch.allclose(a, ref, atol=1e-5)
+
+
+def test_read_window_and_static_decoding_across_windows():
+    from paradistill.sampling.ar import generate_ar, read_window
+
+    assert [read_window(n, 150) for n in (1, 64, 65, 128, 129, 150)] == [64, 64, 128, 128, 150, 150]
+    model = make_model(V, max_len=256)
+    prompt = torch.full((2, 1), 1)
+    ref = generate_ar(model, prompt, 150, torch.Generator().manual_seed(0), use_cache=True)
+    win = generate_ar(model, prompt, 150, torch.Generator().manual_seed(0), static_cache=True)
+    assert torch.equal(ref.tokens, win.tokens)
+
+
+def test_adjust_confidence_threshold_limits(tmp_path):
+    """ADJUST + threshold (marginal sampler here): tau = 1 is one pick per full pass, tau = 0 is K per pass."""
+    from paradistill.distill.adjust_adapters import ParadistillAdapter
+    from paradistill.distill.adjust_decode import joint_decode
+
+    model = make_model(V)
+    adapter = ParadistillAdapter(model, MASK)
+    x = torch.full((2, 17), MASK)
+    fixed = torch.zeros(2, 17, dtype=torch.bool)
+    fixed[:, 0] = True
+    x[:, 0] = 1
+    opts = SamplingOptions()
+    _, _, nfe_one, _ = joint_decode(adapter, x, fixed, torch.Generator().manual_seed(0), opts, 8, confidence=1.0)
+    _, _, nfe_all, _ = joint_decode(adapter, x, fixed, torch.Generator().manual_seed(0), opts, 8, confidence=0.0)
+    assert nfe_one == 16 and nfe_all == 2
+
+
+def test_cli_threshold_and_block_cache(tmp_path, tiny_tokenizer, capsys):
+    """`paradistill sample --sampler threshold --threshold ... --block-size ... --block-cache ...` end to end."""
+    import json
+
+    from paradistill.cli import main
+    from paradistill.checkpoint import save_checkpoint
+
+    model = make_model(tiny_tokenizer.vocab_size)
+    ckpt = save_checkpoint(tmp_path / "mdlm", model, "mdlm", tiny_tokenizer, {"seq_len": 16, "keep_bos": True})
+    for extra in (["--sampler", "threshold", "--threshold", "0.0"],
+                  ["--sampler", "factor", "--threshold", "2", "--block-size", "8", "--block-cache", "prefix"],
+                  ["--sampler", "eb", "--block-size", "4", "--block-cache", "dual"],
+                  ["--sampler", "adjust", "--adjust-mode", "marginal", "--threshold", "0.5"]):
+        out = tmp_path / "s.jsonl"
+        assert main(["--threads", "1", "sample", str(ckpt), "--num", "2", "--out", str(out), *extra]) == 0
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert len(rows) == 2
+    # threshold 0 without blocks: the whole sequence in one pass
+    main(["sample", str(ckpt), "--num", "2", "--sampler", "threshold", "--threshold", "0", "--out", str(out)])
+    assert all(json.loads(line)["nfe"] == 1 for line in out.read_text().splitlines())
+    assert main(["sample", str(ckpt), "--num", "1", "--block-cache", "prefix", "--out", str(out)]) == 2
+    assert "--block-size" in capsys.readouterr().err
+    assert main(["sample", str(ckpt), "--num", "1", "--threshold", "0.5", "--out", str(out)]) == 2
