@@ -199,7 +199,8 @@ def test_static_cache_window_equals_full_buffer():
 def test_read_window_and_static_decoding_across_windows():
     from paradistill.sampling.ar import generate_ar, read_window
 
-    assert [read_window(n, 150) for n in (1, 64, 65, 128, 129, 150)] == [64, 64, 128, 128, 150, 150]
+    assert [read_window(n, 150, 64) for n in (1, 64, 65, 128, 129, 150)] == [64, 64, 128, 128, 150, 150]
+    assert read_window(1, 1024) == 128 and read_window(300, 1024) == 512 and read_window(900, 1024) == 1024
     model = make_model(V, max_len=256)
     prompt = torch.full((2, 1), 1)
     ref = generate_ar(model, prompt, 150, torch.Generator().manual_seed(0), use_cache=True)

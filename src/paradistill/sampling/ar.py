@@ -3,7 +3,7 @@
 `compile=True` decodes into a static cache (same shapes every step, see models.transformer.KVCache) through a
 `torch.compile`d forward, with a C++ wrapper on CPU so a step is one call into compiled code instead of ~100
 eager operator dispatches (the cost of a batch-1 step of a small model). A step reads only the filled part of
-the static cache, rounded up to a power of two (>= 64): a handful of graphs per (batch, length), and attention
+the static cache, rounded up to a power of two (>= 128): a handful of graphs per (batch, length), and attention
 over at most twice the filled keys instead of the whole buffer."""
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ def compiled_forward(model):
     return fn
 
 
-def read_window(filled: int, length: int, smallest: int = 64) -> int:
+def read_window(filled: int, length: int, smallest: int = 128) -> int:
     """Keys a static-cache step reads when `filled` positions are written: the next power of two >= filled
-    (at least `smallest`), at most the buffer `length`."""
+    (at least `smallest`: fewer graphs to compile), at most the buffer `length`."""
     w = smallest
     while w < filled:
         w *= 2
