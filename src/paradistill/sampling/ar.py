@@ -12,6 +12,7 @@ import time
 import weakref
 
 import torch
+import torch._dynamo
 
 from ..errors import UserError
 from .base import SampleResult, SamplingOptions
@@ -25,8 +26,6 @@ def compiled_forward(model):
     first call). CPU: inductor with its C++ wrapper (needs a C++ compiler); CUDA: inductor's defaults."""
     fn = _COMPILED.get(model)
     if fn is None:
-        import torch._dynamo
-
         cfg = torch._dynamo.config  # one graph per read window and shape: allow more than the default 8
         name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
         setattr(cfg, name, max(getattr(cfg, name), 64))

@@ -165,6 +165,7 @@ class BD3BlockView(Denoiser):
     def masked_log_probs(self, x_block: torch.Tensor, t: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
         return self(x_block, t)[where]  # the block's pass is already block-sized
 
+
 def denoiser_for(model, mask_id: int, block_size: int | None = None, use_cache: bool = True,
                  batch_size: int | None = None, length: int | None = None) -> Denoiser:
     """The denoiser of a masked model: block-wise (BD3-LM, with its KV cache) when `block_size` is given."""
