@@ -128,6 +128,8 @@ def main(argv=None) -> int:
     ap.add_argument("--adjust-max", type=int, default=8)
     ap.add_argument("--sdtt-steps", type=int, nargs="*", default=[8, 16])
     ap.add_argument("--bd3-steps", type=int, nargs="*", default=[2, 4])
+    ap.add_argument("--families", default=None,
+                    help="comma-separated families to run (e.g. sdtt,bd3lm); AR always runs as the reference")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="results/decoding_frontier")
@@ -141,7 +143,11 @@ def main(argv=None) -> int:
 
     paths = {"ar": args.ar, "mdlm": args.mdlm, "bd3lm": args.bd3lm}
     todo = settings(args, paths)
-    loaded = {k: api.load(v) for k, v in paths.items() if v}
+    if args.families:
+        keep = {f.strip() for f in args.families.split(",")}
+        todo = [s for s in todo if s["family"] == "ar" or s["family"] in keep]
+    needed = {s["model"] for s in todo}
+    loaded = {k: api.load(v) for k, v in paths.items() if v and k in needed}
     G = grammar()
     rows = []
     for s in tqdm(todo, desc="quality"):
