@@ -234,17 +234,18 @@ def test_cli_threshold_and_block_cache(tmp_path, tiny_tokenizer, capsys):
 
     model = make_model(tiny_tokenizer.vocab_size)
     ckpt = save_checkpoint(tmp_path / "mdlm", model, "mdlm", tiny_tokenizer, {"seq_len": 16, "keep_bos": True})
-    for extra in (["--sampler", "threshold", "--threshold", "0.0"],
-                  ["--sampler", "factor", "--threshold", "2", "--block-size", "8", "--block-cache", "prefix"],
-                  ["--sampler", "eb", "--block-size", "4", "--block-cache", "dual"],
-                  ["--sampler", "adjust", "--adjust-mode", "marginal", "--threshold", "0.5"]):
-        out = tmp_path / "s.jsonl"
+    for i, extra in enumerate((["--sampler", "threshold", "--threshold", "0.0"],
+                               ["--sampler", "factor", "--threshold", "2", "--block-size", "8", "--block-cache", "prefix"],
+                               ["--sampler", "eb", "--block-size", "4", "--block-cache", "dual"],
+                               ["--sampler", "adjust", "--adjust-mode", "marginal", "--threshold", "0.5"])):
+        out = tmp_path / f"s{i}.jsonl"
         assert main(["--threads", "1", "sample", str(ckpt), "--num", "2", "--out", str(out), *extra]) == 0
         rows = [json.loads(line) for line in out.read_text().splitlines()]
         assert len(rows) == 2
     # threshold 0 without blocks: the whole sequence in one pass
-    main(["sample", str(ckpt), "--num", "2", "--sampler", "threshold", "--threshold", "0", "--out", str(out)])
+    out = tmp_path / "t.jsonl"
+    assert main(["sample", str(ckpt), "--num", "2", "--sampler", "threshold", "--threshold", "0", "--out", str(out)]) == 0
     assert all(json.loads(line)["nfe"] == 1 for line in out.read_text().splitlines())
-    assert main(["sample", str(ckpt), "--num", "1", "--block-cache", "prefix", "--out", str(out)]) == 2
+    assert main(["sample", str(ckpt), "--num", "1", "--block-cache", "prefix", "--out", str(tmp_path / "u.jsonl")]) == 2
     assert "--block-size" in capsys.readouterr().err
-    assert main(["sample", str(ckpt), "--num", "1", "--threshold", "0.5", "--out", str(out)]) == 2
+    assert main(["sample", str(ckpt), "--num", "1", "--threshold", "0.5", "--out", str(tmp_path / "v.jsonl")]) == 2
