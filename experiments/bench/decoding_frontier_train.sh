@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Small tiny-recipe models for scripts/decoding_frontier.py (issue 27) when the converged built-in bases are not
+# Small tiny-recipe models for experiments/bench/decoding_frontier.py (issue 27) when the converged built-in bases are not
 # at hand: MDLM and AR (in parallel, one thread each), then a BD3-LM (block 16, from the MDLM) and an SDTT
-# student (64 -> 16 steps, two rounds, from the MDLM). Usage: STEPS=400 scripts/decoding_frontier_train.sh [OUT]
+# student (64 -> 16 steps, two rounds, from the MDLM). Usage: STEPS=400 experiments/bench/decoding_frontier_train.sh [OUT]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 OUT=${1:-runs/frontier}
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=1 PARADISTILL_CACHE=${PARADISTILL_CACHE:-.cache/data}

@@ -10,7 +10,7 @@ rules, prefix / dual block caches, ADJUST K and ADJUST + threshold (the trained 
 marginal baseline), SDTT students (--sdtt) and BD3-LM with its exact cache (--bd3lm).
 
 The models are checkpoint paths: run it on the converged built-in bases when they exist, e.g.
-    python scripts/decoding_frontier.py --ar builtin:ar --mdlm builtin:mdlm ...   (once those names resolve)
+    python -m experiments.bench.decoding_frontier --ar builtin:ar --mdlm builtin:mdlm ...   (once those names resolve)
 Writes OUT/frontier.json, OUT/table.md (opening with its verdict), OUT/frontier.png.
 """
 
