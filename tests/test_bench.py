@@ -21,7 +21,7 @@ def test_benchmark_runs_every_method_and_writes_its_tables(tmp_path):
 
     torch.manual_seed(0)
     bc = BenchConfig(dim=32, n_layers=1, n_heads=2, vocab_size=40, lengths=[16], batch_sizes=[1], mdlm_steps=[4, 16],
-                     bd3_block=16, bd3_steps_per_block=2, adjust_k=[2], reps=1, warmup=0, forward_tokens=256)
+                     bd3_block=16, bd3_steps_per_block=2, adjust_k=[2], rounds=1, warmup=0, forward_tokens=256)
     res = run_benchmark(bc, out=tmp_path, progress=False)
     cases = {c["case"]: c for c in res["cases"]}
     for name in ("ar kv-cache", "ar no-cache", "mdlm T=4 cached", "mdlm T=16 no-cache", "bd3lm B=16 kv-cache",
@@ -38,7 +38,7 @@ def test_benchmark_runs_every_method_and_writes_its_tables(tmp_path):
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["cases"] == res["cases"]
     table = (tmp_path / "table.md").read_text()
-    assert "Target ratios" in table and "Where MDLM overtakes KV-cached AR" in table and "Roofline" in table
+    assert "Ratios (same run, paired per round)" in table and "Where MDLM overtakes KV-cached AR" in table and "Roofline" in table
     assert (tmp_path / "bench.png").stat().st_size > 0
 
 
@@ -105,3 +105,33 @@ def test_ar_trained_on_wrapped_text_samples_from_bos():
     assert (res.tokens[:, 0] == tok.bos_id).all() and (res.tokens[:, 1:] != tok.mask_id).all()
     prompted = generate(loaded, 2, batch_size=2, seed=0, progress=False, prompt="w1 w2")
     assert prompted.tokens[0, :2].tolist() == tok.encode("w1 w2")
+
+
+def test_benchmark_interleaves_rounds_with_hf_baseline_block_caches_and_overhead(tmp_path):
+    from paradistill.eval.bench import BenchConfig
+    from paradistill.eval.bench_cases import run_benchmark
+
+    bc = BenchConfig(dim=32, n_layers=1, n_heads=2, vocab_size=40, lengths=[32], batch_sizes=[1, 2],
+                     mdlm_steps=[16], methods=["ar", "hf", "mdlm", "blockcache"], block=8, block_steps=2, rounds=2,
+                     warmup=1, forward_tokens=256, ar_no_cache=False, mdlm_no_cache=False, heavy_tokens=40,
+                     overhead_rounds=2, overhead_length=32)
+    res = run_benchmark(bc, out=tmp_path, progress=False)
+    b1 = {c["case"] for c in res["cases"] if c["batch"] == 1}
+    b2 = {c["case"] for c in res["cases"] if c["batch"] == 2}
+    assert b1 == {"ar kv-cache", "hf-gpt2 generate", "mdlm T=16 cached", "mdlm B=8 S=2 no-cache",
+                  "mdlm B=8 S=2 prefix", "mdlm B=8 S=2 dual"}
+    assert b2 == {"ar kv-cache", "hf-gpt2 generate", "mdlm T=16 cached", "mdlm B=8 S=2 dual"}  # heavy: a subset
+    assert all(len(c["times"]) == 2 for c in res["cases"])
+    hf = next(c for c in res["cases"] if c["case"] == "hf-gpt2 generate")
+    assert hf["nfe"] == 31
+    prefix = next(c for c in res["cases"] if c["case"] == "mdlm B=8 S=2 prefix")
+    assert prefix["nfe"] == 8  # 4 blocks x 2 passes
+    labels = {(q["ratio"], q["batch"]) for q in res["ratios"]}
+    assert ("mdlm B=8 S=2 prefix vs no-cache", 1) in labels and ("ar kv-cache vs hf-gpt2 generate", 2) in labels
+    for q in res["ratios"]:
+        assert q["min"] <= q["value"] <= q["max"] and q["rounds"] == 2
+    so = res["sampler_overhead"]
+    assert set(so["overhead"]) == {"ancestral", "confidence", "threshold"}
+    table = (tmp_path / "table.md").read_text()
+    assert table.splitlines()[2].startswith("**Verdict**")
+    assert "Sampler work outside the forward" in table

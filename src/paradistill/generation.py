@@ -20,6 +20,7 @@ from .errors import UserError
 from .kinds import get_kind, kind_names, require_kind
 from .loader import load_checkpoint
 from .memory import check_memory, sampling_bytes
+from .sampling.approx_cache import CACHE_MODES, BlockCachedDenoiser
 from .sampling.ar import generate_ar
 from .sampling.base import SamplingOptions, run_sampler
 from .sampling.bd3lm import denoiser_for
@@ -93,6 +94,8 @@ class MethodOptions:
     mode: str = "adjust"  # ADJUST: "adjust" (sampler layer) or "marginal" (baseline)
     adjust_checkpoint: str | None = None  # ADJUST: a sampler trained on this base
     adaptive_threshold: float | None = None  # ADJUST: adaptive K by pick entropy (nats)
+    block_cache: str | None = None  # full-attention masked models with blocks: "prefix" | "dual" approximate cache
+    cache_refresh: int | None = None  # block cache: also refresh every k-th pass inside a block (1 = no cache)
 
 
 def check_time_agnostic(loaded, what: str) -> None:
@@ -108,9 +111,17 @@ def make_denoiser(loaded, batch_size: int, length: int, generator: torch.Generat
     kind = require_kind(loaded.kind, "a diffusion sampler", f"checkpoint '{loaded.path}'", family="diffusion")
     if kind.block:  # BD3-LM's adaLN would take one time per sequence; the block sampler has one per block
         check_time_agnostic(loaded, "the BD3-LM block sampler (one diffusion time per block)")
+    if opts.block_cache is not None:
+        if opts.block_cache not in CACHE_MODES:
+            raise UserError(f"--block-cache {opts.block_cache!r}: choose one of {', '.join(CACHE_MODES)}")
+        if kind.block:
+            raise UserError(f"--block-cache is for full-attention masked models; '{loaded.path}' is a {loaded.kind} "
+                            "checkpoint with its own exact block cache: drop --block-cache")
     if kind.noise_conditioned:
         return noise_conditioned_denoiser(loaded, batch_size, length, generator, opts.noise_temperature,
-                                          opts.kv_cache)
+                                          opts.kv_cache, block_cache=opts.block_cache, cache_refresh=opts.cache_refresh)
+    if opts.block_cache is not None:
+        return BlockCachedDenoiser(loaded.model, loaded.tokenizer.mask_id, opts.block_cache, opts.cache_refresh)
     block = loaded.record.block_size if kind.block else None
     return denoiser_for(loaded.model, loaded.tokenizer.mask_id, block, use_cache=opts.kv_cache,
                         batch_size=batch_size, length=length)
@@ -150,27 +161,31 @@ def adjust_parts(loaded, mode: str, adjust_checkpoint):
 
 
 def sample_adjust(loaded, x, fixed, generator, options, tokens_per_pass: int | None = None, mode: str = "adjust",
-                  adjust_checkpoint=None, adaptive_threshold: float | None = None):
+                  adjust_checkpoint=None, adaptive_threshold: float | None = None,
+                  confidence_threshold: float | None = None):
     """One batch of ADJUST sampling (x, fixed: [B, L]) from a base + `adjust_checkpoint`, or from an ADJUST
-    checkpoint; K defaults to the checkpoint's `adjust.tokens_per_pass`."""
+    checkpoint; K defaults to the checkpoint's `adjust.tokens_per_pass`. `confidence_threshold` (ADJUST +
+    threshold): most-confident picks, continued in a pass while the next pick's top probability is >= it."""
     adapter, layer = adjust_parts(loaded, mode, adjust_checkpoint)
     if tokens_per_pass is None:
         tokens_per_pass = from_dict(AdjustConfig, loaded.record.adjust,
                                     where=f"checkpoint '{loaded.path}': method.adjust").tokens_per_pass
-    return generate_adjust(adapter, layer, x, fixed, generator, options, tokens_per_pass, mode, adaptive_threshold)
+    return generate_adjust(adapter, layer, x, fixed, generator, options, tokens_per_pass, mode, adaptive_threshold,
+                           confidence_threshold)
 
 
 def generate(loaded, num: int, length: int | None = None, sampler: str = "ancestral", steps: int = 64,
              batch_size: int = 16, seed: int = 0, prompt: str | None = None, infill: str | None = None,
              temperature: float = 1.0, top_p: float = 1.0, block_size: int | None = None,
              tokens_per_step: int | None = None, final_fill: str = "sample", progress: bool = True,
-             denoiser=None, on_batch=None, **method_options) -> GenerationResult:
+             denoiser=None, on_batch=None, threshold: float | None = None, **method_options) -> GenerationResult:
     """Sample `num` sequences from a loaded checkpoint (see loader.load_checkpoint). `method_options` are the
     fields of `MethodOptions` (an unknown one is an error naming the closest).
 
     `denoiser`: an object like sampling.base.Denoiser (`(x, t) -> log-probs`, `.mask_id`, `.time_conditioned`)
     used in place of the checkpoint's own (diffusion checkpoints; research on samplers and targets, e.g. an oracle
-    student); the checkpoint still gives the tokenizer and the template.
+    student); the checkpoint still gives the tokenizer and the template. `threshold`: the parameter of the
+    adaptive samplers (threshold: tau, factor: f, eb: gamma; adjust: a confidence threshold).
     `on_batch(tokens [b, L], nfe, seconds)`: called after each finished batch (e.g. to keep them on Ctrl-C)."""
     opts = from_dict(MethodOptions, {k: str(v) if isinstance(v, Path) else v for k, v in method_options.items()},
                      where="generate options")
@@ -208,7 +223,8 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
     check_memory(sampling_bytes(min(batch_size, num), length, loaded.model.cfg.vocab_size),
                  f"sampling a batch of {min(batch_size, num)} x {length} tokens over {loaded.model.cfg.vocab_size} "
                  "vocabulary entries", "lower --batch-size", device)
-    plan = _plan(loaded, kind, joint, sampler, length, block_size, tokens_per_step, opts, denoiser, fixed_row[None])
+    plan = _plan(loaded, kind, joint, sampler, length, block_size, tokens_per_step, opts, denoiser, fixed_row[None],
+                 threshold)
     out, nfes, secs, sizes = [], [], [], []
     extras = []  # per batch: sampler-specific counts (e.g. ADJUST sampler passes)
     batches = range(0, num, batch_size)
@@ -219,7 +235,8 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
         x = row.expand(b, -1).clone().to(device)
         fixed = fixed_row.expand(b, -1).clone().to(device)
         t0 = time.perf_counter()
-        result = _sample_batch(loaded, kind, joint, plan, x, fixed, generator, steps, options, opts, denoiser)
+        result = _sample_batch(loaded, kind, joint, plan, x, fixed, generator, steps, options, opts, denoiser,
+                               threshold)
         secs.append(time.perf_counter() - t0)
         out.append(result.tokens.cpu())
         nfes.append(result.nfe)
@@ -233,7 +250,8 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
     return GenerationResult(torch.cat(out), nfes, secs, sizes, info)
 
 
-def _plan(loaded, kind, joint, sampler, length, block_size, tokens_per_step, opts, denoiser, fixed):
+def _plan(loaded, kind, joint, sampler, length, block_size, tokens_per_step, opts, denoiser, fixed,
+          threshold: float | None = None):
     """Checks the request before any work; the diffusion sampler object (None for AR / ADJUST).
     fixed: [B, L] bool template rows."""
     tok = loaded.tokenizer
@@ -256,18 +274,22 @@ def _plan(loaded, kind, joint, sampler, length, block_size, tokens_per_step, opt
     block = block_size or (loaded.record.block_size if kind.block else None)
     if block is not None and length % block:
         raise UserError(f"block_size={block} does not divide the sequence length {length}")
+    if opts.block_cache is not None and block is None:
+        raise UserError(f"--block-cache {opts.block_cache} caches finished blocks: it needs semi-autoregressive "
+                        "decoding, pass --block-size (e.g. 32)")
     return build_sampler(sampler, block_size=block, tokens_per_step=tokens_per_step,
                          eos_id=tok.eos_id if opts.stop_at_eos else None, pad_id=tok.pad_id,
-                         max_length=opts.max_length)
+                         max_length=opts.max_length, threshold=threshold)
 
 
-def _sample_batch(loaded, kind, joint, diffusion_sampler, x, fixed, generator, steps, options, opts, denoiser):
+def _sample_batch(loaded, kind, joint, diffusion_sampler, x, fixed, generator, steps, options, opts, denoiser,
+                  threshold: float | None = None):
     """One batch x, fixed: [B, L] through the kind's sampler -> SampleResult."""
     if kind.autoregressive:
         return _generate_ar(loaded, x, fixed, x.shape[1], generator, options, opts)
     if joint:
         return sample_adjust(loaded, x, fixed, generator, options, opts.tokens_per_pass, opts.mode,
-                             opts.adjust_checkpoint, opts.adaptive_threshold)
+                             opts.adjust_checkpoint, opts.adaptive_threshold, threshold)
     den = denoiser if denoiser is not None else make_denoiser(loaded, x.shape[0], x.shape[1], generator, opts)
     return run_sampler(diffusion_sampler, den, x, fixed, generator, steps, options)
 
@@ -275,7 +297,7 @@ def _sample_batch(loaded, kind, joint, diffusion_sampler, x, fixed, generator, s
 def sample_rows(loaded, x: torch.Tensor, fixed: torch.Tensor, sampler: str = "ancestral", steps: int = 64,
                 generator: torch.Generator | None = None, temperature: float = 1.0, top_p: float = 1.0,
                 block_size: int | None = None, tokens_per_step: int | None = None, final_fill: str = "sample",
-                **method_options):
+                threshold: float | None = None, **method_options):
     """One batch of caller-built template rows (x, fixed: [B, L]; e.g. a different prompt per row, as an
     evaluation harness needs) through the same dispatch as `generate`. Autoregressive rows must share their
     prompt length. Returns a sampling.base.SampleResult (tokens [B, L])."""
@@ -291,8 +313,8 @@ def sample_rows(loaded, x: torch.Tensor, fixed: torch.Tensor, sampler: str = "an
     options = SamplingOptions(temperature, top_p, final_fill, () if pad_is_token else (tok.pad_id,))
     options.validate()
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    plan = _plan(loaded, kind, joint, sampler, x.shape[1], block_size, tokens_per_step, opts, None, fixed)
-    return _sample_batch(loaded, kind, joint, plan, x, fixed, generator, steps, options, opts, None)
+    plan = _plan(loaded, kind, joint, sampler, x.shape[1], block_size, tokens_per_step, opts, None, fixed, threshold)
+    return _sample_batch(loaded, kind, joint, plan, x, fixed, generator, steps, options, opts, None, threshold)
 
 
 def _generate_ar(loaded, x, fixed, length, generator, options, opts: MethodOptions):

@@ -10,18 +10,35 @@ def _ints(text: str) -> list[int]:
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="speed benchmark of every method, side by side",
                        description="Builds same-size models for each method (random weights: speed does not depend "
-                                   "on them) and measures latency, tokens/s, NFE and peak memory with warm-up and "
-                                   "repetitions (median), the machine's peak matmul GFLOP/s and bandwidth, the "
-                                   "forward pass's achieved GFLOP/s, and a roofline table. Writes JSON + markdown + PNG.")
-    p.add_argument("--model-size", choices=["tiny", "small", "gpt2"], default="tiny",
-                   help="tiny: the CPU recipe (dim 192, 4 layers, V=360); small: dim 384, 6 layers; "
-                        "gpt2: dim 768, 12 layers, V=50258")
+                                   "on them) and measures latency, tokens/s, NFE and peak memory. Cases of one "
+                                   "(length, batch) are warmed up, then run interleaved (A B C ... A B C ...) for "
+                                   "--rounds rounds; ratios are paired per round (median, min-max), each side at its "
+                                   "best of eager / compiled. Also: the machine's peak matmul GFLOP/s and bandwidth "
+                                   "(cache-resident too when the weights fit), the forward pass's achieved GFLOP/s, "
+                                   "a roofline table, and optionally the sampler's work outside the forward. Writes "
+                                   "JSON + markdown (opening with the verdict) + PNG.")
+    p.add_argument("--model-size", choices=list(SIZES), default="tiny",
+                   help="tiny: the CPU recipe (dim 192, 4 layers, V=360); tiny-gpt2vocab: the same with a GPT-2 "
+                        "vocabulary (V=50258); small: dim 384, 6 layers; gpt2: dim 768, 12 layers, V=50258")
     p.add_argument("--lengths", type=_ints, default=[256], help="comma-separated sequence lengths (default: 256)")
     p.add_argument("--batch-sizes", type=_ints, default=[1, 8], help="comma-separated batch sizes (default: 1,8)")
     p.add_argument("--mdlm-steps", type=_ints, default=[8, 16, 32, 64, 0],
                    help="MDLM step counts; 0 means L (default: 8,16,32,64,0)")
-    p.add_argument("--methods", default="ar,mdlm,bd3lm,gd,adjust", help="comma-separated subset of methods")
-    p.add_argument("--reps", type=int, default=3, help="timed repetitions per case (median reported)")
+    p.add_argument("--methods", default="ar,mdlm,bd3lm,gd,adjust",
+                   help="comma-separated subset of ar, hf (transformers GPT-2 generate, same size), mdlm, blockcache "
+                        "(MDLM, --block-size blocks, --block-steps confidence passes each, no cache / prefix / "
+                        "dual cache), bd3lm, gd, adjust")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (every case once per round)")
+    p.add_argument("--reps", type=int, default=None, help="deprecated alias of --rounds")
+    p.add_argument("--block-size", type=int, default=32, help="blockcache cases: block size (default 32)")
+    p.add_argument("--block-steps", type=int, default=4, help="blockcache cases: passes per block (default 4)")
+    p.add_argument("--no-baselines", action="store_true",
+                   help="skip the AR no-cache and MDLM no-cache cases (slow references)")
+    p.add_argument("--heavy-tokens", type=int, default=0,
+                   help="above this many tokens per call (batch x length) run only AR, HF, the fewest-step MDLM and "
+                        "the dual-cache case (0: all cases everywhere)")
+    p.add_argument("--overhead-rounds", type=int, default=0,
+                   help="also time the sampler's work outside the forward (L=256, batch 1), this many rounds")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs per case")
     p.add_argument("--compile", action="store_true",
                    help="also time the AR, MDLM T=16 and BD3-LM cached cases with the backbone under torch.compile "
@@ -32,6 +49,7 @@ def add_parser(sub) -> None:
 
 
 SIZES = {"tiny": dict(dim=192, n_layers=4, n_heads=4, vocab_size=360),
+         "tiny-gpt2vocab": dict(dim=192, n_layers=4, n_heads=4, vocab_size=50258),
          "small": dict(dim=384, n_layers=6, n_heads=6, vocab_size=360),
          "gpt2": dict(dim=768, n_layers=12, n_heads=12, vocab_size=50258)}
 
@@ -40,9 +58,17 @@ def run(args) -> int:
     from ..eval.bench import BenchConfig
     from ..eval.bench_cases import run_benchmark
 
+    rounds = args.reps if args.reps is not None else args.rounds
+    if rounds < 1:
+        from ..errors import UserError
+
+        raise UserError(f"--rounds {rounds}: must be >= 1")
     bc = BenchConfig(**SIZES[args.model_size], lengths=args.lengths, batch_sizes=args.batch_sizes,
-                     mdlm_steps=args.mdlm_steps, reps=args.reps, warmup=args.warmup, compile=args.compile,
-                     methods=[m.strip() for m in args.methods.split(",") if m.strip()])
+                     mdlm_steps=args.mdlm_steps, reps=rounds, rounds=rounds, warmup=args.warmup,
+                     compile=args.compile, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+                     block=args.block_size, block_steps=args.block_steps, ar_no_cache=not args.no_baselines,
+                     mdlm_no_cache=not args.no_baselines, heavy_tokens=args.heavy_tokens,
+                     overhead_rounds=args.overhead_rounds)
     bc.validate()
     from ..io import guard_output_dir
 

@@ -37,8 +37,9 @@ def scale_overrides(args) -> list[str]:
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampling")
     g.add_argument("--sampler", default="ancestral",
-                   help="ancestral | ancestral-nocache | first-hitting | confidence | entropy | margin | adjust "
-                        "(AR checkpoints always decode left to right)")
+                   help="ancestral | ancestral-nocache | first-hitting | confidence | entropy | margin | threshold | "
+                        "factor | eb | adjust (AR checkpoints always decode left to right). threshold / factor / eb "
+                        "commit a variable number of tokens per pass, set by --threshold")
     g.add_argument("--steps", type=int, default=64, help="denoising steps (per block for block samplers)")
     g.add_argument("--num", type=int, default=16, help="number of samples")
     g.add_argument("--batch-size", type=int, default=16, help="samples per batch")
@@ -65,6 +66,19 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--adjust-threshold", type=float, default=None,
                    help="adjust sampler: adaptive K, stop picking in a full pass once the next pick's entropy "
                         "exceeds this many nats (--tokens-per-pass is then the maximum)")
+    g.add_argument("--threshold", type=float, default=None,
+                   help="adaptive parallel decoding. --sampler threshold: commit every masked position (of the "
+                        "current block) whose top probability is >= TAU (default 0.9; 1 = one token per pass, 0 = "
+                        "all at once); factor: Fast-dLLM's factor rule, the k-th most confident position needs "
+                        "p >= 1 - F/(k+1) (default 1); eb: entropy-bounded, the lowest-entropy positions whose "
+                        "entropies beyond the largest sum to <= GAMMA nats (default 0.1); --sampler adjust: keep "
+                        "picking in a full pass while the next pick's top probability is >= TAU (--tokens-per-pass "
+                        "is then the maximum). At least one token per pass always")
+    g.add_argument("--block-cache", choices=["prefix", "dual"], default=None,
+                   help="MDLM / GD-MDLM with --block-size: approximate block-wise KV cache (Fast-dLLM). prefix: "
+                        "keys/values of finished blocks are reused, refreshed by a full pass at each block's start; "
+                        "dual: the masked suffix's too, each pass runs only the current block. BD3-LM always uses "
+                        "its exact cache")
     g.add_argument("--noise-temperature", type=float, default=None,
                    help="Gumbel-distilled students: noise temperature (default: the checkpoint's)")
 
@@ -74,6 +88,10 @@ def sampling_kwargs(args) -> dict:
               prompt=args.prompt, infill=args.infill, temperature=args.temperature, top_p=args.top_p,
               block_size=args.block_size, tokens_per_step=args.tokens_per_step, final_fill=args.final_fill,
               kv_cache=not args.no_kv_cache, stop_at_eos=args.stop_at_eos)
+    if getattr(args, "threshold", None) is not None:
+        kw["threshold"] = args.threshold
+    if getattr(args, "block_cache", None):
+        kw["block_cache"] = args.block_cache
     if args.sampler == "adjust":
         kw.update(tokens_per_pass=args.tokens_per_pass, mode=args.adjust_mode,
                   adaptive_threshold=getattr(args, "adjust_threshold", None))

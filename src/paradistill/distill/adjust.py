@@ -279,11 +279,13 @@ class AdjustModel(nn.Module):
 
 
 def generate_adjust(adapter, sampler, x, fixed, generator, options, tokens_per_pass: int = 4, mode: str = "adjust",
-                    adaptive_threshold: float | None = None) -> SampleResult:
+                    adaptive_threshold: float | None = None,
+                    confidence_threshold: float | None = None) -> SampleResult:
     """Sample with K = tokens_per_pass picks per full pass of `adapter`'s frozen base, conditioned by the sampler
     layer `sampler` (mode "adjust") or on the full pass's marginals (mode "marginal"). x, fixed: [B, L]. K fixes
     the number of full passes (ceil(masked / K), or more with an adaptive threshold). Returns a SampleResult whose
-    nfe counts full passes and extra['sampler_passes'] the sampler passes."""
+    nfe counts full passes and extra['sampler_passes'] the sampler passes. `confidence_threshold` (ADJUST +
+    threshold): picks go to the most confident position and continue in a pass while its top probability is >= it."""
     if mode not in ADJUST_MODES:
         raise UserError(f"adjust mode {mode!r}: choose one of {', '.join(ADJUST_MODES)}")
     if tokens_per_pass < 1:
@@ -291,8 +293,11 @@ def generate_adjust(adapter, sampler, x, fixed, generator, options, tokens_per_p
                         "reference)")
     if adaptive_threshold is not None and not adaptive_threshold >= 0:
         raise UserError(f"adaptive entropy threshold {adaptive_threshold}: must be >= 0 (nats)")
+    if confidence_threshold is not None and not 0 <= confidence_threshold <= 1:
+        raise UserError(f"--threshold {confidence_threshold}: ADJUST + threshold takes a top probability in [0, 1]")
     start = time.perf_counter()
     tokens, _, nfe, passes = joint_decode(adapter, x, fixed, generator, options, tokens_per_pass,
-                                          sampler if mode == "adjust" else None, adaptive_threshold)
+                                          sampler if mode == "adjust" else None, adaptive_threshold,
+                                          confidence=confidence_threshold)
     return SampleResult(tokens, nfe, time.perf_counter() - start,
                         extra={"sampler_passes": passes, "tokens_per_pass": tokens_per_pass, "mode": mode})

@@ -29,6 +29,14 @@ def pick_lowest_entropy(log_probs: torch.Tensor, allowed: torch.Tensor) -> tuple
     return pos, best
 
 
+def pick_most_confident(log_probs: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log_probs: [B, L, V], allowed: [B, L] bool -> (position [B] of the highest top probability, that
+    probability [B]; -inf if none)."""
+    top = log_probs.max(-1).values.exp().masked_fill(~allowed, float("-inf"))
+    best, pos = top.max(dim=1)
+    return pos, best
+
+
 def draw_at(x, log_probs, pos, rows_on, generator, options) -> None:
     """Sample x[b, pos[b]] from its marginal log_probs[b, pos[b]] (float64) for rows with rows_on[b]; in place."""
     rows = torch.arange(x.shape[0], device=x.device)
@@ -40,11 +48,13 @@ def draw_at(x, log_probs, pos, rows_on, generator, options) -> None:
 
 @torch.no_grad()
 def joint_decode(adapter, x, fixed, generator, options, tokens_per_pass: int = 1, sampler=None,
-                 threshold: float | None = None, trace=None, on_pass=None):
+                 threshold: float | None = None, trace=None, on_pass=None, confidence: float | None = None):
     """Per full pass, K picks of the lowest-entropy masked position, each sampled from its current marginal;
     between picks the `sampler` (emb [B, L, E], h [B, L, H], attn) -> h updates the logits (None: marginal
     baseline, the logits stay those of the full pass). `threshold`: adaptive K, a pass stops picking in a row once
-    its next pick's entropy exceeds it (the first pick of a pass is always made). Block bases (BD3-LM) decode
+    its next pick's entropy exceeds it (the first pick of a pass is always made). `confidence` (ADJUST +
+    threshold): picks go to the most confident position instead, and a pass stops picking in a row once the
+    next pick's top probability is below it. Block bases (BD3-LM) decode
     block by block on the prefix. `on_pass(count [B], h [B, view, H])` sees every full pass (count = picks made
     so far per row). x, fixed: [B, L]. Returns (tokens, order [B, L] (-1 pad), nfe, sampler_passes)."""
     if tokens_per_pass < 1:
@@ -74,11 +84,16 @@ def joint_decode(adapter, x, fixed, generator, options, tokens_per_pass: int = 1
             active = allowed.any(1)
             attn = adapter.attention(view) if sampler is not None else None
             for j in range(tokens_per_pass):
-                pos, ent = pick_lowest_entropy(lp, allowed)
+                if confidence is None:
+                    pos, ent = pick_lowest_entropy(lp, allowed)
+                else:
+                    pos, top = pick_most_confident(lp, allowed)
                 if threshold is not None and j > 0:
                     active = active & (ent <= threshold)
-                    if not active.any():
-                        break
+                if confidence is not None and j > 0:
+                    active = active & (top >= confidence)
+                if j > 0 and not active.any():
+                    break
                 draw_at(xv, lp, pos, active, generator, options)
                 on = torch.nonzero(active).squeeze(1)
                 order[on, count[on]] = pos[on]

@@ -28,6 +28,7 @@ from ..config import from_dict
 from ..errors import UserError
 from ..kinds import require_kind
 from ..models.noise_embed import DENSE_INPUT_MODES, EMBED_MODES, SparseNoise
+from ..sampling.approx_cache import BlockCachedDenoiser
 from ..sampling.bd3lm import denoiser_for
 from ..seeding import derive_seed
 from .gumbel_noise import (
@@ -219,9 +220,12 @@ def offline_rows(teacher, run_dir: Path, n_train: int, n_val: int, length: int, 
 
 # ---------------------------------------------------------------------------------------------------- sampling
 def noise_conditioned_denoiser(loaded, batch_size: int, length: int, generator: torch.Generator,
-                               noise_temperature: float | None = None, kv_cache: bool = True):
+                               noise_temperature: float | None = None, kv_cache: bool = True,
+                               block_cache: str | None = None, cache_refresh: int | None = None):
     """The denoiser of a noise-conditioned (gd-*) checkpoint: fresh noise (times the noise temperature, default the
-    checkpoint's) for each of the `batch_size` samples, fixed for every step of the sampler."""
+    checkpoint's) for each of the `batch_size` samples, fixed for every step of the sampler. `block_cache`
+    (full-attention students): the approximate prefix / dual block cache; the noise is taken at the explicit
+    positions of each pass."""
     kind = require_kind(loaded.kind, "noise-conditioned sampling", f"checkpoint '{loaded.path}'", noise_conditioned=True)
     gm = saved_gumbel_config(loaded.method)
     temperature = gm.noise_temperature if noise_temperature is None else noise_temperature
@@ -234,5 +238,7 @@ def noise_conditioned_denoiser(loaded, batch_size: int, length: int, generator: 
         noise = fresh_noise(seeds, length, model.cfg.vocab_size, gm.noise, float(temperature),
                             noise_output(model.cfg), model.cfg.noise_topk, device=device)
         wrapped = NoiseInjected(model, noise, mask_id)
+    if block_cache is not None and not kind.block:
+        return BlockCachedDenoiser(wrapped, mask_id, block_cache, cache_refresh)
     block = loaded.record.block_size if kind.block else None
     return denoiser_for(wrapped, mask_id, block, use_cache=kv_cache, batch_size=batch_size, length=length)

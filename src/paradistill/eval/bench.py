@@ -34,16 +34,24 @@ class BenchConfig:
     bd3_block: int = 16
     bd3_steps_per_block: int = 4
     adjust_k: list[int] = field(default_factory=lambda: [2, 4, 8])
-    reps: int = 3
+    reps: int = 3  # kept for old configs: timing now runs `rounds` interleaved rounds
     warmup: int = 1
     forward_tokens: int = 4096
     compile: bool = False
     methods: list[str] = field(default_factory=lambda: ["ar", "mdlm", "bd3lm", "gd", "adjust"])
+    rounds: int = 3  # interleaved rounds (A B C ... A B C ...): every case once per round
+    block: int = 32  # block size of the MDLM block-cache cases ("blockcache" method)
+    block_steps: int = 4  # denoising passes per block there
+    ar_no_cache: bool = True
+    mdlm_no_cache: bool = True
+    heavy_tokens: int = 0  # > 0: above this many tokens per call only a few cases run (see bench_cases._cases)
+    overhead_rounds: int = 0  # > 0: measure the sampler's work outside the forward at `overhead_length`
+    overhead_length: int = 256
 
     def validate(self) -> None:
         from ..config import closest_hint
 
-        known = ["ar", "mdlm", "bd3lm", "gd", "adjust"]
+        known = ["ar", "hf", "mdlm", "blockcache", "bd3lm", "gd", "adjust"]
         bad = [m for m in self.methods if m not in known]
         if bad or not self.methods:
             hint = closest_hint(bad[0], known) if bad else ""
@@ -56,6 +64,9 @@ class BenchConfig:
             raise UserError(f"--mdlm-steps {self.mdlm_steps}: values must be >= 1 (or 0 for L)")
         if self.reps < 1 or self.warmup < 0:
             raise UserError(f"--reps {self.reps} / --warmup {self.warmup}: need reps >= 1 and warmup >= 0")
+        if self.rounds < 1 or self.block < 1 or self.block_steps < 1:
+            raise UserError(f"--rounds {self.rounds} / --block-size {self.block} / --block-steps {self.block_steps}: "
+                            "each must be >= 1")
 
 
 class PeakRSS:
@@ -155,8 +166,9 @@ def peak_matmul_gflops(n: int = 1024, reps: int = 30) -> float:
     return 2 * n**3 / _fastest(lambda: a @ b, reps, 10) / 1e9
 
 
-def copy_bandwidth_gbs(mbytes: int = 256, reps: int = 8) -> float:
-    src = torch.ones(mbytes * 2**20 // 4)
+def copy_bandwidth_gbs(mbytes: float = 256, reps: int = 8) -> float:
+    """Read + write GB/s of copying an `mbytes` buffer (a small one stays in cache: the cache's rate)."""
+    src = torch.ones(max(int(mbytes * 2**20) // 4, 1024))
     dst = torch.empty_like(src)
     return 2 * src.numel() * 4 / _fastest(lambda: dst.copy_(src), reps, 2) / 1e9
 

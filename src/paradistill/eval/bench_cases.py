@@ -1,8 +1,16 @@
-"""The generation cases of the speed benchmark and the run that measures them all side by side."""
+"""The generation cases of the speed benchmark and the run that measures them all side by side.
+
+Cases of one (length, batch) are interleaved: every case is warmed up (compilation happens there), then
+`rounds` rounds each run every case once, A B C ... A B C ..., so a change of the machine's load hits all cases
+of a round alike. A ratio is paired per round (case A's time over case B's in the same round) and reported as
+its median with the min / max over rounds; each side of a ratio is at its best of eager / compiled (the
+variant with the lower median)."""
 
 from __future__ import annotations
 
 import platform
+import statistics
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,14 +26,14 @@ from ..io import atomic_write_json, atomic_write_text
 from ..models.transformer import ModelConfig
 from .bench import (
     BenchConfig,
+    PeakRSS,
     copy_bandwidth_gbs,
     forward_case,
     forward_flops,
     make_loaded,
-    median_time,
     peak_matmul_gflops,
-    weight_bytes,
 )
+from .bench_extra import HFCase, last_level_cache_bytes, sampler_overhead
 from .bench_report import markdown_table, plot
 
 
@@ -33,20 +41,44 @@ def bench_tokenizer(vocab_size: int) -> WordTokenizer:
     return WordTokenizer.from_vocab([f"w{i}" for i in range(vocab_size - 4)])
 
 
-def _cases(bc: BenchConfig, cfg: ModelConfig, tok, length: int) -> list[tuple[str, Any, dict[str, Any]]]:
-    """(name, loaded checkpoint, generate() options) for every method at this length."""
+def _cases(bc: BenchConfig, cfg: ModelConfig, tok, length: int, batch: int = 1) -> list[tuple[str, Any, dict[str, Any]]]:
+    """(name, loaded checkpoint, generate() options) for every method at this length. Above `bc.heavy_tokens`
+    generated tokens per call (batch x length), only AR, the HF baseline, MDLM at its smallest step count and the
+    dual-cache block case run (the rest would take minutes per call on a CPU)."""
+    cases = _all_cases(bc, cfg, tok, length)
+    if bc.heavy_tokens and batch * length > bc.heavy_tokens:
+        fewest = f"mdlm T={min(t or length for t in bc.mdlm_steps)} cached" if bc.mdlm_steps else None
+        keep = ("ar kv-cache", "ar kv-cache (compiled)", "hf-gpt2 generate", fewest,
+                f"mdlm B={bc.block} S={bc.block_steps} dual")
+        cases = [c for c in cases if c[0] in keep]
+    return cases
+
+
+def _all_cases(bc: BenchConfig, cfg: ModelConfig, tok, length: int) -> list[tuple[str, Any, dict[str, Any]]]:
     base = {"seq_len": length, "keep_bos": True}
     cases = []
     if "ar" in bc.methods:
         ar = make_loaded("ar", cfg, tok, base)
-        cases += [("ar kv-cache", ar, {"kv_cache": True}), ("ar no-cache", ar, {"kv_cache": False})]
+        cases.append(("ar kv-cache", ar, {"kv_cache": True}))
+        if bc.ar_no_cache:
+            cases.append(("ar no-cache", ar, {"kv_cache": False}))
     if "mdlm" in bc.methods:
         mdlm = make_loaded("mdlm", cfg, tok, base)
         for steps in bc.mdlm_steps:
             steps = steps or length
-            for sampler in ("ancestral", "ancestral-nocache"):
+            for sampler in ("ancestral", "ancestral-nocache") if bc.mdlm_no_cache else ("ancestral",):
                 label = "cached" if sampler == "ancestral" else "no-cache"
                 cases.append((f"mdlm T={steps} {label}", mdlm, {"sampler": sampler, "steps": steps}))
+    if "hf" in bc.methods:
+        cases.append(("hf-gpt2 generate", HFCase.build(cfg, cfg.max_len, tok.bos_id), {}))
+    if "blockcache" in bc.methods and length % bc.block == 0:
+        mdlm = make_loaded("mdlm", cfg, tok, base)
+        for cache in ("none", "prefix", "dual"):
+            opts = {"sampler": "confidence", "steps": bc.block_steps, "block_size": bc.block}
+            if cache != "none":
+                opts["block_cache"] = cache
+            cases.append((f"mdlm B={bc.block} S={bc.block_steps} {'no-cache' if cache == 'none' else cache}",
+                          mdlm, opts))
     if "bd3lm" in bc.methods and length % bc.bd3_block == 0:
         bd3 = make_loaded("bd3lm", cfg, tok, {**base, "block_size": bc.bd3_block})
         for cache in (True, False):
@@ -121,41 +153,77 @@ def _adjust_cases(bc, cfg, tok, base, length):
     return cases
 
 
-def run_case(loaded, options: dict[str, Any], batch: int, length: int, bc: BenchConfig) -> dict[str, Any]:
+def case_fn(loaded, options: dict[str, Any], batch: int, length: int):
+    """A no-argument callable that generates one batch of the case and returns (nfe, extra counts)."""
+    if isinstance(loaded, HFCase):
+        return lambda: (loaded.run(batch, length)["nfe"], {})
     opts = dict(options)
     sampler = opts.pop("sampler", "ancestral")
     steps = opts.pop("steps", 1)
 
     def once():
-        return generate(loaded, batch, length=length, sampler=sampler, steps=steps, batch_size=batch,
-                        seed=0, progress=False, **opts)
+        res = generate(loaded, batch, length=length, sampler=sampler, steps=steps, batch_size=batch, seed=0,
+                       progress=False, **opts)
+        extra = {}
+        batch_extra = res.info.get("batch_extra") or [{}]
+        if batch_extra[0].get("sampler_passes") is not None:
+            extra["sampler_passes"] = batch_extra[0]["sampler_passes"]
+        return res.nfe[0], extra
 
+    return once
+
+
+def run_interleaved(cases, batch: int, length: int, bc: BenchConfig, bar=None) -> list[dict[str, Any]]:
+    """Warm up every case, then `bc.rounds` rounds of every case once, in order. One row per case with its
+    per-round `times`, the median latency and tokens/s."""
+    fns, peaks, counts = [], {}, {}
     with torch.no_grad():
-        sec, result, mem = median_time(once, bc.reps, bc.warmup)
-    extra = {}
-    batch_extra = result.info.get("batch_extra") or [{}]
-    if batch_extra[0].get("sampler_passes") is not None:
-        extra["sampler_passes"] = batch_extra[0]["sampler_passes"]
-    return {"latency_s": sec, "seconds_per_sample": sec / batch, "tokens_per_s": batch * length / sec,
-            "nfe": result.nfe[0], "peak_mem_mb": mem / 2**20, **extra}
+        for name, loaded, options in cases:
+            fn = case_fn(loaded, options, batch, length)
+            with PeakRSS() as mem:
+                for _ in range(max(bc.warmup, 1)):
+                    counts[name] = fn()
+            peaks[name] = mem.peak
+            fns.append((name, fn))
+        times: dict[str, list[float]] = {name: [] for name, _ in fns}
+        for _ in range(bc.rounds):
+            for name, fn in fns:
+                start = time.perf_counter()
+                counts[name] = fn()
+                times[name].append(time.perf_counter() - start)
+                if bar is not None:
+                    bar.update(1)
+    rows = []
+    for name, _ in fns:
+        sec = statistics.median(times[name])
+        nfe, extra = counts[name]
+        rows.append({"case": name, "method": name.split()[0], "length": length, "batch": batch, "latency_s": sec,
+                     "seconds_per_sample": sec / batch, "tokens_per_s": batch * length / sec, "times": times[name],
+                     "nfe": nfe, "peak_mem_mb": peaks[name] / 2**20, **extra})
+    return rows
 
 
 def roofline(cfg: ModelConfig, wbytes: int, length: int, batch: int, peak: float, bandwidth: float,
-             bc: BenchConfig) -> list[dict[str, Any]]:
-    """Per generated token: FLOPs and bytes moved (weights once per pass + KV cache reads), and the bound."""
+             bc: BenchConfig, cache_bandwidth: float | None = None) -> list[dict[str, Any]]:
+    """Per generated token: FLOPs and bytes moved (weights once per pass + KV cache reads), and the bound.
+    `cache_bandwidth` (GB/s, given when the weights fit in the last-level cache): the rate at which a KV-cached AR
+    step re-reads its cache-resident weights (the DRAM bandwidth would overstate the bound there)."""
     rows = []
     kv_per_token = 2 * cfg.n_layers * cfg.dim * 4
     avg_ctx = length / 2
 
-    def add(name, passes, tokens_per_pass, context, kv_bytes):
+    def add(name, passes, tokens_per_pass, context, kv_bytes, weight_bw=bandwidth):
         flops = passes * forward_flops(cfg, batch, tokens_per_pass, context) / (batch * length)
         moved = passes * (wbytes + kv_bytes) / (batch * length)
-        bound = max(flops / (peak * 1e9), moved / (bandwidth * 1e9))
+        mem_s = passes * (wbytes / (weight_bw * 1e9) + kv_bytes / (bandwidth * 1e9)) / (batch * length)
+        bandwidth_eff = moved / mem_s / 1e9 if mem_s > 0 else bandwidth
+        bound = max(flops / (peak * 1e9), moved / (bandwidth_eff * 1e9))
         rows.append({"method": name, "flops_per_token": flops, "bytes_per_token": moved,
                      "intensity": flops / moved, "bound_s_per_token": bound,
-                     "bound": "compute" if flops / (peak * 1e9) >= moved / (bandwidth * 1e9) else "memory"})
+                     "bound": "compute" if flops / (peak * 1e9) >= moved / (bandwidth_eff * 1e9) else "memory",
+                     "weight_bandwidth_gbs": weight_bw})
 
-    add("ar kv-cache", length - 1, 1, avg_ctx, batch * avg_ctx * kv_per_token)
+    add("ar kv-cache", length - 1, 1, avg_ctx, batch * avg_ctx * kv_per_token, cache_bandwidth or bandwidth)
     add("ar no-cache", length - 1, avg_ctx, avg_ctx, 0)
     for steps in bc.mdlm_steps:
         steps = steps or length
@@ -168,29 +236,38 @@ def run_benchmark(bc: BenchConfig, out: str | Path | None = None, progress: bool
     bandwidth = copy_bandwidth_gbs()
     cfg = ModelConfig(vocab_size=bc.vocab_size, dim=bc.dim, n_layers=bc.n_layers, n_heads=bc.n_heads,
                       max_len=max(bc.lengths) * 2)
+    wbytes = cfg.num_parameters() * 4
+    llc = last_level_cache_bytes()
+    # weights that fit in the last-level cache are re-read from it by every AR step: measure that rate
+    cache_bw = copy_bandwidth_gbs(wbytes / 2 / 2**20, reps=30) if llc and wbytes <= llc else None
     tok = bench_tokenizer(bc.vocab_size)
     results: dict[str, Any] = {
         "config": asdict(bc), "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(),
-                                          "torch": torch.__version__, "cuda": torch.cuda.is_available()},
-        "peak_matmul_gflops": peak, "copy_bandwidth_gbs": bandwidth, "parameters": cfg.num_parameters(),
+                                          "torch": torch.__version__, "cuda": torch.cuda.is_available(),
+                                          "last_level_cache_bytes": llc},
+        "peak_matmul_gflops": peak, "copy_bandwidth_gbs": bandwidth, "cache_bandwidth_gbs": cache_bw,
+        "parameters": cfg.num_parameters(), "weight_bytes": wbytes,
         "forward": forward_case(cfg, bc, peak), "cases": [], "roofline": []}
-    todo = [(length, batch, case) for length in bc.lengths for batch in bc.batch_sizes
-            for case in _cases(bc, cfg, tok, length)]
-    bar = todo
+    groups = [(length, batch, _cases(bc, cfg, tok, length, batch)) for length in bc.lengths
+              for batch in bc.batch_sizes]
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(todo, desc="bench")
-    for length, batch, (name, loaded, options) in bar:
-        row = {"case": name, "method": name.split()[0], "length": length, "batch": batch}
-        row.update(run_case(loaded, options, batch, length, bc))
-        results["cases"].append(row)
-    wbytes = weight_bytes(_cases(bc, cfg, tok, bc.lengths[0])[0][1].model) if bc.methods else 0
+        bar = tqdm(total=sum(len(c) for *_, c in groups) * bc.rounds, desc="bench (interleaved rounds)")
+    for length, batch, cases in groups:
+        if any(isinstance(loaded, HFCase) for _, loaded, _ in cases):
+            results["hf_parameters"] = next(lo.parameters() for _, lo, _ in cases if isinstance(lo, HFCase))
+        results["cases"] += run_interleaved(cases, batch, length, bc, bar)
+    if bar is not None:
+        bar.close()
     for length in bc.lengths:
         for batch in bc.batch_sizes:
-            for row in roofline(cfg, wbytes, length, batch, peak, bandwidth, bc):
+            for row in roofline(cfg, wbytes, length, batch, peak, bandwidth, bc, cache_bw):
                 results["roofline"].append({"length": length, "batch": batch, **row})
-    results["ratios"] = ratios(results["cases"])
+    if bc.overhead_rounds:
+        results["sampler_overhead"] = sampler_overhead(cfg, bc.overhead_length, 1, bc.overhead_rounds)
+    results["ratios"] = ratios(results["cases"], bc)
     results["crossover"] = crossover(results)
     if out is not None:
         write_results(results, Path(out))
@@ -204,28 +281,40 @@ def _find(cases, case, length, batch):
     return None
 
 
-def _best(cases, case, length, batch):
-    """The faster of a case and its compiled twin (when measured): each method at its best."""
+def _paired(fast: dict[str, Any], slow: dict[str, Any]) -> dict[str, float]:
+    """Speed-up of `fast` over `slow` (tokens/s ratio = time ratio at equal work), paired per round."""
+    per = sorted(b / a for a, b in zip(fast["times"], slow["times"]))
+    return {"value": per[len(per) // 2], "min": per[0], "max": per[-1], "rounds": len(per)}
+
+
+def _best_median(cases, case, length, batch):
+    """The case or its compiled twin, whichever has the lower median latency."""
     rows = [r for r in (_find(cases, case, length, batch), _find(cases, f"{case} (compiled)", length, batch)) if r]
-    return max(rows, key=lambda r: r["tokens_per_s"]) if rows else None
+    return min(rows, key=lambda r: r["latency_s"]) if rows else None
 
 
-def ratios(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's target ratios, computed from rows of this one run: eager against eager, and (when compiled
-    rows exist) each side at its best, eager or compiled."""
+def ratio_pairs(bc: BenchConfig | None) -> list[tuple[str, str, str, float | None]]:
+    block = f"mdlm B={bc.block} S={bc.block_steps}" if bc is not None else "mdlm B=32 S=4"
+    return [("ar kv-cache vs no-cache", "ar kv-cache", "ar no-cache", 5.0),
+            ("bd3lm B=16 kv-cache vs no-cache", "bd3lm B=16 kv-cache", "bd3lm B=16 no-cache", 2.0),
+            ("mdlm T=16 cached vs ar kv-cache", "mdlm T=16 cached", "ar kv-cache", 2.0),
+            ("ar kv-cache vs hf-gpt2 generate", "ar kv-cache", "hf-gpt2 generate", None),
+            ("mdlm T=16 cached vs hf-gpt2 generate", "mdlm T=16 cached", "hf-gpt2 generate", None),
+            (f"{block} prefix vs no-cache", f"{block} prefix", f"{block} no-cache", 2.0),
+            (f"{block} dual vs no-cache", f"{block} dual", f"{block} no-cache", None),
+            (f"{block} dual vs ar kv-cache", f"{block} dual", "ar kv-cache", None)]
+
+
+def ratios(cases: list[dict[str, Any]], bc: BenchConfig | None = None) -> list[dict[str, Any]]:
+    """Target ratios of this one run, paired per interleaved round, each side at its best of eager / compiled."""
     out = []
-    compiled = any(r["case"].endswith("(compiled)") for r in cases)
     for length, batch in sorted({(r["length"], r["batch"]) for r in cases}):
-        pairs = [("ar kv-cache vs no-cache", "ar kv-cache", "ar no-cache", 5.0),
-                 ("bd3lm B=16 kv-cache vs no-cache", "bd3lm B=16 kv-cache", "bd3lm B=16 no-cache", 2.0),
-                 ("mdlm T=16 cached vs ar kv-cache", "mdlm T=16 cached", "ar kv-cache", 2.0)]
-        for finder, suffix in [(_find, "")] + ([(_best, " (best of eager/compiled)")] if compiled else []):
-            for label, fast, slow, target in pairs:
-                a, b = finder(cases, fast, length, batch), finder(cases, slow, length, batch)
-                if a and b:
-                    ratio = a["tokens_per_s"] / b["tokens_per_s"]
-                    out.append({"ratio": label + suffix, "length": length, "batch": batch, "value": ratio,
-                                "target": target, "met": ratio >= target, "cases": [a["case"], b["case"]]})
+        for label, fast, slow, target in ratio_pairs(bc):
+            a, b = _best_median(cases, fast, length, batch), _best_median(cases, slow, length, batch)
+            if a and b and len(a.get("times", [])) == len(b.get("times", [])) and a.get("times"):
+                q = _paired(a, b)
+                out.append({"ratio": label, "length": length, "batch": batch, **q, "target": target,
+                            "met": None if target is None else q["value"] >= target, "cases": [a["case"], b["case"]]})
     return out
 
 
@@ -238,13 +327,13 @@ def crossover(results: dict[str, Any]) -> list[dict[str, Any]]:
     for length, batch in sorted({(r["length"], r["batch"]) for r in results["cases"]}):
         bounds = {q["method"]: q["bound_s_per_token"] for q in results.get("roofline", [])
                   if q["length"] == length and q["batch"] == batch}
-        ar = _best(results["cases"], "ar kv-cache", length, batch)
+        ar = _best_median(results["cases"], "ar kv-cache", length, batch)
         steps = [t for t in (16, 32, 8, 64) if _find(results["cases"], f"mdlm T={t} cached", length, batch)]
         if ar is None or not steps or f"mdlm T={steps[0]} (no reuse)" not in bounds:
             continue
         t = steps[0]
         per_step = bounds[f"mdlm T={t} (no reuse)"] / t
-        measured = t * _best(results["cases"], f"mdlm T={t} cached", length, batch)["tokens_per_s"] / ar["tokens_per_s"]
+        measured = t * _best_median(results["cases"], f"mdlm T={t} cached", length, batch)["tokens_per_s"] / ar["tokens_per_s"]
         out.append({"length": length, "batch": batch, "roofline_parity_T": bounds["ar kv-cache"] / per_step,
                     "measured_parity_T": measured, "from_T": t})
     return out

@@ -8,26 +8,68 @@ from typing import Any
 from ..io import atomic_savefig
 
 
+def verdict(r: dict[str, Any]) -> list[str]:
+    """The opening lines of table.md: the headline ratios of this run, as measured (paired per round)."""
+    lines = []
+    for q in r.get("ratios", []):
+        if q["ratio"].startswith(("mdlm T=16 cached vs ar", "ar kv-cache vs hf", "mdlm B=")) and "dual vs ar" not in q["ratio"]:
+            target = "" if q["target"] is None else f" (target {q['target']:.1f}x: {'met' if q['met'] else 'not met'})"
+            lines.append(f"- {q['ratio']}, L={q['length']}, batch {q['batch']}: **{q['value']:.2f}x** "
+                         f"(rounds {q['min']:.2f}-{q['max']:.2f}x){target}")
+    so = r.get("sampler_overhead")
+    if so:
+        worst = max(v["median"] for v in so["overhead"].values())
+        lines.append(f"- sampler work outside the forward at V={so['vocab_size']}, L={so['length']}: at most "
+                     f"**{100 * worst:.0f}%** of the forward (target <= 10%: {'met' if worst <= 0.10 else 'not met'}); "
+                     f"the old full log-softmax cost {so['old_logsoftmax_over_forward']['median']:.2f}x a forward")
+    return lines
+
+
 def markdown_table(r: dict[str, Any]) -> str:
     fwd = r["forward"]
-    lines = [f"# Speed benchmark ({r['parameters'] / 1e6:.2f}M parameters, {r['machine']['threads']} threads, "
-             f"torch {r['machine']['torch']})", "",
+    rounds = r.get("config", {}).get("rounds")
+    lines = [f"# Speed benchmark ({r['parameters'] / 1e6:.2f}M parameters, V={r['config'].get('vocab_size')}, "
+             f"{r['machine']['threads']} threads, torch {r['machine']['torch']})", "",
+             "**Verdict** (ratios of tokens/s, paired per interleaved round: median and min-max over "
+             f"{rounds} rounds; each side at its best of eager / compiled):", "", *verdict(r), "",
              f"- peak fp32 matmul: **{r['peak_matmul_gflops']:.1f} GFLOP/s**; copy bandwidth: "
              f"**{r['copy_bandwidth_gbs']:.1f} GB/s**",
              f"- full forward pass over {fwd['tokens']} tokens: {fwd['gflops']:.1f} GFLOP/s = "
              f"**{100 * fwd['fraction_of_peak']:.0f}% of peak** (fastest pass against the fastest matmul; median "
-             f"pass: {100 * fwd.get('fraction_of_peak_median', fwd['fraction_of_peak']):.0f}%)", "",
-             "| case | L | batch | NFE | latency (s) | s/sample | tokens/s | peak mem (MB) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             f"pass: {100 * fwd.get('fraction_of_peak_median', fwd['fraction_of_peak']):.0f}%)"]
+    if r.get("cache_bandwidth_gbs"):
+        lines.append(f"- weights ({r['weight_bytes'] / 2**20:.1f} MB) fit in the last-level cache "
+                     f"({r['machine']['last_level_cache_bytes'] / 2**20:.0f} MB): cache-resident copy bandwidth "
+                     f"**{r['cache_bandwidth_gbs']:.1f} GB/s** bounds the KV-cached AR step in the roofline")
+    if r.get("hf_parameters"):
+        lines.append(f"- `transformers` GPT-2 baseline: {r['hf_parameters'] / 1e6:.2f}M parameters (learned "
+                     "positions and biases), `generate(do_sample=True, top_k=0)` with its default cache")
+    lines += ["", "| case | L | batch | NFE | latency (s, median) | rounds min-max (s) | tokens/s | peak mem (MB) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for c in r["cases"]:
         nfe = f"{c['nfe']}" + (f" (+{c['sampler_passes']} sampler)" if c.get("sampler_passes") else "")
-        lines.append(f"| {c['case']} | {c['length']} | {c['batch']} | {nfe} | {c['latency_s']:.3f} | "
-                     f"{c['seconds_per_sample']:.4f} | {c['tokens_per_s']:.0f} | {c['peak_mem_mb']:.1f} |")
-    lines += ["", "## Target ratios (same run)", "", "| ratio | L | batch | measured | target | met |",
-              "|---|---:|---:|---:|---:|---|"]
+        spread = f"{min(c['times']):.3f}-{max(c['times']):.3f}" if c.get("times") else ""
+        lines.append(f"| {c['case']} | {c['length']} | {c['batch']} | {nfe} | {c['latency_s']:.3f} | {spread} | "
+                     f"{c['tokens_per_s']:.0f} | {c['peak_mem_mb']:.1f} |")
+    lines += ["", "## Ratios (same run, paired per round)", "",
+              "| ratio | L | batch | median | rounds min-max | target | met | cases |",
+              "|---|---:|---:|---:|---:|---:|---|---|"]
     for q in r.get("ratios", []):
-        lines.append(f"| {q['ratio']} | {q['length']} | {q['batch']} | {q['value']:.2f}x | {q['target']:.1f}x | "
-                     f"{'yes' if q['met'] else 'no'} |")
+        target = "" if q["target"] is None else f"{q['target']:.1f}x"
+        met = "" if q["met"] is None else ("yes" if q["met"] else "no")
+        lines.append(f"| {q['ratio']} | {q['length']} | {q['batch']} | {q['value']:.2f}x | "
+                     f"{q.get('min', q['value']):.2f}-{q.get('max', q['value']):.2f}x | {target} | {met} | "
+                     f"{' / '.join(q.get('cases', []))} |")
+    so = r.get("sampler_overhead")
+    if so:
+        lines += ["", f"## Sampler work outside the forward (V={so['vocab_size']}, L={so['length']}, batch "
+                  f"{so['batch']}, {int(100 * so['masked_fraction'])}% masked)", "",
+                  "| timed | median (ms) |", "|---|---:|"]
+        for k, v in so["seconds"].items():
+            lines.append(f"| {k} | {1000 * v:.2f} |")
+        lines += ["", "| sampler step | outside-forward work / forward (median, min-max) |", "|---|---:|"]
+        for k, v in so["overhead"].items():
+            lines.append(f"| {k} | {100 * v['median']:.1f}% ({100 * v['min']:.1f}-{100 * v['max']:.1f}%) |")
     lines += ["", "## Roofline per generated token", "",
               "| method | L | batch | GFLOP/token | MB moved/token | FLOP/byte | bound | lower bound (ms/token) |",
               "|---|---:|---:|---:|---:|---:|---|---:|"]

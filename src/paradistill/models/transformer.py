@@ -108,6 +108,12 @@ class KVCache:
         self.max_len = max_len
         self.static = static
         self.key_positions = torch.arange(max_len, device=device) if static else None
+        # dynamic: when set, queries attend to keys [0, extent) (not only the prefix [0, length + L)): the
+        # block-wise dual cache of full-attention masked models (sampling/approx_cache.py) reuses suffix keys
+        self.extent: int | None = None
+        # static: when set, a step reads keys [0, window) only (the filled part, rounded up by the caller to a
+        # few sizes so a compiled step has a few graphs instead of attending to the whole buffer)
+        self.window: int | None = None
 
     @staticmethod
     def estimate_bytes(cfg: ModelConfig, batch_size: int, max_len: int, bytes_per_value: int = 4) -> int:
@@ -185,8 +191,11 @@ class Attention(nn.Module):
             cache.v[layer].index_copy_(2, pos, v)
             # explicit attention (matmul, masked softmax, matmul): compiles to two GEMMs and one fused kernel,
             # where SDPA with a mask decomposes into many small copies for a single query
-            scores = (q @ cache.k[layer].transpose(-1, -2)) * self.head_dim ** -0.5
-            out = torch.softmax(scores.masked_fill(~attn, float("-inf")), dim=-1) @ cache.v[layer]
+            keys, values = cache.k[layer], cache.v[layer]
+            if attn.shape[-1] < cache.max_len:  # a window: only the filled part of the buffer is read
+                keys, values = keys[:, :, :attn.shape[-1]], values[:, :, :attn.shape[-1]]
+            scores = (q @ keys.transpose(-1, -2)) * self.head_dim ** -0.5
+            out = torch.softmax(scores.masked_fill(~attn, float("-inf")), dim=-1) @ values
             return self.proj(out.transpose(1, 2).reshape(bsz, q_len, -1))
         if cache is not None:
             past = cache.length
@@ -195,8 +204,9 @@ class Attention(nn.Module):
                                 "allocate a longer cache")
             cache.k[layer, :, :, past:past + q_len] = k
             cache.v[layer, :, :, past:past + q_len] = v
-            k = cache.k[layer, :, :, :past + q_len]
-            v = cache.v[layer, :, :, :past + q_len]
+            upto = max(past + q_len, cache.extent or 0)
+            k = cache.k[layer, :, :, :upto]
+            v = cache.v[layer, :, :, :upto]
         mask, is_causal = _attention_mask(attn, q_len, past, x.device)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=is_causal,
@@ -309,10 +319,12 @@ class Transformer(nn.Module):
     def forward(self, idx: torch.Tensor, *, attn="bidirectional", positions: torch.Tensor | None = None,
                 sigma: torch.Tensor | None = None, extra: torch.Tensor | None = None,
                 extra_mask: torch.Tensor | None = None, cache: KVCache | None = None,
-                cache_write: bool = False, noise=None) -> ModelOutput:
+                cache_write: bool = False, noise=None, logits_at: torch.Tensor | None = None) -> ModelOutput:
         """idx: [B, L] long; positions: [L] or [B, L] (default: cache.length + arange(L)); sigma: [B] time.
         noise: [B, L, V] or SparseNoise, embedded by `noise_embed` into `extra` (Gumbel Distillation).
-        A static cache (KVCache(static=True)) needs explicit 1-D `positions` and is always written there."""
+        A static cache (KVCache(static=True)) needs explicit 1-D `positions` and is always written there.
+        logits_at: [B, L] bool: logits only at these positions, [N, V] in row-major order (the output head is
+        the largest matmul at a GPT-2 vocabulary; samplers need it only where tokens are masked)."""
         bsz, length = idx.shape
         if noise is not None:
             if self.noise_embed is None:
@@ -324,7 +336,8 @@ class Transformer(nn.Module):
             if positions is None or positions.dim() != 1 or not isinstance(attn, str) or attn != "causal":
                 raise UserError("a static KV cache decodes causally at explicit 1-D positions: pass "
                                 "positions=tensor([...]) and attn='causal'")
-            attn = cache.key_positions[None, :] <= positions[:, None]  # [L, max_len]
+            keys = cache.key_positions if cache.window is None else cache.key_positions[:cache.window]
+            attn = keys[None, :] <= positions[:, None]  # [L, window or max_len]
             need = cache.max_len
         elif positions is None:
             start = cache.length if cache is not None else 0
@@ -347,8 +360,11 @@ class Transformer(nn.Module):
         if self.final_adaln is not None:
             shift, scale = self.final_adaln(cond)[:, None].chunk(2, dim=-1)
             h = h * (1 + scale) + shift
+        skip = noise is not None and self.noise_skip is not None
+        if logits_at is not None and not skip and not self.cfg.output_shift:
+            return ModelOutput(self.head(h[logits_at]).float(), h)
         logits = self.head(h).float()
-        if noise is not None and self.noise_skip is not None:
+        if skip:
             logits = logits + self.noise_skip(h, noise, extra_mask, self.cfg.vocab_size)
         if self.cfg.output_shift:
             if cache is not None:
@@ -356,4 +372,4 @@ class Transformer(nn.Module):
                                 "not a KV cache: sample it with an MDLM sampler")
             logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
             h = torch.cat([h[:, :1], h[:, :-1]], dim=1)
-        return ModelOutput(logits, h)
+        return ModelOutput(logits if logits_at is None else logits[logits_at], h)

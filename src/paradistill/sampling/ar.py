@@ -1,8 +1,10 @@
 """Autoregressive generation with a preallocated KV cache (or, for comparison, full recomputation).
 
 `compile=True` decodes into a static cache (same shapes every step, see models.transformer.KVCache) through a
-`torch.compile`d forward: one graph for every step, with a C++ wrapper on CPU so a step is one call into compiled
-code instead of ~100 eager operator dispatches (the cost of a batch-1 step of a small model)."""
+`torch.compile`d forward, with a C++ wrapper on CPU so a step is one call into compiled code instead of ~100
+eager operator dispatches (the cost of a batch-1 step of a small model). A step reads only the filled part of
+the static cache, rounded up to a power of two (>= 128): a handful of graphs per (batch, length), and attention
+over at most twice the filled keys instead of the whole buffer."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import time
 import weakref
 
 import torch
+import torch._dynamo
 
 from ..errors import UserError
 from .base import SampleResult, SamplingOptions
@@ -23,11 +26,23 @@ def compiled_forward(model):
     first call). CPU: inductor with its C++ wrapper (needs a C++ compiler); CUDA: inductor's defaults."""
     fn = _COMPILED.get(model)
     if fn is None:
+        cfg = torch._dynamo.config  # one graph per read window and shape: allow more than the default 8
+        name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
+        setattr(cfg, name, max(getattr(cfg, name), 64))
         on_cpu = next(model.parameters()).device.type == "cpu"
         fn = torch.compile(model.forward, fullgraph=True, dynamic=False,
                            options={"cpp_wrapper": True} if on_cpu else None)
         _COMPILED[model] = fn
     return fn
+
+
+def read_window(filled: int, length: int, smallest: int = 128) -> int:
+    """Keys a static-cache step reads when `filled` positions are written: the next power of two >= filled
+    (at least `smallest`: fewer graphs to compile), at most the buffer `length`."""
+    w = smallest
+    while w < filled:
+        w *= 2
+    return min(w, length)
 
 
 def _first_call(step, *args, **kwargs):
@@ -82,12 +97,16 @@ def generate_ar(model, prompt: torch.Tensor, length: int, generator: torch.Gener
             nfe += 1
         elif logits is None:  # the prompt, in one eager pass
             at = torch.arange(i, device=x.device) if static else None
+            if static:
+                cache.window = read_window(i, length)
             logits = model(x[:, :i], attn="causal", cache=cache, cache_write=True, positions=at).logits[:, -1]
             nfe += 1
         if banned.numel():
             logits = logits.index_fill(-1, banned, float("-inf"))
         x[:, i] = sample_categorical(logits, generator, options.temperature, options.top_p)
         if cache is not None and i + 1 < length:
+            if static:
+                cache.window = read_window(i + 1, length)
             kwargs = {"attn": "causal", "cache": cache, "cache_write": True, "positions": steps_at[i] if static else None}
             first = compile and nfe == 1  # compilation happens (and can fail) at the first decoding step
             logits = (_first_call(step, x[:, i:i + 1], **kwargs) if first else step(x[:, i:i + 1], **kwargs)).logits[:, -1]

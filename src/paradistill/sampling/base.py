@@ -4,6 +4,11 @@ A `Denoiser` maps `(x: [B, L] long, t: [B] float)` to SUBS log-probs `[B, L, V]`
 never the method that trained the model. A `Sampler` has `init(...) -> SamplerState`, `step(state) -> state`
 and `done(state)`; `run_sampler` drives the loop, counts NFE (full forward passes), shows progress and fills
 any position still masked at the end.
+
+Hot path: a step needs log-probs only where tokens are masked. `log_probs_at(denoiser, x, t, where)` returns
+them as `[N, V]` (row-major over `where`) and, for the project's backbone, computes the output head and the
+log-softmax only there (`Denoiser.masked_log_probs`); other denoisers fall back to their full `[B, L, V]`
+output, indexed.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..diffusion.mdlm import subs_log_probs
+from ..diffusion.mdlm import NEG_INF, subs_log_probs
 from ..errors import UserError
 from .categorical import check_sampling_options, sample_categorical
 
@@ -57,6 +62,18 @@ class Denoiser:
         logits = self.model(x, attn="bidirectional", sigma=sigma, extra=self.extra, extra_mask=extra_mask).logits
         return subs_log_probs(logits, x, self.mask_id)
 
+    @torch.no_grad()
+    def masked_log_probs(self, x: torch.Tensor, t: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """SUBS log-probs at `where` only. x: [B, L] long, t: [B], where: [B, L] bool -> [N, V] float32,
+        equal to `self(x, t)[where]`; the output head and the softmax run on the N selected rows only."""
+        if type(self).__call__ is not Denoiser.__call__:  # a subclass with its own forward: index its output
+            return self(x, t)[where]
+        sigma = t if self.time_conditioned else None
+        extra_mask = (x == self.mask_id) if self.extra is not None else None
+        logits = self.model(x, attn="bidirectional", sigma=sigma, extra=self.extra, extra_mask=extra_mask,
+                            logits_at=where).logits
+        return subs_rows(logits, x[where], self.mask_id)
+
     def block_view(self, x: torch.Tensor, start: int, end: int) -> "Denoiser":
         """A denoiser over positions [start, end) of `x` (the rest of `x` held as it is)."""
         return FullSequenceBlockView(self, x, start, end)
@@ -78,8 +95,36 @@ class FullSequenceBlockView(Denoiser):
         full[:, self.start:self.end] = x_block
         return self.parent(full, t)[:, self.start:self.end]
 
+    def masked_log_probs(self, x_block, t, where):
+        full = self.context.clone()
+        full[:, self.start:self.end] = x_block
+        where_full = torch.zeros_like(full, dtype=torch.bool)
+        where_full[:, self.start:self.end] = where
+        return log_probs_at(self.parent, full, t, where_full)
+
     def block_view(self, x, start, end):
         return FullSequenceBlockView(self, x, start, end)
+
+
+def subs_rows(logits: torch.Tensor, tokens: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """SUBS on selected rows: logits [N, V], their current tokens [N] -> log-probs [N, V] float32 (MASK removed
+    where the token is masked, one-hot where it is not)."""
+    logits = logits.float().index_fill(-1, torch.tensor([mask_id], device=logits.device), NEG_INF)
+    log_probs = torch.log_softmax(logits, dim=-1)
+    unmasked = tokens != mask_id
+    if bool(unmasked.any()):
+        one_hot = torch.full_like(log_probs, NEG_INF).scatter_(-1, tokens.unsqueeze(-1), 0.0)
+        log_probs = torch.where(unmasked[:, None], one_hot, log_probs)
+    return log_probs
+
+
+def log_probs_at(denoiser, x: torch.Tensor, t: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """[N, V] log-probs of `denoiser` at `where` ([B, L] bool): the denoiser's own masked-only path when it has
+    one, else its full output indexed (custom denoisers in research scripts)."""
+    fn = getattr(denoiser, "masked_log_probs", None)
+    if fn is None:
+        return denoiser(x, t)[where]
+    return fn(x, t, where)
 
 
 @dataclass
@@ -102,6 +147,11 @@ class SamplerState:
         """One full forward pass (counted)."""
         self.nfe += 1
         return self.denoiser(self.x, t)
+
+    def denoise_at(self, t: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+        """One full forward pass (counted), log-probs only at `where` (default: the masked positions) -> [N, V]."""
+        self.nfe += 1
+        return log_probs_at(self.denoiser, self.x, t, self.masked if where is None else where)
 
     def draw(self, log_probs: torch.Tensor) -> torch.Tensor:
         """Sample tokens from [N, V] log-probs with the state's temperature / top-p (float64)."""
@@ -142,7 +192,7 @@ def final_fill(state: SamplerState) -> SamplerState:
     if not masked.any():
         return state
     t = masked.float().mean(1).clamp_min(1e-3)
-    log_probs = state.denoise(t)[masked]
+    log_probs = state.denoise_at(t, masked)
     log_probs = ban(log_probs, state.options.banned_ids)
     tokens = log_probs.argmax(-1) if state.options.final_fill == "argmax" else state.draw(log_probs)
     state.x = state.x.masked_scatter(masked, tokens)

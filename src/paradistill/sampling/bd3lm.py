@@ -60,6 +60,9 @@ class BD3Denoiser(Denoiser):
         self._count(x.shape[0], x.shape[1], x.shape[1])
         return subs_log_probs(self.model(x, attn="bidirectional").logits, x, self.mask_id)
 
+    def masked_log_probs(self, x: torch.Tensor, t: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        return self(x, t)[where]
+
     # -- blocks ---------------------------------------------------------------------------------------------------
     def block_view(self, x: torch.Tensor, start: int, end: int) -> "BD3BlockView":
         # x: [B, L] long, the current sequence; positions < start are clean and final
@@ -158,6 +161,9 @@ class BD3BlockView(Denoiser):
     def __call__(self, x_block: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         # x_block: [B, end - start] long, t: [B] (unused: the backbone is time-agnostic)
         return self.parent.block_log_probs(self.context, x_block, self.start, self.end)
+
+    def masked_log_probs(self, x_block: torch.Tensor, t: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        return self(x_block, t)[where]  # the block's pass is already block-sized
 
 
 def denoiser_for(model, mask_id: int, block_size: int | None = None, use_cache: bool = True,

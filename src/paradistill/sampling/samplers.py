@@ -45,12 +45,13 @@ class AncestralSampler(Sampler):
         alpha_s, _ = self.schedule(s) if k + 1 < steps else (torch.ones_like(s), None)
         p_unmask = ((alpha_s - alpha_t) / (1.0 - alpha_t)).clamp(0.0, 1.0)  # [B]
         reuse = self.cache and not state.denoiser.time_conditioned and "log_probs" in state.cache
-        log_probs = state.cache.pop("log_probs") if reuse else state.denoise(t.float().to(state.x.device))
+        # log-probs of the masked positions only: [N, V], row-major over `masked`
+        log_probs = state.cache.pop("log_probs") if reuse else state.denoise_at(t.float().to(state.x.device))
         masked = state.masked
         u = torch.rand(state.x.shape, generator=state.generator, dtype=torch.float64).to(state.x.device)
         unmask = masked & (u < p_unmask[:, None].to(u.device))
         if unmask.any():
-            state.x = state.x.masked_scatter(unmask, state.draw(log_probs[unmask]))
+            state.x = state.x.masked_scatter(unmask, state.draw(log_probs[unmask[masked]]))
         elif self.cache:
             state.cache["log_probs"] = log_probs  # nothing changed: the next step may reuse the prediction
         state.step += 1
@@ -69,13 +70,16 @@ class FirstHittingSampler(Sampler):
 
     def step(self, state: SamplerState) -> SamplerState:
         masked = state.masked
-        log_probs = state.denoise(masked_fraction(state).to(state.x.device))
+        t = masked_fraction(state).to(state.x.device)
         scores = torch.rand(state.x.shape, generator=state.generator, dtype=torch.float64).to(state.x.device)
         scores = scores.masked_fill(~masked, -1.0)
         pos = scores.argmax(1)  # [B] a uniform masked position per row
         rows = masked.any(1).nonzero().squeeze(1)
+        chosen = torch.zeros_like(masked)
+        chosen[rows, pos[rows]] = True
+        log_probs = state.denoise_at(t, chosen)  # [rows, V]: the one position per row that is drawn
         if rows.numel():
-            tokens = state.draw(log_probs[rows, pos[rows]])
+            tokens = state.draw(log_probs)
             state.x[rows, pos[rows]] = tokens
         state.step += 1
         return state
@@ -112,11 +116,12 @@ class ConfidenceSampler(Sampler):
             count = remaining.clamp(max=self.tokens_per_step)
         else:
             count = torch.div(remaining + steps_left - 1, steps_left, rounding_mode="floor")
-        log_probs = state.denoise(masked_fraction(state).to(state.x.device))
-        scores = self._scores(log_probs).masked_fill(~masked, float("-inf"))
+        log_probs = state.denoise_at(masked_fraction(state).to(state.x.device))  # [N, V] at masked positions
+        scores = torch.full(masked.shape, float("-inf"), dtype=torch.float64, device=masked.device)
+        scores[masked] = self._scores(log_probs).double()
         rank = scores.argsort(dim=1, descending=True).argsort(dim=1)
         chosen = masked & (rank < count[:, None])
         if chosen.any():
-            state.x = state.x.masked_scatter(chosen, state.draw(log_probs[chosen]))
+            state.x = state.x.masked_scatter(chosen, state.draw(log_probs[chosen[masked]]))
         state.step += 1
         return state

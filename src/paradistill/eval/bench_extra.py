@@ -1,0 +1,107 @@
+"""Pieces of the speed benchmark beyond the project's own generation paths: the `transformers` GPT-2 `generate`
+baseline (what a user types), the sampler's work outside the forward pass, and the cache-resident bandwidth that
+bounds a KV-cached AR step when the weights fit in the last-level cache."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from ..diffusion.mdlm import subs_log_probs
+from ..models.transformer import ModelConfig, Transformer
+from ..sampling.base import Denoiser, SamplingOptions
+from ..sampling.registry import build_sampler
+
+
+def last_level_cache_bytes() -> int | None:
+    """Size of the CPU's largest cache (Linux sysfs), None where unknown."""
+    base = Path("/sys/devices/system/cpu/cpu0/cache")
+    best = None
+    try:
+        for index in base.glob("index*"):
+            text = (index / "size").read_text().strip()
+            mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1], 1)
+            size = int(text.rstrip("KMG")) * mult
+            best = size if best is None else max(best, size)
+    except (OSError, ValueError):
+        return None
+    return best
+
+
+@dataclass
+class HFCase:
+    """`transformers` GPT-2 of the benchmark's size (random weights, built from a GPT2Config), sampled with
+    `model.generate(do_sample=True)` and its default KV cache; one pass per new token."""
+
+    model: Any
+    bos_id: int
+    kind: str = "hf-gpt2"
+
+    @classmethod
+    def build(cls, cfg: ModelConfig, max_len: int, bos_id: int) -> "HFCase":
+        torch.manual_seed(0)
+        hf = GPT2Config(vocab_size=cfg.vocab_size, n_embd=cfg.dim, n_layer=cfg.n_layers, n_head=cfg.n_heads,
+                        n_inner=int(cfg.mlp_ratio * cfg.dim), n_positions=max_len, bos_token_id=bos_id,
+                        eos_token_id=bos_id, tie_word_embeddings=True)
+        return cls(GPT2LMHeadModel(hf).eval(), bos_id)
+
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @torch.no_grad()
+    def run(self, batch: int, length: int, seed: int = 0) -> dict[str, Any]:
+        torch.manual_seed(seed)
+        prompt = torch.full((batch, 1), self.bos_id, dtype=torch.long)
+        out = self.model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True, top_k=0,
+                                  top_p=1.0, max_new_tokens=length - 1, min_new_tokens=length - 1,
+                                  pad_token_id=self.bos_id)
+        return {"tokens": out, "nfe": length - 1}
+
+
+def _state(sampler, model, x, mask_id):
+    fixed = x != mask_id
+    return sampler.init(x, fixed, Denoiser(model, mask_id), torch.Generator().manual_seed(0), 16, SamplingOptions())
+
+
+@torch.no_grad()
+def sampler_overhead(cfg: ModelConfig, length: int, batch: int, rounds: int, masked_fraction: float = 0.5,
+                     samplers: tuple[str, ...] = ("ancestral", "confidence", "threshold")) -> dict[str, Any]:
+    """Time of one sampler step against the forward pass inside it, interleaved over `rounds`, at a state with
+    `masked_fraction` of the positions masked. Also the pre-issue-27 path: the full [B, L, V] log-softmax."""
+    torch.manual_seed(0)
+    model = Transformer(cfg).eval()
+    mask_id = 3
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(4, cfg.vocab_size, (batch, length), generator=g)
+    x[torch.rand(batch, length, generator=g) < masked_fraction] = mask_id
+    where = x == mask_id
+    built = {name: build_sampler(name) for name in samplers}
+    fns = {"forward (head at masked rows)": lambda: model(x, attn="bidirectional", logits_at=where),
+           "forward (head everywhere)": lambda: model(x, attn="bidirectional"),
+           "full SUBS log-softmax (old path)": None}
+    full_logits = model(x, attn="bidirectional").logits
+    fns["full SUBS log-softmax (old path)"] = lambda: subs_log_probs(full_logits, x, mask_id)[where]
+    for name, sampler in built.items():
+        fns[f"step: {name}"] = (lambda s=sampler: s.step(_state(s, model, x.clone(), mask_id)))
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    fwd = times["forward (head at masked rows)"]
+    out = {"length": length, "batch": batch, "vocab_size": cfg.vocab_size, "masked_fraction": masked_fraction,
+           "seconds": {k: sorted(v)[len(v) // 2] for k, v in times.items()}, "overhead": {}}
+    for name in built:
+        paired = sorted((s - f) / f for s, f in zip(times[f"step: {name}"], fwd))
+        out["overhead"][name] = {"median": paired[len(paired) // 2], "min": paired[0], "max": paired[-1]}
+    old = sorted(o / f for o, f in zip(times["full SUBS log-softmax (old path)"], times["forward (head everywhere)"]))
+    out["old_logsoftmax_over_forward"] = {"median": old[len(old) // 2], "min": old[0], "max": old[-1]}
+    return out
