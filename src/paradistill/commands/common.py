@@ -37,13 +37,20 @@ def scale_overrides(args) -> list[str]:
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampling")
     g.add_argument("--sampler", default="ancestral",
-                   help="ancestral | ancestral-nocache | first-hitting | confidence | entropy | margin | adjust "
+                   help="ancestral | ancestral-nocache | first-hitting | confidence | entropy | margin | "
+                        "low-confidence | random-remasking (LLaDA's remasking) | adjust "
                         "(AR checkpoints always decode left to right)")
     g.add_argument("--steps", type=int, default=64, help="denoising steps (per block for block samplers)")
     g.add_argument("--num", type=int, default=16, help="number of samples")
     g.add_argument("--batch-size", type=int, default=16, help="samples per batch")
     g.add_argument("--length", type=int, default=None, help="sequence length (default: the training length)")
     g.add_argument("--prompt", default=None, help="text the samples continue (kept fixed)")
+    g.add_argument("--chat", default=None,
+                   help="a user message put through the tokenizer's chat template (instruct models, e.g. "
+                        "LLaDA-8B-Instruct / Dream-v0-Instruct-7B); the answer is generated after it")
+    g.add_argument("--gen-length", type=int, default=None,
+                   help="tokens to generate after the prompt / chat template (the length is then the template's "
+                        "tokens + this; instead of --length)")
     g.add_argument("--infill", default=None,
                    help="template with [MASK] marking each position to generate, e.g. 'the [MASK] [MASK] ran .'")
     g.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (> 0)")
@@ -74,6 +81,9 @@ def sampling_kwargs(args) -> dict:
               prompt=args.prompt, infill=args.infill, temperature=args.temperature, top_p=args.top_p,
               block_size=args.block_size, tokens_per_step=args.tokens_per_step, final_fill=args.final_fill,
               kv_cache=not args.no_kv_cache, stop_at_eos=args.stop_at_eos)
+    for key in ("chat", "gen_length"):  # only when given: commands without them keep their signature
+        if getattr(args, key, None) is not None:
+            kw[key] = getattr(args, key)
     if args.sampler == "adjust":
         kw.update(tokens_per_pass=args.tokens_per_pass, mode=args.adjust_mode,
                   adaptive_threshold=getattr(args, "adjust_threshold", None))

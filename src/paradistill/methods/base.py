@@ -13,6 +13,7 @@ from ..diffusion.objectives import ARObjective, MDLMObjective
 from ..errors import UserError
 from ..kinds import get_kind, kind_names
 from ..loading import load
+from ..models.dlm import DiffusionLM
 from ..models.transformer import Transformer
 from ..recipes import Recipe, model_config, prepare
 from ..train.loop import train
@@ -75,7 +76,16 @@ def train_model(kind: str, recipe: Recipe, out: str | Path, resume: bool = False
     data = prepare(recipe, progress=progress)
     objective, method = build_objective(kind, recipe, data.tokenizer)
     torch.manual_seed(recipe.train.seed)
-    model = Transformer(model_config(recipe, data.tokenizer.vocab_size))
+    arch = recipe.model.get("arch")
+    if arch is not None:  # LLaDA / Dream architecture: the checkpoint's kind is the architecture's
+        if kind != "mdlm":
+            raise UserError(f"model.arch={arch} trains with `paradistill train mdlm`, not {kind}: drop model.arch")
+        tok = data.tokenizer
+        model = DiffusionLM(model_config(recipe, tok.vocab_size, mask_id=tok.mask_id, bos_id=tok.bos_id,
+                                         eos_id=tok.eos_id, pad_id=tok.pad_id))
+        objective.kind = model.cfg.arch
+    else:
+        model = Transformer(model_config(recipe, data.tokenizer.vocab_size))
     if init:
         init_weights_from(model, init)
         method["init"] = str(init)
