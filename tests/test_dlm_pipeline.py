@@ -59,7 +59,7 @@ def test_train_export_load_and_sample(tmp_path, arch, capsys):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "the"}\n{"prompt": "a"}\n')
     assert main(["sample", str(out), "--prompts", str(prompts), "--num", "2", "--steps", "4", "--length", "12",
-                 "--sampler", "entropy", "--out", str(samples)]) == 0
+                 "--sampler", "entropy", "--out", str(samples), "--overwrite"]) == 0
     rows = [json.loads(line) for line in samples.read_text().splitlines()]
     assert [r["prompt"] for r in rows] == ["the", "the", "a", "a"]
     if arch == "llada":  # SDTT with the published-layout directory as teacher: the student keeps the architecture
