@@ -27,8 +27,9 @@ def test_every_registered_kind_is_consistent():
         assert kind.family in ("ar", "diffusion", "sampler")
         if kind.noise_conditioned:
             assert kind.base in KINDS and KINDS[kind.base].block == kind.block
-        assert (kind.export_as is None) == (kind.family == "sampler")
-    assert kind_names(family="diffusion", noise_conditioned=False) == ("mdlm", "bd3lm")
+        # exportable alone: as a ParadistillModel (export_as) or in a release's layout (LLaDA / Dream)
+        assert (kind.export_as is None) == (kind.family == "sampler" or kind.layout is not None)
+    assert kind_names(family="diffusion", noise_conditioned=False) == ("mdlm", "bd3lm", "llada", "dream")
     assert kind_names(block=True) == ("bd3lm", "gd-bd3lm")
 
 

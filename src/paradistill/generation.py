@@ -44,13 +44,17 @@ class GenerationResult:
         return out
 
 
-def build_template(tokenizer, length: int, prompt: str | None = None, infill: str | None = None,
-                   keep_bos: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def build_template(tokenizer, length: int | None, prompt: str | None = None, infill: str | None = None,
+                   keep_bos: bool = True, chat: str | None = None,
+                   gen_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Token row [L] and fixed mask [L]: BOS, then the prompt (or an infill template in which `[MASK]` marks
-    one position to generate), the rest free."""
-    if prompt and infill:
-        raise UserError("pass either --prompt or --infill, not both")
-    ids: list[int] = [tokenizer.bos_id] if keep_bos else []
+    one position to generate), the rest free. `chat`: a user message through the tokenizer's chat template
+    (which brings its own BOS). `gen_length`: L = the template's tokens + gen_length."""
+    if sum(bool(v) for v in (prompt, infill, chat)) > 1:
+        raise UserError("pass one of --prompt, --chat, --infill")
+    ids: list[int] = [tokenizer.bos_id] if keep_bos and not chat else []
+    if chat:
+        ids += tokenizer.chat_ids(chat)
     fixed: list[bool] = [True] * len(ids)
     if prompt:
         p = tokenizer.encode(prompt)
@@ -68,6 +72,8 @@ def build_template(tokenizer, length: int, prompt: str | None = None, infill: st
             if i < len(parts) - 1:
                 ids.append(tokenizer.mask_id)
                 fixed.append(False)
+    if gen_length is not None:
+        length = len(ids) + gen_length
     if len(ids) > length:
         raise UserError(f"prompt/template has {len(ids)} tokens but the sequence length is {length}: "
                         "shorten it or raise --length")
@@ -178,7 +184,8 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
              batch_size: int = 16, seed: int = 0, prompt: str | None = None, infill: str | None = None,
              temperature: float = 1.0, top_p: float = 1.0, block_size: int | None = None,
              tokens_per_step: int | None = None, final_fill: str = "sample", progress: bool = True,
-             denoiser=None, on_batch=None, threshold: float | None = None, **method_options) -> GenerationResult:
+             denoiser=None, on_batch=None, threshold: float | None = None, chat: str | None = None,
+             gen_length: int | None = None, **method_options) -> GenerationResult:
     """Sample `num` sequences from a loaded checkpoint (see loader.load_checkpoint). `method_options` are the
     fields of `MethodOptions` (an unknown one is an error naming the closest).
 
@@ -213,7 +220,12 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
     keep_bos = record.keep_bos
     if kind.autoregressive and not prompt:
         keep_bos = True  # an AR model needs a first token; BOS starts every document of its stream (wrap/pad too)
-    row, fixed_row = build_template(tok, length, prompt, infill, keep_bos)
+    row, fixed_row = build_template(tok, length, prompt, infill, keep_bos, chat, gen_length)
+    length = len(row)
+    context = getattr(loaded.model.cfg, "max_len", None)
+    if context is not None and length > context:
+        raise UserError(f"prompt + generation take {length} tokens but '{loaded.path}' has a context of {context}: "
+                        "shorten the prompt or lower --length / --gen-length")
     # PAD is a token only for models trained on padded rows; elsewhere it is never drawn
     pad_is_token = record.data_mode == "pad" or tok.pad_id in (tok.bos_id, tok.eos_id)
     options = SamplingOptions(temperature, top_p, final_fill, () if pad_is_token else (tok.pad_id,))
@@ -223,8 +235,10 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
     check_memory(sampling_bytes(min(batch_size, num), length, loaded.model.cfg.vocab_size),
                  f"sampling a batch of {min(batch_size, num)} x {length} tokens over {loaded.model.cfg.vocab_size} "
                  "vocabulary entries", "lower --batch-size", device)
+    # with --gen-length, blocks tile the generated part (LLaDA's block_length); BD3-LM keeps its trained grid
+    start = length - gen_length if gen_length is not None and not kind.block else 0
     plan = _plan(loaded, kind, joint, sampler, length, block_size, tokens_per_step, opts, denoiser, fixed_row[None],
-                 threshold)
+                 threshold, start)
     out, nfes, secs, sizes = [], [], [], []
     extras = []  # per batch: sampler-specific counts (e.g. ADJUST sampler passes)
     batches = range(0, num, batch_size)
@@ -251,7 +265,7 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
 
 
 def _plan(loaded, kind, joint, sampler, length, block_size, tokens_per_step, opts, denoiser, fixed,
-          threshold: float | None = None):
+          threshold: float | None = None, start: int = 0):
     """Checks the request before any work; the diffusion sampler object (None for AR / ADJUST).
     fixed: [B, L] bool template rows."""
     tok = loaded.tokenizer
@@ -272,14 +286,15 @@ def _plan(loaded, kind, joint, sampler, length, block_size, tokens_per_step, opt
         adjust_parts(loaded, opts.mode, opts.adjust_checkpoint)  # bad --adjust / base before any work
         return None
     block = block_size or (loaded.record.block_size if kind.block else None)
-    if block is not None and length % block:
-        raise UserError(f"block_size={block} does not divide the sequence length {length}")
+    if block is not None and (length - start) % block:
+        raise UserError(f"block_size={block} does not divide the {'generation' if start else 'sequence'} "
+                        f"length {length - start}: pick a block size that divides it")
     if opts.block_cache is not None and block is None:
         raise UserError(f"--block-cache {opts.block_cache} caches finished blocks: it needs semi-autoregressive "
                         "decoding, pass --block-size (e.g. 32)")
     return build_sampler(sampler, block_size=block, tokens_per_step=tokens_per_step,
                          eos_id=tok.eos_id if opts.stop_at_eos else None, pad_id=tok.pad_id,
-                         max_length=opts.max_length, threshold=threshold)
+                         max_length=opts.max_length, threshold=threshold, block_start=start)
 
 
 def _sample_batch(loaded, kind, joint, diffusion_sampler, x, fixed, generator, steps, options, opts, denoiser,

@@ -28,6 +28,7 @@ class Kind:
     noise_conditioned: bool = False  # Gumbel-distilled student: its denoiser draws the noise it is conditioned on
     base: str | None = None  # the kind whose objective a noise-conditioned student trains with
     export_as: str | None = None  # Hugging Face auto class of a stand-alone export (None: not exportable alone)
+    layout: str | None = None  # a published release's layout it is read from and exported to (export --format)
 
     @property
     def autoregressive(self) -> bool:
@@ -81,5 +82,10 @@ for _kind in (
     Kind("gd-bd3lm", "diffusion", "paradistill distill gumbel --student bd3lm", block=True, noise_conditioned=True,
          base="bd3lm", export_as="AutoModelForMaskedLM"),
     Kind("adjust", "sampler", "paradistill distill adjust"),
+    # published diffusion LMs (models/dlm.py): a LLaDA / Dream directory, or one trained by paradistill at any size
+    Kind("llada", "diffusion", "paradistill train mdlm model.arch=llada (or a published LLaDA directory)",
+         layout="llada"),
+    Kind("dream", "diffusion", "paradistill train mdlm model.arch=dream (or a published Dream directory)",
+         layout="dream"),
 ):
     register_kind(_kind)

@@ -21,7 +21,12 @@ from .distill.adjust import AdjustModel, SamplerConfig, SamplerLayer
 from .distill.adjust_adapters import ParadistillAdapter
 from .errors import UserError
 from .kinds import get_kind
+from .models.dlm import DiffusionLM, DLMConfig
+from .models.official import detect_format, load_official
 from .models.transformer import ModelConfig, Transformer
+
+# the model class of each kind whose backbone is not the default Transformer
+MODEL_CLASSES: dict[str, tuple[type, type]] = {"llada": (DLMConfig, DiffusionLM), "dream": (DLMConfig, DiffusionLM)}
 
 
 def weights_file(ckpt: Path, use_ema: bool) -> Path:
@@ -31,8 +36,9 @@ def weights_file(ckpt: Path, use_ema: bool) -> Path:
 
 def _load_transformer(ckpt: Path, config: dict, use_ema: bool, device) -> LoadedCheckpoint:
     check_architecture_keys(config["model"], ckpt)  # a missing key must not fall back to a dataclass default
-    model_cfg = from_dict(ModelConfig, config["model"], where=f"{ckpt}/config.json:model")
-    model = Transformer(model_cfg)
+    cfg_cls, model_cls = MODEL_CLASSES.get(config["kind"], (ModelConfig, Transformer))
+    model_cfg = from_dict(cfg_cls, config["model"], where=f"{ckpt}/config.json:model")
+    model = model_cls(model_cfg)
     file = weights_file(ckpt, use_ema)
     missing, unexpected = model.load_state_dict(load_weights(file), strict=False)
     missing = [k for k in missing if not (k == "head.weight" and model_cfg.tie_weights)]
@@ -72,8 +78,15 @@ BUILDERS: dict[str, Callable[[Path, dict, bool, object], LoadedCheckpoint]] = {
 
 
 def load_checkpoint(path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu",
-                    expect_kinds: tuple[str, ...] | None = None) -> LoadedCheckpoint:
-    """Model + tokenizer of a checkpoint or run directory. With `use_ema`, the EMA weights when present."""
+                    expect_kinds: tuple[str, ...] | None = None, dtype: str = "auto") -> LoadedCheckpoint:
+    """Model + tokenizer of a checkpoint or run directory, or of a published LLaDA / Dream directory (their
+    layout, models/official.py). With `use_ema`, the EMA weights when present."""
+    official = detect_format(path) if Path(path).is_dir() else None
+    if official is not None:
+        if expect_kinds is not None and official not in expect_kinds:
+            raise UserError(f"'{path}' holds a published {official} model, but this command needs one of "
+                            f"{list(expect_kinds)}")
+        return load_official(path, official, dtype=dtype, device=device)
     ckpt = resolve_checkpoint(path)
     config = read_config(ckpt)
     kind = get_kind(config["kind"], where=f"checkpoint '{ckpt}'")

@@ -17,6 +17,7 @@ from .distill.adjust import AdjustConfig
 from .distill.gumbel import GumbelConfig
 from .distill.sdtt import SDTTConfig
 from .errors import UserError
+from .models.dlm import DLMConfig
 from .models.transformer import ModelConfig
 from .train.loop import TrainConfig
 
@@ -124,6 +125,9 @@ def model_config(recipe: Recipe, vocab_size: int, **changes):
     section.update(changes)
     section["vocab_size"] = vocab_size
     section.setdefault("max_len", max(1024, 2 * recipe.data.seq_len))
+    if section.get("arch") is not None:  # a published architecture (models/dlm.py): LLaDA or Dream layout
+        return from_dict(DLMConfig, section, where=f"recipe {recipe.name}: model")
+    section.pop("arch", None)
     return from_dict(ModelConfig, section, where=f"recipe {recipe.name}: model")
 
 

@@ -38,13 +38,20 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampling")
     g.add_argument("--sampler", default="ancestral",
                    help="ancestral | ancestral-nocache | first-hitting | confidence | entropy | margin | threshold | "
-                        "factor | eb | adjust (AR checkpoints always decode left to right). threshold / factor / eb "
-                        "commit a variable number of tokens per pass, set by --threshold")
+                        "factor | eb | low-confidence | random-remasking (LLaDA's remasking) | adjust (AR checkpoints "
+                        "always decode left to right). threshold / factor / eb commit a variable number of tokens per "
+                        "pass, set by --threshold")
     g.add_argument("--steps", type=int, default=64, help="denoising steps (per block for block samplers)")
     g.add_argument("--num", type=int, default=16, help="number of samples")
     g.add_argument("--batch-size", type=int, default=16, help="samples per batch")
     g.add_argument("--length", type=int, default=None, help="sequence length (default: the training length)")
     g.add_argument("--prompt", default=None, help="text the samples continue (kept fixed)")
+    g.add_argument("--chat", default=None,
+                   help="a user message put through the tokenizer's chat template (instruct models, e.g. "
+                        "LLaDA-8B-Instruct / Dream-v0-Instruct-7B); the answer is generated after it")
+    g.add_argument("--gen-length", type=int, default=None,
+                   help="tokens to generate after the prompt / chat template (the length is then the template's "
+                        "tokens + this; instead of --length)")
     g.add_argument("--infill", default=None,
                    help="template with [MASK] marking each position to generate, e.g. 'the [MASK] [MASK] ran .'")
     g.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (> 0)")
@@ -92,6 +99,9 @@ def sampling_kwargs(args) -> dict:
         kw["threshold"] = args.threshold
     if getattr(args, "block_cache", None):
         kw["block_cache"] = args.block_cache
+    for key in ("chat", "gen_length"):  # only when given: commands without them keep their signature
+        if getattr(args, key, None) is not None:
+            kw[key] = getattr(args, key)
     if args.sampler == "adjust":
         kw.update(tokens_per_pass=args.tokens_per_pass, mode=args.adjust_mode,
                   adaptive_threshold=getattr(args, "adjust_threshold", None))

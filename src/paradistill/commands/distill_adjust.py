@@ -30,8 +30,8 @@ the checkpoint). Other train.* keys (seed, devices, checkpoint_every...) apply.
 def add_parser(msub) -> None:
     p = msub.add_parser("adjust", help="train an ADJUST sampler layer on a frozen masked-diffusion base",
                         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base", required=True, help="frozen base: an MDLM or BD3-LM checkpoint reference (run directory, "
-                   "hf:ORG/NAME[@REV], ...)")
+    p.add_argument("--base", required=True, help="frozen base: an MDLM / BD3-LM / llada / dream checkpoint reference "
+                   "(run directory, a published LLaDA / Dream directory, hf:ORG/NAME[@REV], ...)")
     p.add_argument("--trajectories", type=int, default=None, metavar="N",
                    help="number of trajectories to record (default: recipe adjust.trajectories, 512)")
     p.add_argument("--trajectories-dir", default=None,
@@ -48,6 +48,11 @@ def add_parser(msub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue training from OUT/latest.json (trajectory shards always resume)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (trajectory and training time, memory, sampler size) on --plan-device; "
+                        "for LLaDA / Dream bases (a directory or a release name such as "
+                        "hf:Dream-org/Dream-v0-Base-7B), nothing is loaded")
+    p.add_argument("--plan-device", default="h100", help="--dry-run: device of the estimate (h100, h200, a100)")
     add_scale_options(p)
     p.set_defaults(run=run)
 
@@ -60,6 +65,12 @@ def run(args) -> int:
         if flag is not None:
             overrides.append(f"adjust.{key}={flag}")
     recipe = api.load_recipe(args.recipe, overrides)
+    if args.dry_run:
+        from ..methods.dlm_plans import format_plan, plan_adjust
+
+        plan = plan_adjust(args.base, recipe, args.plan_device)
+        print(f"plan: ADJUST (recipe {recipe.name}) on {plan['base']}\n{format_plan(plan)}")
+        return 0
     from ..rundir import check_not_input, check_train_target
 
     check_not_input(args.out, {"--base": args.base})

@@ -21,6 +21,11 @@ def add_parser(sub) -> None:
     p.add_argument("--to", required=True, help="output directory")
     p.add_argument("--from", dest="source_format", choices=["paradistill", "hf", "mdlm"], default="paradistill",
                    help="what SOURCE is (default: a paradistill checkpoint, exported to HF)")
+    p.add_argument("--format", choices=["hf", "llada", "dream"], default="hf",
+                   help="paradistill checkpoints: hf (ParadistillModel directory, default), or llada / dream: a "
+                        "checkpoint trained with model.arch=llada|dream written in that release's published layout "
+                        "(config.json, safetensors shards + index, tokenizer), loadable by path like the release")
+    p.add_argument("--shard-mb", type=int, default=2048, help="--format llada|dream: largest safetensors shard (MiB)")
     p.add_argument("--raw-weights", action="store_true", help="export the raw weights instead of the EMA weights")
     p.add_argument("--tokenizer", default=None,
                    help="--from mdlm: tokenizer spec of the model (mdlm-owt: gpt2:DIR or hf:gpt2)")
@@ -40,7 +45,15 @@ def run(args) -> int:
     if to.exists() and (not to.is_dir() or any(to.iterdir())):
         raise UserError(f"--to '{args.to}' exists and is not an empty folder: choose a new directory")
     writable_location(to, "--to")
-    if args.source_format == "paradistill":
+    if args.source_format == "paradistill" and args.format != "hf":
+        from ..loader import load_checkpoint
+        from ..models.official import save_official
+
+        loaded = load_checkpoint(args.source, use_ema=not args.raw_weights, expect_kinds=(args.format,))
+        out = save_official(loaded.model, loaded.tokenizer, args.to, shard_bytes=args.shard_mb * 1024 ** 2,
+                            record=loaded.method)
+        print(f"exported {args.source} -> {out} in the {args.format} layout (load: paradistill sample {out})")
+    elif args.source_format == "paradistill":
         from ..interop.hf_export import export_hf
 
         out = export_hf(args.source, args.to, use_ema=not args.raw_weights)

@@ -9,9 +9,21 @@ def add_parser(sub) -> None:
     p = sub.add_parser("sample", help="sample from a checkpoint and write JSONL",
                        description="Sample from any checkpoint (AR, MDLM, BD3-LM, distilled students). Writes one "
                                    "JSON line per sample (text, tokens, nfe, seconds) and prints a few samples.")
-    p.add_argument("checkpoint", help="run / checkpoint directory, Hugging Face model directory or weights file, or "
-                                      "hf:ORG/NAME[@REVISION] (e.g. hf:kuleshov-group/mdlm-owt; hub cache first)")
+    p.add_argument("checkpoint", help="run / checkpoint directory, Hugging Face model directory or weights file, "
+                                      "a published LLaDA / Dream directory, or hf:ORG/NAME[@REVISION] (e.g. "
+                                      "hf:kuleshov-group/mdlm-owt; hub cache first)")
     add_sampling_options(p)
+    p.add_argument("--prompts", default=None,
+                   help="JSONL file, one prompt a line: {\"prompt\": TEXT} or {\"chat\": TEXT}; --num samples each, "
+                        "written in order with their prompt")
+    p.add_argument("--dry-run", action="store_true",
+                   help="LLaDA / Dream (a directory, or a release name such as hf:GSAI-ML/LLaDA-8B-Instruct): print "
+                        "the memory and time per generated token on --plan-device, load nothing")
+    p.add_argument("--plan-device", default="h100", help="--dry-run: device of the estimate (h100, h200, a100)")
+    p.add_argument("--plan-prompt-tokens", type=int, default=64, help="--dry-run: prompt length in tokens")
+    p.add_argument("--device", default="cpu", help="device to load the model on (cpu, cuda, cuda:1)")
+    p.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+                   help="published LLaDA / Dream weights: precision (auto: bf16 on GPU, fp32 on CPU)")
     p.add_argument("--out", default=None, help="samples file (default: <checkpoint>/samples.jsonl)")
     p.add_argument("--overwrite", action="store_true", help="replace the samples file if it exists")
     p.add_argument("--show", type=int, default=3, help="samples to print")
@@ -29,13 +41,25 @@ def run(args) -> int:
 
     from .. import api
 
+    if args.dry_run:
+        from ..methods.dlm_plans import format_plan, plan_sampling
+
+        plan = plan_sampling(args.checkpoint, args.plan_prompt_tokens, args.gen_length or 128, args.steps,
+                             args.batch_size, "fp32" if args.dtype == "fp32" else "bf16", args.plan_device)
+        print(f"plan: sampling {plan['base']}\n{format_plan(plan)}")
+        return 0
     from ..io import guard_output
     from ..loading.refs import output_dir
 
     out = Path(args.out) if args.out else output_dir(args.checkpoint) / "samples.jsonl"
     guard_output(out, args.overwrite)  # before any work: never replace earlier samples without --overwrite
-    loaded = api.load(args.checkpoint)
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(args.dtype)
+    loaded = api.load(args.checkpoint, device=args.device, dtype=dtype)
     kw = sampling_kwargs(args)
+    if args.prompts:
+        return _run_prompts(args, loaded, kw, out)
     if args.adjust:
         kw["adjust_checkpoint"] = args.adjust
     if args.devices is not None:  # sharded over devices (paradistill/sharded.py); rank 0 writes the file
@@ -87,3 +111,52 @@ def _keep_finished(out, loaded, done, args) -> None:
     api.write_samples(out, loaded, result)
     print(f"paradistill: kept the {len(tokens)} samples of {len(done)} finished batches in {out} "
           f"(of --num {args.num})", file=sys.stderr)
+
+
+def read_prompt_file(path: str) -> list[dict]:
+    """Rows of a --prompts JSONL file, each {"prompt": TEXT} or {"chat": TEXT}."""
+    import json
+
+    from ..errors import UserError
+
+    rows = []
+    try:
+        lines = open(path).read().splitlines()
+    except OSError as e:
+        raise UserError(f"--prompts '{path}' cannot be read ({e}): pass a JSONL file") from None
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict) or not ({"prompt", "chat"} & set(row)):
+            raise UserError(f"--prompts '{path}' line {i} is not {{\"prompt\": TEXT}} or {{\"chat\": TEXT}}: fix it")
+        rows.append({k: row[k] for k in ("prompt", "chat") if k in row})
+    if not rows:
+        raise UserError(f"--prompts '{path}' holds no prompt: one JSON object a line")
+    return rows
+
+
+def _run_prompts(args, loaded, kw, out) -> int:
+    """Each prompt of the file sampled --num times (its own batches: no padding between prompts)."""
+    import json
+    from pathlib import Path
+
+    from .. import api
+    from ..io import atomic_write_text
+
+    lines = []
+    for row in read_prompt_file(args.prompts):
+        result = api.generate(loaded, args.num, length=args.length, **{**kw, "prompt": row.get("prompt"),
+                                                                        "chat": row.get("chat")})
+        for tokens, (nfe, sec) in zip(result.tokens.tolist(), result.per_sample()):
+            lines.append(json.dumps({**row, "text": loaded.tokenizer.decode(tokens), "tokens": tokens, "nfe": nfe,
+                                     "seconds": sec, "kind": loaded.kind, "checkpoint": str(loaded.path),
+                                     **result.info}))
+        print("-", row, "->", loaded.tokenizer.decode(result.tokens[0].tolist()))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    print(f"{len(lines)} samples -> {out}")
+    return 0

@@ -62,6 +62,11 @@ class Tokenizer(ABC):
         """`encode` of each text (subclasses may parallelise)."""
         return [self.encode(t) for t in texts]
 
+    def chat_ids(self, text: str) -> list[int]:
+        """Token ids of a one-turn user message through the tokenizer's chat template (with the assistant
+        generation prompt); only tokenizers that carry a template have one."""
+        raise UserError(f"tokenizer {self.name!r} has no chat template: use --prompt instead of --chat")
+
     @property
     def special_ids(self) -> set[int]:
         return {self.pad_id, self.bos_id, self.eos_id, self.mask_id}
@@ -310,6 +315,13 @@ class HFTokenizer(Tokenizer):
 
     def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=skip_special)
+
+    def chat_ids(self, text: str) -> list[int]:
+        if not getattr(self._tok, "chat_template", None):
+            return super().chat_ids(text)
+        ids = self._tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                            tokenize=True)
+        return [int(i) for i in (ids["input_ids"] if hasattr(ids, "keys") else ids)]
 
     def save(self, directory: str | Path) -> None:
         # HF writes its own tokenizer_config.json, so its files go into a subfolder.

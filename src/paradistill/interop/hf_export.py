@@ -69,6 +69,9 @@ def hf_tokenizer(tokenizer):
 
 def _check_kind(kind: str, where: str) -> None:
     info = get_kind(kind, where=f"'{where}'")
+    if info.layout is not None:
+        raise UserError(f"'{where}' holds a '{kind}' checkpoint: export it in its release's layout with "
+                        f"`paradistill export {where} --to DIR --format {info.layout}`")
     if info.export_as is None:
         what = ("an ADJUST sampler, which has no standalone HF form (it sits on a frozen base): export its base model"
                 if info.family == "sampler" else f"a '{kind}' checkpoint, which has no standalone HF form: export")

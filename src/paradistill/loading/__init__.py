@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from . import fmt_dit, fmt_hf, fmt_paradistill
+from . import fmt_dit, fmt_dlm, fmt_hf, fmt_paradistill
 from .convert import LoadRequest
 from .refs import register_scheme, resolve  # noqa: F401  (re-exported)
 from .registry import FORMATS, CheckpointFormat, describe_formats, detect_format, get_format, register_format
@@ -30,7 +30,7 @@ def _register_builtin_formats() -> None:
     registered by others before the first load keep their place after these."""
     if _BUILTIN:
         return
-    _BUILTIN.extend((*fmt_paradistill.FORMATS, *fmt_dit.FORMATS, *fmt_hf.FORMATS))
+    _BUILTIN.extend((*fmt_paradistill.FORMATS, *fmt_dlm.FORMATS, *fmt_dit.FORMATS, *fmt_hf.FORMATS))
     first = FORMATS[0].name if FORMATS else None
     for fmt in _BUILTIN:
         register_format(fmt, before=first)

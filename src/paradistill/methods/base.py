@@ -15,6 +15,7 @@ from ..diffusion.objectives import ARObjective, MDLMObjective
 from ..errors import UserError
 from ..kinds import get_kind, kind_names
 from ..loading import load
+from ..models.dlm import DiffusionLM
 from ..models.transformer import Transformer
 from ..recipes import Recipe, model_config, prepare
 from ..train.loop import train
@@ -104,8 +105,18 @@ def train_model(kind: str, recipe: Recipe, out: str | Path, resume: bool = False
     data = prepare(recipe, progress=progress)
     objective, method = build_objective(kind, recipe, data.tokenizer, adapt)
     torch.manual_seed(recipe.train.seed)
-    shift = {"output_shift": True} if adapt is not None and adapt.shift else {}
-    model = Transformer(model_config(recipe, data.tokenizer.vocab_size, **shift))
+    arch = recipe.model.get("arch")
+    if arch is not None:  # LLaDA / Dream architecture: the checkpoint's kind is the architecture's
+        if kind != "mdlm" or adapt is not None:
+            raise UserError(f"model.arch={arch} trains with `paradistill train mdlm` (no --init-from-ar), not {kind}: "
+                            "drop model.arch")
+        tok = data.tokenizer
+        model = DiffusionLM(model_config(recipe, tok.vocab_size, mask_id=tok.mask_id, bos_id=tok.bos_id,
+                                         eos_id=tok.eos_id, pad_id=tok.pad_id))
+        objective.kind = model.cfg.arch
+    else:
+        shift = {"output_shift": True} if adapt is not None and adapt.shift else {}
+        model = Transformer(model_config(recipe, data.tokenizer.vocab_size, **shift))
     if init:
         init_weights_from(model, init)
         method["init"] = str(init)

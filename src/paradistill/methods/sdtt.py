@@ -20,6 +20,7 @@ from ..io import atomic_write_json
 from ..kinds import require_kind
 from ..loader import load_checkpoint
 from ..loading import load
+from ..models.official import detect_format
 from ..recipes import Recipe
 from ..train.loop import train
 from .base import prepare
@@ -87,7 +88,9 @@ def distill_rounds(teacher_path: str | Path, train_data, val_data, tokenizer, tr
     if started and not resume:
         raise UserError(f"'{out}' already holds SDTT rounds ({started[0].name}, ...): pass --resume to continue "
                         "them, or choose a new --out")
-    teacher_ckpt = resolve_checkpoint(load(teacher_path).path)  # hub / foreign teachers: their converted copy
+    teacher_ckpt = load(teacher_path).path
+    # a published LLaDA / Dream directory is its own checkpoint; hub / foreign teachers: their converted copy
+    teacher_ckpt = teacher_ckpt if detect_format(teacher_ckpt) else resolve_checkpoint(teacher_ckpt)
     _check_teacher(load_checkpoint(teacher_ckpt), train_data.shape[1], tokenizer)
     results: list[RoundResult] = []
     for r, (m_t, m_s) in enumerate(cfg.rounds(), 1):

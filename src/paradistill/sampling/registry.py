@@ -8,6 +8,7 @@ from ..config import closest_hint
 from ..errors import UserError
 from .blocks import BlockwiseSampler
 from .parallel import ThresholdSampler
+from .remasking import LowConfidenceRemasking
 from .samplers import AncestralSampler, ConfidenceSampler, FirstHittingSampler
 
 # default parameter of each adaptive rule when --threshold is not given
@@ -30,6 +31,8 @@ REGISTRY: dict[str, Callable] = {
     "threshold": _adaptive("threshold"),
     "factor": _adaptive("factor"),
     "eb": _adaptive("eb"),
+    "low-confidence": lambda tokens_per_step, threshold: LowConfidenceRemasking("low-confidence"),  # LLaDA's
+    "random-remasking": lambda tokens_per_step, threshold: LowConfidenceRemasking("random"),
 }
 SAMPLERS = tuple(REGISTRY)
 THRESHOLD_SAMPLERS = tuple(THRESHOLD_DEFAULTS)
@@ -49,5 +52,6 @@ def build_sampler(name: str, block_size: int | None = None, tokens_per_step: int
                         f"not '{name}': drop it or pick one of those")
     sampler = build(tokens_per_step, threshold)
     if block_size is not None:
-        sampler = BlockwiseSampler(sampler, block_size, eos_id=eos_id, pad_id=pad_id, max_length=max_length)
+        sampler = BlockwiseSampler(sampler, block_size, eos_id=eos_id, pad_id=pad_id, max_length=max_length,
+                                   start=block_start)
     return sampler
