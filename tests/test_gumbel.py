@@ -17,7 +17,7 @@ from paradistill.distill.gumbel import (STREAM_OFFLINE, GumbelConfig, GumbelObje
 from paradistill.distill.teachers import ARCheckpointTeacher, GrammarTeacher, HFTeacher, check_vocab
 from paradistill.methods.teachers import load_teacher
 from paradistill.errors import UserError
-from paradistill.models.noise_embed import SparseNoise, topk_softmax
+from paradistill.models.noise_embed import topk_softmax
 
 from conftest import make_model
 

@@ -40,9 +40,9 @@ THRESHOLD_SAMPLERS = tuple(THRESHOLD_DEFAULTS)
 
 def build_sampler(name: str, block_size: int | None = None, tokens_per_step: int | None = None,
                   eos_id: int | None = None, pad_id: int | None = None, max_length: int | None = None,
-                  threshold: float | None = None):
-    """A diffusion sampler; with `block_size`, wrapped in semi-autoregressive block decoding. `threshold`: the
-    parameter of the adaptive rules (threshold: tau; factor: f; eb: gamma)."""
+                  threshold: float | None = None, block_start: int = 0):
+    """A diffusion sampler; with `block_size`, wrapped in semi-autoregressive block decoding (from `block_start`).
+    `threshold`: the parameter of the adaptive rules (threshold: tau; factor: f; eb: gamma)."""
     build = REGISTRY.get(name)
     if build is None:
         raise UserError(f"unknown sampler '{name}'{closest_hint(name, list(SAMPLERS))}: "
