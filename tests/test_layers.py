@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("models", "diffusion"),
     ("sampling",),
     ("distill", "train"),
-    ("recipes", "loader", "bases"),
+    ("recipes", "loader"),
     ("loading",),  # checkpoint references and foreign formats: paradistill checkpoints through `loader`
     ("generation",),
     ("eval", "interop", "sharded"),
