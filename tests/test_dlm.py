@@ -161,6 +161,11 @@ def test_logits_equal_an_independent_reference(tmp_path, arch, shards):
     assert (out.logits.double() - expect).abs().max().item() <= 1e-4 * scale
     # the head applied to the returned hidden states gives the returned logits (what ADJUST relies on)
     assert torch.allclose(loaded.model.head(out.hidden), out.logits, atol=1e-5 * scale)
+    # the samplers' masked-only path: logits of the selected positions only, equal to the full ones there
+    where = x == loaded.model.cfg.mask_id
+    with torch.no_grad():
+        rows = loaded.model(x, attn="bidirectional", logits_at=where).logits
+    assert rows.shape == (int(where.sum()), cfg["vocab_size"]) and torch.allclose(rows, out.logits[where])
 
 
 def test_dtypes_and_memory_refusal(tmp_path):

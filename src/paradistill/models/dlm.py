@@ -178,8 +178,10 @@ class DiffusionLM(nn.Module):
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
 
     def forward(self, idx: torch.Tensor, *, attn="bidirectional", positions=None, sigma=None, extra=None,
-                extra_mask=None, cache=None, cache_write: bool = False) -> ModelOutput:
-        # idx: [B, L] long; attn: "bidirectional" | "causal" | bool mask [L, L] / [B, 1, L, L] (True = may attend)
+                extra_mask=None, cache=None, cache_write: bool = False,
+                logits_at: torch.Tensor | None = None) -> ModelOutput:
+        # idx: [B, L] long; attn: "bidirectional" | "causal" | bool mask [L, L] / [B, 1, L, L] (True = may attend);
+        # logits_at: [B, L] bool -> logits [N, V] of those positions only (the head runs on N rows)
         if sigma is not None or extra is not None or cache is not None:
             raise UserError(f"the {self.cfg.arch} architecture takes no time, noise input or KV cache: use it as a "
                             "plain masked-diffusion model (kind mdlm-style samplers)")
@@ -197,6 +199,8 @@ class DiffusionLM(nn.Module):
         h = self.norm(x)
         if self.cfg.shift_logits:  # output i predicts token i + 1: read position i from output i - 1
             h = torch.cat([h[:, :1], h[:, :-1]], 1)
+        if logits_at is not None:
+            return ModelOutput(self.head(h[logits_at]).float(), h)
         return ModelOutput(self.head(h).float(), h)
 
 
