@@ -165,7 +165,8 @@ def test_logits_equal_an_independent_reference(tmp_path, arch, shards):
     where = x == loaded.model.cfg.mask_id
     with torch.no_grad():
         rows = loaded.model(x, attn="bidirectional", logits_at=where).logits
-    assert rows.shape == (int(where.sum()), cfg["vocab_size"]) and torch.allclose(rows, out.logits[where])
+    assert rows.shape == (int(where.sum()), cfg["vocab_size"])
+    assert torch.allclose(rows, out.logits[where], atol=1e-5 * scale)
 
 
 def test_dtypes_and_memory_refusal(tmp_path):
