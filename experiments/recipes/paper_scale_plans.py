@@ -16,9 +16,9 @@ from pathlib import Path
 
 from paradistill import api
 from paradistill.commands.dry_run import run_dry
+from paradistill.io import atomic_write_text
 from paradistill.loading.dit import dit_parameter_count
 from paradistill.plan import make_plan
-from paradistill.checkpoint import atomic_write_text
 
 RECIPES = {"sdtt-owt": ("sdtt", "distill sdtt"), "gd-owt-mdlm": ("gumbel", "distill gumbel"),
            "gd-owt-bd3lm": ("gumbel-bd3lm", "distill gumbel")}

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .checkpoint import atomic_write_text
 from .errors import UserError
+from .io import atomic_write_text
 
 
 @dataclass

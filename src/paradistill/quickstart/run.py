@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ..api import build_objective, load_recipe, model_config, prepare
-from ..checkpoint import atomic_write_text
 from ..data.tokenizers import WordTokenizer
 from ..errors import UserError
-from ..io import writable_location
+from ..io import atomic_write_text, writable_location
 from ..models.transformer import Transformer
 from ..pipeline import Pipeline, Stage, worker_count
 from . import evaluation, stages
