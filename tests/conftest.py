@@ -56,3 +56,25 @@ def tiny_run(tmp_path_factory):
     finally:
         mp.undo()
     return root, list(TINY_RUN)
+
+
+@torch.no_grad()
+def reference_sequential(model, mask_id, x, fixed, gen):
+    """Independent one-token-per-pass reference (ADJUST with K = 1 must equal it): the lowest-entropy masked
+    position, sampled from its marginal. x, fixed: [B, L]."""
+    import math
+
+    from paradistill.diffusion.mdlm import NEG_INF
+    from paradistill.sampling.categorical import sample_categorical
+
+    x = x.clone()
+    while ((x == mask_id) & ~fixed).any():
+        logits = model(x, attn="bidirectional").logits.float()
+        logits[..., mask_id] = NEG_INF
+        lp = torch.log_softmax(logits, -1)
+        ent = -torch.where(lp.exp() > 0, lp.exp() * lp, torch.zeros_like(lp)).sum(-1)
+        ent[(x != mask_id) | fixed] = math.inf
+        pos = ent.argmin(1)
+        rows = torch.arange(len(x))
+        x[rows, pos] = sample_categorical(lp[rows, pos], gen)
+    return x

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_model
+from conftest import make_model, reference_sequential
 from paradistill.diffusion.mdlm import NEG_INF
 from paradistill.distill.adjust import (AdjustConfig, AdjustObjective, SamplerConfig, SamplerLayer, forward_kl,
                                         unroll_windows, unrolled_state)
@@ -21,7 +21,6 @@ from paradistill.generation import sample_adjust as generate_adjust
 from paradistill.methods.adjust import train_adjust
 from paradistill.errors import UserError
 from paradistill.sampling.base import SamplingOptions
-from paradistill.sampling.categorical import sample_categorical
 from paradistill.checkpoint import save_checkpoint
 from paradistill.loader import load_checkpoint
 from paradistill.train.loop import TrainConfig
@@ -71,22 +70,6 @@ def save_sampler(path, base, sampler):
               "seq_len": L, "keep_bos": True}
     save_checkpoint(path, sampler, "adjust", base.tokenizer, method)
     return path
-
-
-def reference_sequential(model, mask_id, x, fixed, gen):
-    """Independent one-token-per-pass reference: lowest-entropy masked position, sampled from its marginal."""
-    x = x.clone()
-    while ((x == mask_id) & ~fixed).any():
-        logits = model(x, attn="bidirectional").logits.float()
-        logits[..., mask_id] = NEG_INF
-        lp = torch.log_softmax(logits, -1)
-        ent = -torch.where(lp.exp() > 0, lp.exp() * lp, torch.zeros_like(lp)).sum(-1)
-        ent[(x != mask_id) | fixed] = math.inf
-        pos = ent.argmin(1)
-        rows = torch.arange(len(x))
-        tok = sample_categorical(lp[rows, pos], gen)
-        x[rows, pos] = tok
-    return x
 
 
 def test_k1_is_sequential_sampling_exactly(tmp_path, base):

@@ -10,15 +10,15 @@ import math
 import pytest
 import torch
 
+from conftest import reference_sequential
+
 from paradistill.checkpoint import save_checkpoint
-from paradistill.diffusion.mdlm import NEG_INF
 from paradistill.distill.adjust import SamplerConfig, SamplerLayer
 from paradistill.distill.adjust_adapters import ParadistillAdapter
 from paradistill.errors import UserError
 from paradistill.generation import sample_adjust
 from paradistill.loader import load_checkpoint
 from paradistill.sampling.base import SamplingOptions
-from paradistill.sampling.categorical import sample_categorical
 from test_dlm import DREAM_MASK, official_replica, tiny_chat_tokenizer
 
 TINY = ["model.dim=32", "model.n_layers=1", "model.n_heads=2", "data.seq_len=16", "data.num_tokens=20000",
@@ -70,22 +70,6 @@ def test_train_export_load_and_sample(tmp_path, arch, capsys):
     assert main(["export", str(tmp_path / "run"), "--to", str(tmp_path / "x"), "--format",
                  "dream" if arch == "llada" else "llada"]) == 2
     assert "needs one of" in capsys.readouterr().err
-
-
-def reference_sequential(model, mask_id, x, fixed, gen):
-    """Independent one-token-per-pass reference: lowest-entropy masked position, sampled from its marginal."""
-    x = x.clone()
-    while ((x == mask_id) & ~fixed).any():
-        with torch.no_grad():
-            logits = model(x, attn="bidirectional").logits.float()
-        logits[..., mask_id] = NEG_INF
-        lp = torch.log_softmax(logits, -1)
-        ent = -torch.where(lp.exp() > 0, lp.exp() * lp, torch.zeros_like(lp)).sum(-1)
-        ent[(x != mask_id) | fixed] = math.inf
-        pos = ent.argmin(1)
-        rows = torch.arange(len(x))
-        x[rows, pos] = sample_categorical(lp[rows, pos], gen)
-    return x
 
 
 def save_random_sampler(path, base):
