@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import torch
 
 from .config import from_dict
 from .errors import UserError
-from .io import atomic_write_text, fsync_dir
+from .io import atomic_write_text, replace_dir
 
 FORMAT_VERSION = 1
 
@@ -48,11 +47,7 @@ def save_checkpoint(path: Path, model, kind: str, tokenizer, method: dict[str, A
     """Write a complete checkpoint directory at `path` atomically; returns `path`."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
+    with replace_dir(path) as tmp:
         save_file(_weights(model), str(tmp / "model.safetensors"))
         _fault_delay()
         if ema_weights is not None:
@@ -66,22 +61,6 @@ def save_checkpoint(path: Path, model, kind: str, tokenizer, method: dict[str, A
             torch.save(train_state, tmp / "train_state.pt")
         for name, obj in (extra_files or {}).items():
             (tmp / name).write_text(json.dumps(obj, indent=2))
-        for f in tmp.rglob("*"):
-            if f.is_file():
-                with open(f, "rb+") as fh:
-                    os.fsync(fh.fileno())
-        fsync_dir(tmp)
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

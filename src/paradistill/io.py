@@ -4,6 +4,8 @@
   fsynced, then `os.replace`d onto the target, so a crash or a full disk leaves the previous file intact.
 - `disk_errors(path)`: a context that turns the OSErrors a user can fix (disk full, no permission, a file where a
   folder is expected, ...) into one-line `UserError`s naming the path.
+- `replace_dir(path)`: build a directory in a temporary sibling, fsync it, then swap it in for `path` in one
+  rename (the old one, if any, is removed only after the swap), so readers see the old or the new folder, whole.
 - `guard_output(path, overwrite, inputs)`: refuse to replace an existing file without --overwrite, refuse to write
   an output onto one of the command's inputs, and check that the folder can be created and written.
 """
@@ -94,6 +96,36 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return _atomic(path, lambda f: f.write(data), "wb")
+
+
+@contextlib.contextmanager
+def replace_dir(path: str | Path) -> Iterator[Path]:
+    """`with replace_dir(out) as tmp: <write files into tmp>` -> `out` holds exactly those files afterwards; on an
+    error nothing at `out` changes and the temporary folder is removed."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        yield tmp
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb+") as fh:
+                    os.fsync(fh.fileno())
+        fsync_dir(tmp)
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def finite_json(obj: Any) -> Any:

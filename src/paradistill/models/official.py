@@ -10,9 +10,6 @@ published layout (sharded). These functions are what a checkpoint-format registr
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from ..checkpoint import LoadedCheckpoint
 from ..config import from_dict
 from ..data.tokenizers import HFTokenizer, load_tokenizer
 from ..errors import UserError
+from ..io import replace_dir
 from ..memory import check_memory, human
 from .dlm import DiffusionLM, DLMConfig, internal_names, official_name
 
@@ -269,10 +267,7 @@ def save_official(model: DiffusionLM, tokenizer, out: str | Path, shard_bytes: i
             size = 0
         shards[-1][name] = tensor
         size += nbytes
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
+    with replace_dir(out) as tmp:
         if len(shards) == 1:
             save_file(shards[0], str(tmp / "model.safetensors"), metadata={"format": "pt"})
         else:
@@ -290,16 +285,6 @@ def save_official(model: DiffusionLM, tokenizer, out: str | Path, shard_bytes: i
                 tokenizer._tok.save_pretrained(str(tmp))
             else:
                 tokenizer.save(tmp / TOKENIZER_DIR)
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
