@@ -380,3 +380,21 @@ def test_cli_distill_sample_and_errors(tmp_path, capsys):
                 + common) == 2
     assert "does not exist" in capsys.readouterr().err
     assert json.loads((out / "latest.json").read_text())["final"] is True
+
+
+def test_independent_noise_is_the_uninformative_control():
+    """noise=independent: N(0, 1) noise that does not depend on the text (the same seeds give the same noise for
+    any x0), where the posterior noise (and its Gaussian-CDF map) reproduces every token of x0 by Gumbel-max."""
+    from scipy.stats import kstest, norm
+
+    obj = _objective("mdlm", noise="independent")
+    grammar = GrammarTeacher().grammar
+    a, b = grammar.sample(64, 16, gen(1)), grammar.sample(64, 16, gen(2))
+    seeds = gn.draw_seeds(64, gen(3))
+    na = obj.noise(a, seeds, "dense", 360)
+    nb = obj.noise(b, seeds, "dense", 360)
+    assert torch.equal(na, nb)  # the text does not enter
+    assert kstest(na[:, 5, :40].flatten().double().numpy(), norm.cdf).pvalue > 1e-3
+    informative = _objective("mdlm", noise="gaussian")
+    pa, pb = informative.noise(a, seeds, "dense", 360), informative.noise(b, seeds, "dense", 360)
+    assert not torch.equal(pa, pb)

@@ -8,7 +8,8 @@ conditioned on the Gumbel noise that makes an AR teacher produce the training te
 - The noise enters the student through `model.noise_embed` at masked positions ("replace" or "add"): dense
   `W softmax(xi)`, or its top-k entries ("topk"; "tied" to the token embedding), or the raw centred noise
   ("linear", not in the paper). Ablations: noise types gaussian / uniform (the same noise mapped through the
-  CDFs, so it carries the same information) and none.
+  CDFs, so it carries the same information), independent (fresh N(0, 1) noise drawn apart from the text: the
+  uninformative control) and none.
 - Optional logit skip (`gumbel.logit_skip`, not in the paper): the noise is also added to the logits through a
   learned gate, mirroring the teacher's `argmax(l + xi)`; at this scale the input embedding alone barely uses it.
 - The GD objective wraps the base objective (MDLMObjective or BD3Objective) through its `forward_logits` hook:
@@ -42,13 +43,14 @@ from .gumbel_noise import (
 )
 
 STREAM_OFFLINE = 2
+STREAM_INDEPENDENT = 3  # noise.type=independent: drawn apart from the text, never the posterior of it
 STUDENTS = ("mdlm", "bd3lm")
 OFFLINE_FILE = "offline_teacher_samples.npz"
 
 
 @dataclass
 class GumbelConfig:
-    noise: str = "gumbel"  # gumbel | gaussian | uniform | none (ablations)
+    noise: str = "gumbel"  # gumbel | gaussian | uniform | independent | none (ablations; see gumbel_noise.NOISE_TYPES)
     embed: str = "dense"  # dense | topk | tied (how softmax(noise) becomes an input embedding) | linear (raw noise)
     topk: int = 32  # entries of softmax(noise) kept by topk / tied
     extra_mode: str = "replace"  # replace the MASK embedding at masked positions, or add to it
@@ -164,6 +166,9 @@ class GumbelObjective:
     def noise(self, x0: torch.Tensor, seeds: torch.Tensor, output: str, vocab: int):
         """x0: [B, L] long, seeds: [B] -> the training noise (dense [B, L, V] float32 or SparseNoise)."""
         cfg = self.cfg
+        if cfg.noise == "independent":  # the uninformative control: fresh N(0, 1) noise that says nothing of x0
+            return fresh_noise(seeds, x0.shape[1], vocab, cfg.noise, 1.0, output, cfg.topk, cfg.chunk or None,
+                               device=x0.device, stream=STREAM_INDEPENDENT)
         if cfg.extraction == "offline":
             return fresh_noise(seeds, x0.shape[1], vocab, cfg.noise, 1.0, output, cfg.topk, cfg.chunk or None,
                                device=x0.device, stream=STREAM_OFFLINE)

@@ -23,7 +23,9 @@ from ..errors import UserError
 from ..models.noise_embed import SparseNoise
 from ..seeding import splitmix64
 
-NOISE_TYPES = ("gumbel", "gaussian", "uniform", "none")
+# gaussian / uniform: the posterior Gumbel noise mapped through a CDF (same information, other marginals);
+# independent: N(0, 1) noise drawn independently of the text (the uninformative control); none: no noise input
+NOISE_TYPES = ("gumbel", "gaussian", "uniform", "independent", "none")
 STREAM_POSTERIOR, STREAM_FRESH = 0, 1
 _MAX_CHUNK_ELEMENTS = 1 << 22  # float64 elements per chunk (32 MiB)
 
@@ -126,10 +128,11 @@ def _enforce_argmax(xi: torch.Tensor, logp: torch.Tensor, x: torch.Tensor, possi
 
 def transform_noise(xi: torch.Tensor, noise_type: str) -> torch.Tensor:
     """Map Gumbel(0,1) noise coordinate-wise onto another marginal through its CDF (ablations): 'gaussian'
-    -> N(0,1), 'uniform' -> U(0,1). The token information is unchanged; only the distribution shape differs."""
+    -> N(0,1), 'uniform' -> U(0,1). The token information is unchanged; only the distribution shape differs.
+    'independent' maps like 'gaussian' (its noise is never a posterior: the objective draws it fresh)."""
     if noise_type == "gumbel":
         return xi
-    if noise_type not in ("gaussian", "uniform"):
+    if noise_type not in ("gaussian", "uniform", "independent"):
         raise UserError(f"noise type {noise_type!r}: choose one of {', '.join(NOISE_TYPES)}")
     e = torch.exp(-xi)
     if noise_type == "uniform":
@@ -223,7 +226,7 @@ def fresh_noise(seeds: torch.Tensor, length: int, vocab: int, noise_type: str = 
     check_output(output, topk)
     seeds = check_seeds(seeds, len(seeds))
     if noise_type not in NOISE_TYPES or noise_type == "none":
-        raise UserError(f"noise type {noise_type!r}: choose one of gumbel, gaussian, uniform")
+        raise UserError(f"noise type {noise_type!r}: choose one of gumbel, gaussian, uniform, independent")
     device = device if device is not None else seeds.device
     step = _chunk_positions(len(seeds), length, vocab, chunk)
     parts = []
