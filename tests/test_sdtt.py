@@ -157,10 +157,37 @@ def test_optimizer_carried_over_when_not_reset(tmp_path, tiny_tokenizer):
     assert set(steps_kept) == {8.0} and set(steps_reset) == {4.0}  # Adam's step count carried over
 
 
+def test_official_protocol_carries_raw_weights_adam_and_ema(tmp_path, tiny_tokenizer):
+    """protocol=official: round 2's teacher and student start from round 1's raw weights (not its EMA), and round 2
+    continues round 1's Adam (step count) and EMA (update count and values)."""
+    from paradistill.methods.sdtt import build_round
+
+    tok = tiny_tokenizer
+    teacher = _teacher(tmp_path, tok)
+    res = _run(tok, teacher, tmp_path / "official", protocol="official")
+    state = lambda r: torch.load(r.checkpoint / "train_state.pt", weights_only=False)  # noqa: E731
+    assert {float(s["step"]) for s in state(res[1])["optimizer"]["state"].values()} == {8.0}
+    assert state(res[1])["ema"]["updates"] == 8 and state(res[0])["ema"]["updates"] == 4
+    default = _run(tok, teacher, tmp_path / "default")
+    assert state(default[1])["ema"]["updates"] == 4  # a fresh EMA per round
+    raw = load_weights(res[0].checkpoint / "model.safetensors")
+    ema = load_weights(res[0].checkpoint / "ema.safetensors")
+    assert any(not torch.equal(raw[k], ema[k]) for k in raw)  # the two candidates differ
+    cfg = SDTTConfig(from_steps=8, to_steps=2, steps_per_round=4, protocol="official")
+    student, objective, _, _ = build_round(res[0].checkpoint, cfg, 2, 4)
+    for name, p in student.state_dict().items():
+        if name in raw:
+            assert torch.equal(p, raw[name]), name
+    student1, _, _, _ = build_round(res[0].checkpoint, SDTTConfig(from_steps=8, to_steps=2), 2, 4)
+    assert all(torch.equal(p, ema[n]) for n, p in student1.state_dict().items() if n in ema)
+    with pytest.raises(UserError, match="sdtt.protocol"):
+        SDTTConfig(protocol="paper").validate()
+
+
 def test_cli_help_names_every_option():
     out = subprocess.run([sys.executable, "-m", "paradistill.cli", "distill", "sdtt", "--help"],
                          capture_output=True, text=True, check=True).stdout
-    for opt in ("--teacher", "--from-steps", "--to-steps", "--divergence", "--steps-per-round", "--recipe",
+    for opt in ("--teacher", "--from-steps", "--to-steps", "--divergence", "--steps-per-round", "--protocol", "--recipe",
                 "--out", "--resume", "KEY=VALUE", "reverse_kl"):
         assert opt in out
 

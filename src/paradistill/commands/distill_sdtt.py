@@ -34,6 +34,10 @@ def add_parser(msub) -> None:
                         "(default), forward_kl, mse (on log-probs), tv (1/2 sum |p-q| on probabilities)")
     p.add_argument("--steps-per-round", type=int, default=None,
                    help="optimizer steps per round (default: sdtt.steps_per_round, 200)")
+    p.add_argument("--protocol", choices=["paradistill", "official"], default=None,
+                   help="round protocol: paradistill (default: each round's teacher is the previous student's EMA "
+                        "weights, fresh EMA and Adam per round) or official (the released SDTT code: the raw student "
+                        "is the next teacher, Adam and EMA carried across rounds)")
     add_recipe_options(p)
     p.add_argument("--out", default="runs/sdtt", help="output directory for all rounds (default: runs/sdtt)")
     p.add_argument("--resume", action="store_true",
@@ -49,7 +53,7 @@ def run(args) -> int:
 
     overrides = list(args.overrides) + scale_overrides(args)
     for flag, key in (("from_steps", "from_steps"), ("to_steps", "to_steps"), ("divergence", "divergence"),
-                      ("steps_per_round", "steps_per_round")):
+                      ("steps_per_round", "steps_per_round"), ("protocol", "protocol")):
         if getattr(args, flag) is not None:
             overrides.append(f"sdtt.{key}={getattr(args, flag)}")
     recipe = api.load_recipe(args.recipe, overrides)

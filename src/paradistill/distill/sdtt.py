@@ -40,6 +40,7 @@ from .gumbel import NoiseInjected, noise_output, saved_gumbel_config
 from .gumbel_noise import draw_seeds, fresh_noise
 
 DIVERGENCES = ("reverse_kl", "forward_kl", "mse", "tv")
+PROTOCOLS = ("paradistill", "official")
 
 
 @dataclass
@@ -55,6 +56,10 @@ class SDTTConfig:
     t_sampling: str = "uniform"  # "uniform" in [2 dt, 1] | "grid" on {2 dt, 4 dt, ..., 1}
     antithetic: bool = True
     noise_temperature: float | None = None  # gd-* teachers: temperature of the shared noise (None: checkpoint's)
+    # "paradistill": each round's teacher is the previous student's EMA weights, a fresh EMA per round (and a fresh
+    # Adam unless reset_optimizer=false). "official": the released SDTT code's protocol: the raw (non-averaged)
+    # student becomes the next teacher and student, Adam and the EMA are carried across rounds.
+    protocol: str = "paradistill"
 
     def validate(self) -> None:
         if self.divergence not in DIVERGENCES:
@@ -66,6 +71,8 @@ class SDTTConfig:
         if self.from_steps <= self.to_steps or ratio != 2 ** round(math.log2(ratio)):
             raise UserError(f"--from-steps {self.from_steps} / --to-steps {self.to_steps}: the ratio must be a power "
                             "of two > 1 (each round halves the steps), e.g. --from-steps 64 --to-steps 8")
+        if self.protocol not in PROTOCOLS:
+            raise UserError(f"sdtt.protocol={self.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
         if self.t_sampling not in ("uniform", "grid"):
             raise UserError(f"sdtt.t_sampling={self.t_sampling!r}: choose 'uniform' or 'grid'")
         if not self.lr > 0:

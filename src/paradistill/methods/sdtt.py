@@ -38,6 +38,11 @@ class RoundResult:
     last_val: float | None = None
 
 
+def carries_state(cfg: SDTTConfig, r: int) -> bool:
+    """Round r of the official protocol continues the previous round: raw weights, its Adam and its EMA."""
+    return cfg.protocol == "official" and r > 1
+
+
 def round_dir(out: str | Path, r: int, student_steps: int) -> Path:
     return Path(out) / f"round_{r}_{student_steps}steps"
 
@@ -60,8 +65,9 @@ def _check_teacher(loaded, rows_length: int, tokenizer) -> None:
 
 
 def build_round(teacher_ckpt: Path, cfg: SDTTConfig, r: int, teacher_steps: int):
-    """(student model, objective, method dict) for one round; the student starts as the teacher (EMA weights)."""
-    teacher = load_checkpoint(teacher_ckpt, use_ema=True)
+    """(student model, objective, method dict) for one round; the student starts as the teacher: its EMA weights,
+    or from round 2 of the official protocol the previous student's raw weights."""
+    teacher = load_checkpoint(teacher_ckpt, use_ema=not carries_state(cfg, r))
     student = copy.deepcopy(teacher.model).train().requires_grad_(True)
     tok = teacher.tokenizer
     diff = from_dict(DiffusionConfig, teacher.record.diffusion, where=f"teacher '{teacher.path}': method.diffusion")
@@ -102,11 +108,15 @@ def distill_rounds(teacher_path: str | Path, train_data, val_data, tokenizer, tr
         student, objective, method, tok = build_round(teacher_ckpt, cfg, r, m_t)
         tcfg = replace(train_cfg, max_steps=cfg.steps_per_round, lr=cfg.lr, ema=cfg.ema,
                        warmup_steps=min(cfg.warmup_steps, cfg.steps_per_round), seed=train_cfg.seed + r - 1)
-        opt_state = None
-        if not cfg.reset_optimizer and r > 1 and (teacher_ckpt / "train_state.pt").is_file():
-            opt_state = torch.load(teacher_ckpt / "train_state.pt", map_location="cpu", weights_only=False)["optimizer"]
+        opt_state = ema_state = None
+        carry = carries_state(cfg, r)
+        if (carry or not cfg.reset_optimizer) and r > 1 and (teacher_ckpt / "train_state.pt").is_file():
+            state = torch.load(teacher_ckpt / "train_state.pt", map_location="cpu", weights_only=False)
+            opt_state = state["optimizer"]
+            ema_state = state.get("ema") if carry else None
         res = train(objective, student, train_data, val_data, tcfg, rdir, tok, method,
-                    resume=(rdir / "latest.json").is_file(), progress=progress, optimizer_state=opt_state)
+                    resume=(rdir / "latest.json").is_file(), progress=progress, optimizer_state=opt_state,
+                    ema_state=ema_state)
         final = res.steps >= tcfg.max_steps
         results.append(RoundResult(r, m_t, m_s, 1.0 / m_t, res.checkpoint, False, final, res.last_val))
         if not final:

@@ -203,8 +203,10 @@ def evaluate(objective, model, val: np.ndarray, cfg: TrainConfig, device, fabric
 
 def train(objective, model, train_data: np.ndarray, val_data: np.ndarray | None, cfg: TrainConfig,
           run_dir: str | Path, tokenizer, method: dict[str, Any], resume: bool = False,
-          progress: bool = True, fabric=None, optimizer_state: dict[str, Any] | None = None) -> TrainResult:
-    """`optimizer_state`: when not resuming, start the optimizer from this state (SDTT rounds without reset)."""
+          progress: bool = True, fabric=None, optimizer_state: dict[str, Any] | None = None,
+          ema_state: dict[str, Any] | None = None) -> TrainResult:
+    """`optimizer_state` / `ema_state`: when not resuming, start the optimizer / the weight average from this state
+    (SDTT rounds that carry them across rounds)."""
     run_dir = Path(run_dir)
     fabric = fabric or make_fabric(cfg)
     lock = RunLock(run_dir)
@@ -222,7 +224,7 @@ def train(objective, model, train_data: np.ndarray, val_data: np.ndarray | None,
         raise failure or UserError(f"run directory '{run_dir}' could not be locked by rank 0")
     try:
         return _train(objective, model, train_data, val_data, cfg, run_dir, tokenizer, method, resume, progress,
-                      fabric, optimizer_state)
+                      fabric, optimizer_state, ema_state)
     finally:
         lock.release()
 
@@ -247,7 +249,7 @@ def _all_finite(model) -> bool:
 
 
 def _train(objective, model, train_data, val_data, cfg, run_dir, tokenizer, method, resume, progress, fabric,
-           optimizer_state):
+           optimizer_state, ema_state=None):
     world, rank = fabric.world_size, fabric.global_rank
     micro, accum = dist.micro_batching(cfg.batch_size, world, cfg.micro_batch_size, cfg.grad_accum)
     if val_data is not None and len(val_data) == 0:
@@ -262,6 +264,8 @@ def _train(objective, model, train_data, val_data, cfg, run_dir, tokenizer, meth
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     raw_optimizer = optimizer
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
+    if ema is not None and ema_state is not None and not resume:
+        ema.load_state_dict(ema_state)
     start_step, skipped = 0, 0
     last_ckpt = None
     if fabric.is_global_zero:
