@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "paradistill"
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
     ("config", "memory", "kinds", "io", "seeding", "cpus", "console"),
-    ("checkpoint", "data", "rundir"),
+    ("checkpoint", "data", "rundir", "bases"),
     ("models", "diffusion"),
     ("sampling",),
     ("distill", "train"),

@@ -3,6 +3,7 @@
     runs/mdlm, runs/mdlm/checkpoints/step_100    a paradistill run / checkpoint directory
     /models/mdlm-owt, weights.ckpt               a local Hugging Face directory or a weights file
     hf:ORG/NAME[@REVISION][/PATH]                a Hugging Face hub repository (PATH: a file inside it)
+    builtin:NAME                                 a base shipped in the package (paradistill/bases)
 
 Schemes (`hf:` ...) are a registry: `register_scheme("builtin", resolver)` adds `builtin:NAME`, where the
 resolver maps the text after the colon to a local path. The hub resolver reads the `huggingface_hub` cache
@@ -20,6 +21,7 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
                                     RepositoryNotFoundError, RevisionNotFoundError)
 
+from .. import bases
 from ..errors import UserError
 
 SCHEMES: dict[str, Callable[[str], Path]] = {}
@@ -131,6 +133,7 @@ def converted_dir(key: str) -> Path:
 
 
 register_scheme("hf", resolve_hub)
+register_scheme(bases.SCHEME, bases.resolve)  # builtin:NAME, the bases shipped in the package
 
 
 def output_dir(ref: str | Path) -> Path:

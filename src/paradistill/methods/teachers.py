@@ -9,10 +9,12 @@ from ..distill.teachers import GRAMMAR_SPECS, ARCheckpointTeacher, GrammarTeache
 from ..errors import UserError
 from ..loader import load_checkpoint
 from ..loading import resolve
+from ..loading.refs import split_ref
 
 
 def load_teacher(spec: str, device="cpu") -> Teacher:
-    """'builtin-generator' | 'hf:DIR' | a paradistill run or checkpoint directory of kind 'ar'."""
+    """'builtin-generator' | 'hf:DIR' | a paradistill run or checkpoint directory of kind 'ar' | another checkpoint
+    reference such as builtin:ar (a base shipped in the package)."""
     spec = str(spec).strip()
     if spec in GRAMMAR_SPECS:
         return GrammarTeacher()
@@ -20,10 +22,10 @@ def load_teacher(spec: str, device="cpu") -> Teacher:
         teacher = HFTeacher(resolve(spec), device)
         teacher.name = spec
         return teacher
-    path = Path(spec)
+    path = resolve(spec) if split_ref(spec)[0] else Path(spec)  # builtin:ar and other registered schemes
     if not path.exists():
         raise UserError(f"teacher '{spec}' does not exist: pass builtin-generator, hf:DIR (a Hugging Face causal "
-                        "LM saved with save_pretrained) or a paradistill AR run directory")
+                        "LM saved with save_pretrained), builtin:ar or a paradistill AR run directory")
     if _is_hf_directory(path):
         return HFTeacher(path, device)  # a Hugging Face directory passed without the hf: prefix
     return ARCheckpointTeacher(load_checkpoint(path, device=device), device)
