@@ -1,0 +1,103 @@
+"""The targets of the shipped bases: exact Gen PPL under the corpus's generator, slips per sample, entropy.
+
+Every setting draws `--num` samples (fixed seed, batches of 128) from a `builtin:` base (or the --bases folder's
+runs) and scores positions 1..L-1 under the generator itself (experiments.common.scoring). A row's 95% interval
+comes from the per-sample NLLs; a ratio to the AR base carries the interval of the difference of two independent
+mean NLLs. The generator's own samples give the floor.
+
+    python -m experiments.bases.evaluate --num 256 --out results/bases
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from experiments.common.output import write_json, write_text
+from experiments.common.scoring import exact_score
+
+ROOT = Path(__file__).resolve().parents[2]
+# (label, base, sampler, steps); BD3-LM steps are per block; first-hitting unmasks one token per pass (T = L)
+SETTINGS = [
+    ("generator (floor)", None, None, None),
+    ("AR", "builtin:ar", "ar", 64),
+    ("MDLM T=L (first-hitting)", "builtin:mdlm", "first-hitting", 1),
+    ("MDLM T=64 (ancestral)", "builtin:mdlm", "ancestral", 64),
+    ("MDLM T=16 (ancestral)", "builtin:mdlm", "ancestral", 16),
+    ("BD3-LM B=4, 4 steps/block", "builtin:bd3lm-b4", "ancestral", 4),
+    ("BD3-LM B=16, 4 steps/block", "builtin:bd3lm-b16", "ancestral", 4),
+    ("BD3-LM B=16, 16 steps/block", "builtin:bd3lm-b16", "ancestral", 16),
+]
+FIELDS = ("nll", "nll_se", "gen_ppl", "entropy", "num", "slips_per_sample", "clean_samples")
+
+
+def ci95(nll: float, se: float) -> list[float]:
+    return [math.exp(nll - 1.96 * se), math.exp(nll + 1.96 * se)]
+
+
+def ratio(row: dict, ref: dict) -> dict:
+    """Gen PPL ratio row / ref with the 95% interval of the difference of the two mean NLLs."""
+    d, se = row["nll"] - ref["nll"], math.hypot(row["nll_se"], ref["nll_se"])
+    return {"ratio": math.exp(d), "ratio_ci95": ci95(d, se)}
+
+
+def sample_setting(base: str | None, sampler: str | None, steps: int | None, num: int, seed: int, length: int):
+    from paradistill import api
+    from paradistill.data.grammar import StoryGrammar
+
+    if base is None:
+        return StoryGrammar().sample(num, length, torch.Generator().manual_seed(seed)), None, None
+    loaded = api.load(base)
+    res = api.generate(loaded, num, sampler=sampler, steps=steps, batch_size=128, seed=seed, progress=False)
+    return res.tokens, sum(res.nfe) / len(res.nfe), (loaded.config.get("base") or {}).get("val_loss")
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| setting | NFE / batch | exact Gen PPL [95% CI] | vs AR [95% CI] | slips / sample | slip-free | entropy "
+            "| base val loss |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    lines = [head]
+    for r in rows:
+        vs = f"{r['ratio']:.2f}x [{r['ratio_ci95'][0]:.2f}, {r['ratio_ci95'][1]:.2f}]" if "ratio" in r else "-"
+        nfe = f"{r['nfe_per_batch']:.0f}" if r.get("nfe_per_batch") is not None else "-"
+        val = f"{r['val_loss']:.4f}" if r.get("val_loss") is not None else "-"
+        lines.append(f"| {r['label']} | {nfe} | {r['gen_ppl']:.2f} [{r['gen_ppl_ci95'][0]:.2f}, "
+                     f"{r['gen_ppl_ci95'][1]:.2f}] | {vs} | {r['slips_per_sample']:.2f} | {100 * r['clean_samples']:.0f}% "
+                     f"| {r['entropy']:.3f} | {val} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--num", type=int, default=256, help="samples per setting (default 256)")
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    ap.add_argument("--length", type=int, default=64, help="sequence length of the generator's samples (default 64)")
+    ap.add_argument("--out", default=str(ROOT / "results" / "bases"), help="folder for targets.json / targets.md")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    rows = []
+    for label, base, sampler, steps in SETTINGS:
+        start = time.perf_counter()
+        tokens, nfe, val = sample_setting(base, sampler, steps, args.num, args.seed, args.length)
+        s = exact_score(tokens)
+        row = {"label": label, "base": base, "sampler": sampler, "steps": steps, "seed": args.seed,
+               "nfe_per_batch": nfe, "val_loss": val, "seconds": time.perf_counter() - start, **s.row(FIELDS),
+               "gen_ppl_ci95": ci95(s.nll, s.nll_se)}
+        rows.append(row)
+        print(f"{label:30s} Gen PPL {row['gen_ppl']:8.2f} [{row['gen_ppl_ci95'][0]:.2f}, {row['gen_ppl_ci95'][1]:.2f}]"
+              f"  slips {row['slips_per_sample']:.2f}  {row['seconds']:.0f}s", flush=True)
+    ar = next(r for r in rows if r["label"] == "AR")
+    for r in rows:
+        if r is not ar:
+            r.update(ratio(r, ar))
+    out = Path(args.out)
+    write_json(out / "targets.json", {"args": vars(args), "rows": rows})
+    write_text(out / "targets.md", table(rows) + "\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""The bases shipped in the package (src/paradistill/bases/): `builtin:` ids resolve offline wherever a checkpoint
+is taken, the files match the sha256 of the manifest, they load as the kinds they claim and fit the 8 MiB budget."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import paradistill
+from paradistill.errors import UserError
+
+NAMES = ["ar", "bd3lm-b16", "bd3lm-b4", "mdlm"]
+KINDS = {"ar": "ar", "mdlm": "mdlm", "bd3lm-b4": "bd3lm", "bd3lm-b16": "bd3lm"}
+FOLDER = Path(paradistill.__file__).parent / "bases"
+
+
+def test_builtin_ids_resolve_offline(monkeypatch):
+    from paradistill.bases import names, resolve
+    from paradistill.loading import resolve as resolve_ref
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert names() == NAMES
+    for name in NAMES:
+        path = resolve(f"builtin:{name}")
+        assert path == FOLDER / name and (path / "config.json").is_file()
+        assert resolve(name) == path and resolve_ref(f"builtin:{name}") == path  # the loading scheme is the same
+
+
+def test_unknown_builtin_id_is_one_line_listing_the_names():
+    from paradistill.loading import resolve
+
+    with pytest.raises(UserError) as err:
+        resolve("builtin:gpt5")
+    msg = str(err.value)
+    assert "builtin:gpt5" in msg and all(f"builtin:{n}" in msg for n in NAMES) and "\n" not in msg
+
+
+def test_shipped_files_match_their_recorded_hashes():
+    manifest = json.loads((FOLDER / "manifest.json").read_text())
+    assert sorted(manifest["bases"]) == NAMES
+    for name in NAMES:
+        files = manifest["bases"][name]["files"]
+        on_disk = sorted(str(p.relative_to(FOLDER / name)) for p in (FOLDER / name).rglob("*") if p.is_file())
+        assert sorted(files) == on_disk, name  # every shipped file is recorded and present
+        for rel, rec in files.items():
+            data = (FOLDER / name / rel).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == rec["sha256"], f"{name}/{rel}"
+            assert len(data) == rec["bytes"]
+        assert files["model.safetensors"]["bytes"] <= 8 * 1024 * 1024
+
+
+def test_verify_names_a_tampered_file(tmp_path, monkeypatch):
+    from paradistill import bases
+
+    copy = tmp_path / "bases"
+    shutil.copytree(FOLDER, copy, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    monkeypatch.setattr(bases, "folder", lambda: copy)
+    assert bases.verify("builtin:mdlm") == []
+    with open(copy / "mdlm" / "config.json", "a") as f:
+        f.write(" ")
+    (copy / "mdlm" / "tokenizer" / "tokenizer_config.json").unlink()
+    assert bases.verify("builtin:mdlm") == ["config.json", "tokenizer/tokenizer_config.json"]
+
+
+def test_missing_files_of_a_listed_base_say_reinstall(tmp_path, monkeypatch):
+    from paradistill import bases
+
+    copy = tmp_path / "bases"
+    shutil.copytree(FOLDER, copy, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    (copy / "ar" / "model.safetensors").unlink()
+    monkeypatch.setattr(bases, "folder", lambda: copy)
+    with pytest.raises(UserError, match="reinstall"):
+        bases.resolve("builtin:ar")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_builtin_bases_load_as_their_kind(name):
+    from paradistill import api
+
+    loaded = api.load(f"builtin:{name}")
+    assert loaded.kind == KINDS[name]
+    assert loaded.tokenizer.vocab_size == loaded.model.cfg.vocab_size
+    assert loaded.config["base"]["name"] == name
+    rec = json.loads((FOLDER / "manifest.json").read_text())["bases"][name]
+    assert loaded.config["base"]["step"] == rec["step"] and rec["kind"] == loaded.kind
+    if name.startswith("bd3lm"):
+        assert loaded.method["block_size"] == int(name.split("-b")[1])
+
+
+def test_builtin_ar_is_a_teacher_and_an_adaptation_source():
+    from paradistill.methods.base import load_ar_backbone
+    from paradistill.methods.teachers import load_teacher
+
+    teacher = load_teacher("builtin:ar")
+    assert teacher.vocab_size > 0
+    assert load_ar_backbone("builtin:ar").cfg.n_layers >= 1
+
+
+def test_sample_builtin_writes_outside_the_package(tmp_path, monkeypatch):
+    """`paradistill sample builtin:mdlm` on a fresh install: samples go to runs/hub/builtin_mdlm/, not into the
+    (possibly read-only) package folder."""
+    from paradistill.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in (FOLDER / "mdlm").iterdir())
+    assert main(["--threads", "1", "sample", "builtin:mdlm", "--num", "2", "--steps", "4", "--show", "0"]) == 0
+    rows = (tmp_path / "runs" / "hub" / "builtin_mdlm" / "samples.jsonl").read_text().splitlines()
+    assert len(rows) == 2
+    assert sorted(p.name for p in (FOLDER / "mdlm").iterdir()) == before
