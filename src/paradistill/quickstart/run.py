@@ -37,6 +37,7 @@ class QuickstartConfig:
     workers: int = 0  # 0: one per core, at most 2
     overrides: list[str] | None = None  # recipe KEY=VALUE overrides (e.g. model.dim=128)
     plan_overrides: dict[str, Any] | None = None  # replace computed plan entries (tests, experiments)
+    from_scratch: bool = False  # train AR / MDLM / BD3-LM here instead of starting from the shipped bases
 
     def validate(self) -> None:
         if self.budget_minutes < 2:
@@ -82,13 +83,27 @@ def calibrate(recipe, vocab_size: int, seconds: float = 8.0) -> float:
         torch.set_num_threads(threads)
 
 
+BASES = {"ar": "builtin:ar", "mdlm": "builtin:mdlm", "bd3lm": "builtin:bd3lm-b4"}
+
+
+def shipped_bases(cfg: QuickstartConfig) -> dict[str, str] | None:
+    """The shipped bases fit the built-in corpus with the tiny recipe, unmodified; otherwise train from scratch."""
+    if cfg.from_scratch or cfg.corpus != "builtin" or cfg.recipe != "tiny" or cfg.overrides:
+        return None
+    from ..bases import names
+
+    return dict(BASES) if all(v.split(":", 1)[1] in names() for v in BASES.values()) else None
+
+
 def make_plan(cfg: QuickstartConfig, recipe, steps_per_minute: float, vocab_size: int) -> dict[str, Any]:
     """Step counts that fit the budget on this machine: two workers, ~80% of the budget in training."""
     rate = 0.85 * steps_per_minute  # both cores busy while stages run side by side
     b = cfg.budget_minutes
     base = max(100, int(0.20 * b * rate))
     length = recipe.data.seq_len
+    bases = shipped_bases(cfg)
     return {
+        "bases": bases,  # None: AR / MDLM / BD3-LM trained here (--from-scratch, or a corpus without bases)
         "corpus": cfg.corpus, "tokenizer": data_overrides(cfg)[1].split("=", 1)[1], "builtin": cfg.corpus == "builtin",
         "seq_len": length, "seed": cfg.seed, "num_samples": cfg.num_samples, "budget_minutes": b,
         "steps_per_minute": steps_per_minute, "vocab_size": vocab_size,
@@ -105,14 +120,15 @@ def make_plan(cfg: QuickstartConfig, recipe, steps_per_minute: float, vocab_size
 
 def build_stages(plan: dict[str, Any]) -> list[Stage]:
     p = {k: v for k, v in plan.items() if k not in ("steps_per_minute",)}
+    p.setdefault("bases", None)
     train = lambda *keys: {k: p[k] for k in keys}  # noqa: E731  (what fingerprints each stage)
     return [
         Stage("data", stages.stage_data, [], train("corpus", "tokenizer", "seq_len"), 0.2),
-        Stage("ar", stages.stage_ar, ["data"], train("ar_steps", "seed"), 0.2 * plan["budget_minutes"]),
-        Stage("mdlm", stages.stage_mdlm, ["data"], train("base_steps", "seed"), 0.2 * plan["budget_minutes"]),
-        Stage("gd", stages.stage_gd, ["ar"], train("base_steps", "gd_teacher", "gd_overrides", "seed"),
+        Stage("ar", stages.stage_ar, ["data"], train("ar_steps", "seed", "bases"), 0.2 * plan["budget_minutes"]),
+        Stage("mdlm", stages.stage_mdlm, ["data"], train("base_steps", "seed", "bases"), 0.2 * plan["budget_minutes"]),
+        Stage("gd", stages.stage_gd, ["ar", "mdlm"] if p["bases"] else ["ar"], train("base_steps", "gd_teacher", "gd_overrides", "seed", "bases"),
               0.25 * plan["budget_minutes"]),
-        Stage("bd3lm", stages.stage_bd3lm, ["data"], train("bd3_steps", "block_size", "seed"), 0.12 * plan["budget_minutes"]),
+        Stage("bd3lm", stages.stage_bd3lm, ["data"], train("bd3_steps", "block_size", "seed", "bases"), 0.12 * plan["budget_minutes"]),
         Stage("sdtt", stages.stage_sdtt, ["mdlm"], train("sdtt_from", "sdtt_to", "sdtt_steps_per_round"),
               0.18 * plan["budget_minutes"]),
         Stage("adjust", stages.stage_adjust, ["mdlm"], train("adjust_trajectories", "adjust_steps"),
@@ -139,8 +155,13 @@ def load_or_make_plan(cfg: QuickstartConfig, out: Path, recipe, vocab_size: int,
     plan = make_plan(cfg, recipe, rate, vocab_size)
     plan.update(cfg.plan_overrides or {})
     atomic_write_text(path, json.dumps({"key": key, "plan": plan}, indent=2))
-    echo(f"[plan] {rate:.0f} MDLM steps/min on one thread -> AR/MDLM/GD {plan['base_steps']} steps, BD3-LM "
-         f"{plan['bd3_steps']}, SDTT {plan['sdtt_steps_per_round']}/round, ADJUST {plan['adjust_steps']}")
+    if plan.get("bases"):
+        echo(f"[plan] starting from the shipped bases {', '.join(plan['bases'].values())} (--from-scratch trains "
+             f"them here); {rate:.0f} MDLM steps/min on one thread -> GD {plan['base_steps']} steps, SDTT "
+             f"{plan['sdtt_steps_per_round']}/round, ADJUST {plan['adjust_steps']}")
+    else:
+        echo(f"[plan] {rate:.0f} MDLM steps/min on one thread -> AR/MDLM/GD {plan['base_steps']} steps, BD3-LM "
+             f"{plan['bd3_steps']}, SDTT {plan['sdtt_steps_per_round']}/round, ADJUST {plan['adjust_steps']}")
     return plan
 
 

@@ -35,16 +35,32 @@ def _train_base(kind: str, ctx: dict[str, Any], steps: int, extra: list[str] | N
             "seconds": result.seconds}
 
 
+def _shipped(kind: str, ctx: dict[str, Any]) -> dict[str, Any] | None:
+    """The shipped base for `kind` (plan['bases']), as a checkpoint path; None when this run trains its own."""
+    spec = (ctx["plan"].get("bases") or {}).get(kind)
+    if not spec:
+        return None
+    import json
+
+    from ..bases import resolve
+
+    path = resolve(spec)
+    base = json.loads((path / "config.json").read_text()).get("base", {})
+    return {"run": str(path), "checkpoint": str(path), "builtin": spec, "steps": base.get("step"),
+            "val_loss": base.get("val_loss"), "seconds": 0.0}
+
+
 def stage_ar(ctx: dict[str, Any]) -> dict[str, Any]:
-    return _train_base("ar", ctx, ctx["plan"]["ar_steps"])
+    return _shipped("ar", ctx) or _train_base("ar", ctx, ctx["plan"]["ar_steps"])
 
 
 def stage_mdlm(ctx: dict[str, Any]) -> dict[str, Any]:
-    return _train_base("mdlm", ctx, ctx["plan"]["base_steps"])
+    return _shipped("mdlm", ctx) or _train_base("mdlm", ctx, ctx["plan"]["base_steps"])
 
 
 def stage_bd3lm(ctx: dict[str, Any]) -> dict[str, Any]:
-    return _train_base("bd3lm", ctx, ctx["plan"]["bd3_steps"], [f"bd3lm.block_size={ctx['plan']['block_size']}"])
+    return _shipped("bd3lm", ctx) or _train_base("bd3lm", ctx, ctx["plan"]["bd3_steps"],
+                                                 [f"bd3lm.block_size={ctx['plan']['block_size']}"])
 
 
 def stage_gd(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -52,7 +68,9 @@ def stage_gd(ctx: dict[str, Any]) -> dict[str, Any]:
     out = Path(ctx["out"]) / "models" / "gd-mdlm"
     recipe = _recipe(ctx, _train_overrides(ctx["plan"]["base_steps"], ctx) + list(ctx["plan"].get("gd_overrides", [])))
     teacher = ctx["inputs"]["ar"]["run"] if ctx["plan"]["gd_teacher"] == "ar" else ctx["plan"]["gd_teacher"]
-    result = distill_gumbel(teacher, "mdlm", recipe, out, resume=True, progress=False)
+    # with the shipped bases the student starts from the MDLM base (its noise pathway starts at zero)
+    init = ctx["inputs"]["mdlm"]["run"] if ctx["plan"].get("bases") else None
+    result = distill_gumbel(teacher, "mdlm", recipe, out, init=init, resume=True, progress=False)
     return {"run": str(out), "checkpoint": str(result.checkpoint), "steps": result.steps, "teacher": teacher,
             "val_loss": result.last_val, "seconds": result.seconds}
 
