@@ -9,12 +9,18 @@ Gumbel students for generation, ADJUST) behind lm-eval's three request types.
   argmax final fill.
 
 This module imports lm-eval at its top, so only code that needs the harness imports it (the package itself
-imports without lm-eval). `register()` adds the model to lm-eval's registry: `paradistill eval RUN --tasks ...`
-and the `paradistill-lm-eval` command (lm_eval's own CLI with the model registered) call it.
+imports without lm-eval). How lm-eval finds the model type:
+- pyproject.toml declares `ParadistillLM` under the entry-point group `lm_eval.models`, the group that lm-eval's
+  plugin discovery reads (upstream PR #4013, merged after the 0.4.13 release): with such an lm-eval, a plain
+  `lm_eval --model paradistill --model_args pretrained=RUN` finds it after `pip install paradistill`.
+- lm-eval <= 0.4.13 reads no entry points and imports no third-party code before resolving `--model`, so there
+  `register()` adds the model to lm-eval's registry by hand: `paradistill eval RUN --tasks ...` and the
+  `paradistill-lm-eval` command (lm-eval's own CLI with the model registered, same arguments) call it.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -86,6 +92,11 @@ class ParadistillLM(LM):
         if loaded is None:
             if not self.cfg.pretrained:
                 raise UserError("the paradistill model type needs pretrained=RUN_OR_CHECKPOINT in --model_args")
+            if self.cfg.device.startswith("cuda") and not torch.cuda.is_available():
+                # lm-eval's own CLI passes --device cuda:0 unless told otherwise, also on machines without CUDA
+                warnings.warn(f"device '{self.cfg.device}' is not available here (no CUDA): loading on cpu; pass "
+                              "--device cpu to silence this", stacklevel=2)
+                self.cfg.device = "cpu"
             loaded = load_checkpoint(self.cfg.pretrained, use_ema=self.cfg.use_ema, device=self.cfg.device)
         self.loaded, self.tok = loaded, loaded.tokenizer
         if self.tok is None:
