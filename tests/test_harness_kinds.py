@@ -12,6 +12,7 @@ import torch
 
 from paradistill.checkpoint import save_checkpoint
 from paradistill.data.tokenizers import WordTokenizer
+from paradistill.errors import UserError
 from paradistill.distill.adjust_adapters import ParadistillAdapter
 from paradistill.loader import load_checkpoint
 from paradistill.seeding import derive_seed
@@ -191,3 +192,56 @@ def test_dream_replica_nelbo_seeded_and_converges(tmp_path):
     exact = one_token_reference(loaded.model, ctx + cont, loaded.tokenizer.mask_id, "bidirectional")
     est, _ = scorer_for(loaded, ScoreConfig(mc_draws=40000, batch_size=8000)).loglikelihood([(ctx, cont)])[0]
     assert est == pytest.approx(exact, rel=0.05)
+
+
+# ---------------------------------------------------------------------------------------------------- bad input
+def one_line(excinfo) -> str:
+    text = str(excinfo.value)
+    assert "\n" not in text
+    return text
+
+
+def test_bad_samplers_fail_when_the_model_type_is_built(tmp_path, base_and_adjust):
+    from paradistill.eval.harness import ParadistillLM
+
+    base, adjust = base_and_adjust
+    gd = load_checkpoint(save_checkpoint(tmp_path / "gd", base.model, "gd-mdlm", base.tokenizer, {"seq_len": L}))
+    with pytest.raises(UserError, match="'gd-mdlm' model, which cannot generate with sampler 'adjust'") as e:
+        ParadistillLM(loaded=gd, sampler="adjust")
+    one_line(e)
+    with pytest.raises(UserError, match="sampler=adjust on the base .* needs its trained sampler: add adjust=") as e:
+        ParadistillLM(loaded=base, sampler="adjust")
+    one_line(e)
+    assert ParadistillLM(loaded=base, sampler="adjust", adjust_mode="marginal").sampler == "adjust"
+    with pytest.raises(UserError, match="adjust_mode='joint'") as e:
+        ParadistillLM(loaded=base, sampler="adjust", adjust_mode="joint")
+    one_line(e)
+    with pytest.raises(UserError, match="'adjust' model, which cannot generate with sampler 'confidence'") as e:
+        ParadistillLM(loaded=adjust, sampler="confidence")
+    one_line(e)
+
+
+def test_cli_unknown_task_and_unencodable_samples_are_one_line_errors(tmp_path, capsys):
+    import json
+
+    from paradistill.cli import lm_eval_main, main
+    from test_harness import write_task
+
+    ckpt = tmp_path / "ar"
+    tiny = WordTokenizer.from_vocab(WORDS)
+    save_checkpoint(ckpt, structured_model(tiny.vocab_size), "ar", tiny, {"seq_len": 16})
+    folder = write_task(tmp_path / "tasks")
+    # (`paradistill eval --tasks` with an unknown task: test_harness.py::test_bad_input_one_line_errors)
+    assert lm_eval_main(["--model", "paradistill", "--model_args", f"pretrained={ckpt}", "--tasks", "pd_tinyy",
+                         "--include_path", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "knows no task pd_tinyy" in err[0], err
+    # a judge whose tokenizer cannot encode the samples' text (a word outside its vocabulary)
+    samples = tmp_path / "s.jsonl"
+    samples.write_text("".join(json.dumps({"text": t}) + "\n" for t in ("a b c", "a zebra b")))
+    WordTokenizer.from_vocab(WORDS + ["zebra"]).save(tmp_path / "samples_tokenizer")
+    capsys.readouterr()
+    assert main(["eval", str(samples), "--tokenizer", str(tmp_path / "samples_tokenizer"), "--metrics", "gen_ppl",
+                 "--judge", str(ckpt)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot encode sample 1" in err[0], err

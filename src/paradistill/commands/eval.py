@@ -86,6 +86,8 @@ def add_parser(sub) -> None:
     b.add_argument("--limit", type=float, default=None, help="lm-eval: documents per task (or a fraction)")
     b.add_argument("--num-fewshot", type=int, default=None, help="lm-eval: few-shot examples per prompt")
     b.add_argument("--max-gen-toks", type=int, default=64, help="lm-eval: tokens to generate when a task does not say")
+    b.add_argument("--adjust", default=None, metavar="CKPT",
+                   help="lm-eval tasks with --sampler adjust on a base: the ADJUST sampler checkpoint trained on it")
     b.add_argument("--mc-draws", type=int, default=32,
                    help="Monte-Carlo draws of the NELBO per request for diffusion models (default 32, as SDTT)")
     b.add_argument("--lambada", nargs="?", const="hub", default=None, metavar="SRC",
@@ -134,7 +136,7 @@ def run_benchmarks(args) -> int:
                         limit=args.limit, num_fewshot=args.num_fewshot, device=args.device,
                         batch_size=args.batch_size, mc_draws=args.mc_draws, seed=args.seed, sampler=sampler,
                         steps=args.steps, max_gen_toks=args.max_gen_toks, tokens_per_pass=args.tokens_per_pass,
-                        adjust_mode=args.adjust_mode)
+                        adjust_mode=args.adjust_mode, adjust=args.adjust)
         print(format_tasks_table(res))
         print("results -> " + " and ".join(map(str, write_tasks(res, out_dir / "tasks.json"))))
     if args.lambada or args.zeroshot:

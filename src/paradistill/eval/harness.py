@@ -66,16 +66,25 @@ class HarnessConfig:
             raise UserError(f"batch_size={self.batch_size!r}: a positive integer or auto")
         if self.steps < 1 or self.max_gen_toks < 1:
             raise UserError(f"steps={self.steps}, max_gen_toks={self.max_gen_toks}: both must be >= 1")
+        if self.adjust_mode not in ("adjust", "marginal"):
+            raise UserError(f"adjust_mode={self.adjust_mode!r}: choose adjust (the trained sampler layer) or marginal")
 
     @property
     def rows(self) -> int:
         return 16 if self.batch_size == "auto" else int(self.batch_size)
 
 
+def supported_samplers(kind) -> tuple[str, ...]:
+    """The samplers a kind can generate with: its family's, less ADJUST for Gumbel students (ADJUST puts its
+    sampler layer on a plain masked-diffusion base; a noise-conditioned student is none)."""
+    supported = SAMPLER_SUPPORT[kind.family]
+    return tuple(s for s in supported if s != "adjust") if kind.noise_conditioned else supported
+
+
 def choose_sampler(kind_name: str, sampler: str, where: str) -> str:
     """The sampler to generate with, checked against what the kind supports."""
     kind = get_kind(kind_name, where=where)
-    supported = SAMPLER_SUPPORT[kind.family]
+    supported = supported_samplers(kind)
     if sampler == "auto":
         return "ancestral" if kind.family == "diffusion" else supported[0]
     if sampler not in supported:
@@ -103,6 +112,11 @@ class ParadistillLM(LM):
             raise UserError(f"checkpoint '{loaded.path}' has no tokenizer/ folder: it cannot be evaluated on text")
         self.where = f"checkpoint '{loaded.path}'"
         self.sampler = choose_sampler(loaded.kind, self.cfg.sampler, self.where)
+        if (self.sampler == "adjust" and get_kind(loaded.kind).family == "diffusion" and not self.cfg.adjust
+                and self.cfg.adjust_mode == "adjust"):
+            raise UserError(f"sampler=adjust on the base {self.where} needs its trained sampler: add "
+                            "adjust=SAMPLER_CKPT (from `paradistill distill adjust`; --adjust in `paradistill "
+                            "eval`), or adjust_mode=marginal for the baseline")
         self.score_cfg = ScoreConfig(self.cfg.mc_draws, self.cfg.seed, self.cfg.rows, self.cfg.window)
         self._scorer = None
 
