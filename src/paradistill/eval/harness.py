@@ -11,7 +11,7 @@ Gumbel students for generation, ADJUST) behind lm-eval's three request types.
 This module imports lm-eval at its top, so only code that needs the harness imports it (the package itself
 imports without lm-eval). How lm-eval finds the model type:
 - pyproject.toml declares `ParadistillLM` under the entry-point group `lm_eval.models`, the group that lm-eval's
-  plugin discovery reads (upstream PR #4013, merged after the 0.4.13 release): with such an lm-eval, a plain
+  plugin discovery reads (upstream PR #4013; in no release up to 0.4.13): with such an lm-eval, a plain
   `lm_eval --model paradistill --model_args pretrained=RUN` finds it after `pip install paradistill`.
 - lm-eval <= 0.4.13 reads no entry points and imports no third-party code before resolving `--model`, so there
   `register()` adds the model to lm-eval's registry by hand: `paradistill eval RUN --tasks ...` and the
