@@ -1,7 +1,8 @@
 """The lm-eval model type on the kinds `test_harness.py` does not cover: BD3-LM (block-diffusion NELBO), an ADJUST
-sampler on a base (log-likelihoods are its base's; generate_until goes through the ADJUST sampler), and a tiny Dream
-replica in its release's layout. Each NELBO is the same number twice with a fixed seed and another with another
-seed; a one-token continuation's NELBO converges to log p(token | context) computed independently here."""
+sampler on a base (log-likelihoods are its base's; generate_until goes through the ADJUST sampler), tiny Dream and
+LLaDA replicas in their releases' layouts; and the bad-input errors that are raised before any request runs. Each
+NELBO is the same number twice with a fixed seed and another with another seed; a one-token continuation's NELBO
+converges to log p(token | context) computed independently here."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import torch
 
 from paradistill.checkpoint import save_checkpoint
 from paradistill.data.tokenizers import WordTokenizer
-from paradistill.errors import UserError
 from paradistill.distill.adjust_adapters import ParadistillAdapter
+from paradistill.errors import UserError
 from paradistill.loader import load_checkpoint
 from paradistill.seeding import derive_seed
 from test_adjust import random_sampler, save_sampler, structured_model
@@ -160,7 +161,7 @@ def test_adjust_generate_until_k1_is_sequential_sampling(base_and_adjust):
             x[r, :3], fixed[r, :3] = torch.tensor([tok.bos_id] + tok.encode(c)), True
         ref = sequential_reference(base.model, tok, x, fixed,
                                    torch.Generator().manual_seed(derive_seed(4, "harness-generate", 0)))
-        assert out == [tok.decode(cut_at_eos(ref[r, 3:].tolist(), tok)) for r in range(3)]
+        assert out == [tok.decode(cut_at_eos(ref[r, 3:].tolist(), tok)) for r in range(3)] and any(out)
     # K = 4 through the sampler layer: seeded, and cut at a stop sequence
     lm = ParadistillLM(loaded=adjust, tokens_per_pass=4, seed=4)
     full = lm.generate_until(reqs, disable_tqdm=True)
@@ -172,16 +173,19 @@ def test_adjust_generate_until_k1_is_sequential_sampling(base_and_adjust):
     assert cut == full[0][: full[0].find(stop)]
 
 
-# ---------------------------------------------------------------------------------------------------- Dream
-def test_dream_replica_nelbo_seeded_and_converges(tmp_path):
+# ---------------------------------------------------------------------------------------------------- Dream / LLaDA
+@pytest.mark.parametrize("arch", ["dream", "llada"])
+def test_dlm_replica_nelbo_seeded_and_converges(tmp_path, arch):
     from paradistill.eval.likelihood import ScoreConfig, scorer_for
 
     # the release's layout and config keys; a small vocabulary (9 words + specials) keeps 40000 draws cheap
-    path, _, _ = official_replica("dream", tmp_path, vocab=16, mask_token_id=12, pad_token_id=0, bos_token_id=0,
-                                  eos_token_id=0)
+    ids = {"mask_token_id": 12, "pad_token_id": 0, "eos_token_id": 0}
+    if arch == "dream":
+        ids["bos_token_id"] = 0
+    path, _, _ = official_replica(arch, tmp_path, vocab=16, **ids)
     tiny_chat_tokenizer(path)
     loaded = load_checkpoint(path)
-    assert loaded.kind == "dream" and loaded.model.cfg.shift_logits
+    assert loaded.kind == arch and loaded.model.cfg.shift_logits == (arch == "dream")
     requests = [ll_request("hello world", " the cat"), ll_request("the", " cat"), ll_request("cat the", " hello")]
     check_seeded(loaded, requests)
     from paradistill.eval.harness import ParadistillLM
