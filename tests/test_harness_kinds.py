@@ -11,6 +11,8 @@ import math
 import pytest
 import torch
 
+from conftest import reference_sequential
+
 from paradistill.checkpoint import save_checkpoint
 from paradistill.data.tokenizers import WordTokenizer
 from paradistill.distill.adjust_adapters import ParadistillAdapter
@@ -122,28 +124,6 @@ def test_adjust_scores_with_its_base(base_and_adjust):
     assert lm.sampler == "adjust" and lm.bound == ParadistillLM(loaded=base).bound
 
 
-@torch.no_grad()
-def sequential_reference(model, tok, x, fixed, gen):
-    """One token per full pass (what ADJUST with K = 1 is): the lowest-entropy masked position (entropy of the
-    MASK-removed marginal), its token drawn from that marginal with PAD also removed. x, fixed: [B, L]."""
-    from paradistill.sampling.categorical import sample_categorical
-
-    x = x.clone()
-    while ((x == tok.mask_id) & ~fixed).any():
-        logits = model(x, attn="bidirectional").logits.float()
-        logits[..., tok.mask_id] = -math.inf
-        lp = torch.log_softmax(logits, -1)
-        p = lp.exp()
-        ent = -torch.where(p > 0, p * lp, torch.zeros_like(p)).sum(-1)
-        ent[(x != tok.mask_id) | fixed] = math.inf
-        pos = ent.argmin(1)
-        rows = torch.arange(len(x))
-        draw = lp[rows, pos].clone()
-        draw[:, tok.pad_id] = -math.inf
-        x[rows, pos] = sample_categorical(draw, gen)
-    return x
-
-
 def test_adjust_generate_until_k1_is_sequential_sampling(base_and_adjust):
     from paradistill.eval.harness import ParadistillLM, cut_at_eos
 
@@ -159,8 +139,10 @@ def test_adjust_generate_until_k1_is_sequential_sampling(base_and_adjust):
         fixed = torch.zeros_like(x, dtype=torch.bool)
         for r, c in enumerate(contexts):
             x[r, :3], fixed[r, :3] = torch.tensor([tok.bos_id] + tok.encode(c)), True
-        ref = sequential_reference(base.model, tok, x, fixed,
-                                   torch.Generator().manual_seed(derive_seed(4, "harness-generate", 0)))
+        # the harness bans PAD from generated tokens (PAD is no text token for this checkpoint)
+        ref = reference_sequential(base.model, tok.mask_id, x, fixed,
+                                   torch.Generator().manual_seed(derive_seed(4, "harness-generate", 0)),
+                                   banned_ids=(tok.pad_id,))
         assert out == [tok.decode(cut_at_eos(ref[r, 3:].tolist(), tok)) for r in range(3)] and any(out)
     # K = 4 through the sampler layer: seeded, and cut at a stop sequence
     lm = ParadistillLM(loaded=adjust, tokens_per_pass=4, seed=4)
