@@ -59,9 +59,10 @@ def tiny_run(tmp_path_factory):
 
 
 @torch.no_grad()
-def reference_sequential(model, mask_id, x, fixed, gen):
+def reference_sequential(model, mask_id, x, fixed, gen, banned_ids=()):
     """Independent one-token-per-pass reference (ADJUST with K = 1 must equal it): the lowest-entropy masked
-    position, sampled from its marginal. x, fixed: [B, L]."""
+    position (entropy of the MASK-removed marginal), sampled from its marginal with `banned_ids` (e.g. PAD) also
+    removed. x, fixed: [B, L]."""
     import math
 
     from paradistill.diffusion.mdlm import NEG_INF
@@ -76,5 +77,7 @@ def reference_sequential(model, mask_id, x, fixed, gen):
         ent[(x != mask_id) | fixed] = math.inf
         pos = ent.argmin(1)
         rows = torch.arange(len(x))
-        x[rows, pos] = sample_categorical(lp[rows, pos], gen)
+        picked = lp[rows, pos].clone()
+        picked[:, list(banned_ids)] = -math.inf
+        x[rows, pos] = sample_categorical(picked, gen)
     return x

@@ -127,4 +127,10 @@ def lm_eval_main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"paradistill-lm-eval: error: {e}", file=sys.stderr)
         return 2
+    except ValueError as e:  # lm-eval's own error for an unknown task name, otherwise a traceback
+        if not str(e).startswith("Tasks not found"):
+            raise
+        print(f"paradistill-lm-eval: error: lm-eval knows no task {str(e).partition(':')[2].strip()}: list them "
+              "with `lm_eval ls tasks`, or pass --include_path DIR holding its YAML", file=sys.stderr)
+        return 2
     return 0

@@ -35,7 +35,8 @@ Benchmarks of a checkpoint (CKPT only; written to CKPT/eval/tasks.json, zeroshot
   --zeroshot LIST   zero-shot perplexity (NELBO bound for diffusion) per corpus: wikitext103, ptb, lm1b, lambada,
                     ag_news, pubmed, arxiv, or paper (all seven); NAME=PATH reads a save_to_disk copy
 The same model type runs under lm-eval's own CLI: paradistill-lm-eval --model paradistill --model_args
-pretrained=RUN,mc_draws=32 --tasks ...
+pretrained=RUN,mc_draws=32 --tasks ... (with an lm-eval that reads model plugins, newer than 0.4.13, plain
+lm_eval --model paradistill works too: entry point lm_eval.models). --sampler adjust on a base: --adjust CKPT.
 """
 
 
@@ -86,6 +87,9 @@ def add_parser(sub) -> None:
     b.add_argument("--limit", type=float, default=None, help="lm-eval: documents per task (or a fraction)")
     b.add_argument("--num-fewshot", type=int, default=None, help="lm-eval: few-shot examples per prompt")
     b.add_argument("--max-gen-toks", type=int, default=64, help="lm-eval: tokens to generate when a task does not say")
+    b.add_argument("--adjust", default=None, metavar="CKPT",
+                   help="--sampler adjust on a base (its samples or lm-eval tasks): the ADJUST sampler checkpoint "
+                        "trained on it")
     b.add_argument("--mc-draws", type=int, default=32,
                    help="Monte-Carlo draws of the NELBO per request for diffusion models (default 32, as SDTT)")
     b.add_argument("--lambada", nargs="?", const="hub", default=None, metavar="SRC",
@@ -134,7 +138,7 @@ def run_benchmarks(args) -> int:
                         limit=args.limit, num_fewshot=args.num_fewshot, device=args.device,
                         batch_size=args.batch_size, mc_draws=args.mc_draws, seed=args.seed, sampler=sampler,
                         steps=args.steps, max_gen_toks=args.max_gen_toks, tokens_per_pass=args.tokens_per_pass,
-                        adjust_mode=args.adjust_mode)
+                        adjust_mode=args.adjust_mode, adjust=args.adjust)
         print(format_tasks_table(res))
         print("results -> " + " and ".join(map(str, write_tasks(res, out_dir / "tasks.json"))))
     if args.lambada or args.zeroshot:
@@ -182,6 +186,8 @@ def run(args) -> int:
         samples_path = Path(args.samples_out) if args.samples_out else out.with_suffix(".samples.jsonl")
         guard_output(samples_path, args.overwrite, inputs + [out, out.with_suffix(".md")], what="--samples-out")
         kw = sampling_kwargs(args)
+        if args.adjust:
+            kw["adjust_checkpoint"] = args.adjust
         result = api.generate(loaded, args.num, length=args.length, **kw)
         checkpoint = str(loaded.path)
         api.write_samples(samples_path, loaded, result)

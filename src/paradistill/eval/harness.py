@@ -9,12 +9,18 @@ Gumbel students for generation, ADJUST) behind lm-eval's three request types.
   argmax final fill.
 
 This module imports lm-eval at its top, so only code that needs the harness imports it (the package itself
-imports without lm-eval). `register()` adds the model to lm-eval's registry: `paradistill eval RUN --tasks ...`
-and the `paradistill-lm-eval` command (lm_eval's own CLI with the model registered) call it.
+imports without lm-eval). How lm-eval finds the model type:
+- pyproject.toml declares `ParadistillLM` under the entry-point group `lm_eval.models`, the group that lm-eval's
+  plugin discovery reads (upstream PR #4013; in no release up to 0.4.13): with such an lm-eval, a plain
+  `lm_eval --model paradistill --model_args pretrained=RUN` finds it after `pip install paradistill`.
+- lm-eval <= 0.4.13 reads no entry points and imports no third-party code before resolving `--model`, so there
+  `register()` adds the model to lm-eval's registry by hand: `paradistill eval RUN --tasks ...` and the
+  `paradistill-lm-eval` command (lm-eval's own CLI with the model registered, same arguments) call it.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -60,16 +66,25 @@ class HarnessConfig:
             raise UserError(f"batch_size={self.batch_size!r}: a positive integer or auto")
         if self.steps < 1 or self.max_gen_toks < 1:
             raise UserError(f"steps={self.steps}, max_gen_toks={self.max_gen_toks}: both must be >= 1")
+        if self.adjust_mode not in ("adjust", "marginal"):
+            raise UserError(f"adjust_mode={self.adjust_mode!r}: choose adjust (the trained sampler layer) or marginal")
 
     @property
     def rows(self) -> int:
         return 16 if self.batch_size == "auto" else int(self.batch_size)
 
 
+def supported_samplers(kind) -> tuple[str, ...]:
+    """The samplers a kind can generate with: its family's, less ADJUST for Gumbel students (ADJUST puts its
+    sampler layer on a plain masked-diffusion base; a noise-conditioned student is none)."""
+    supported = SAMPLER_SUPPORT[kind.family]
+    return tuple(s for s in supported if s != "adjust") if kind.noise_conditioned else supported
+
+
 def choose_sampler(kind_name: str, sampler: str, where: str) -> str:
     """The sampler to generate with, checked against what the kind supports."""
     kind = get_kind(kind_name, where=where)
-    supported = SAMPLER_SUPPORT[kind.family]
+    supported = supported_samplers(kind)
     if sampler == "auto":
         return "ancestral" if kind.family == "diffusion" else supported[0]
     if sampler not in supported:
@@ -86,12 +101,22 @@ class ParadistillLM(LM):
         if loaded is None:
             if not self.cfg.pretrained:
                 raise UserError("the paradistill model type needs pretrained=RUN_OR_CHECKPOINT in --model_args")
+            if self.cfg.device.startswith("cuda") and not torch.cuda.is_available():
+                # lm-eval's own CLI passes --device cuda:0 unless told otherwise, also on machines without CUDA
+                warnings.warn(f"device '{self.cfg.device}' is not available here (no CUDA): loading on cpu; pass "
+                              "--device cpu to silence this", stacklevel=2)
+                self.cfg.device = "cpu"
             loaded = load_checkpoint(self.cfg.pretrained, use_ema=self.cfg.use_ema, device=self.cfg.device)
         self.loaded, self.tok = loaded, loaded.tokenizer
         if self.tok is None:
             raise UserError(f"checkpoint '{loaded.path}' has no tokenizer/ folder: it cannot be evaluated on text")
         self.where = f"checkpoint '{loaded.path}'"
         self.sampler = choose_sampler(loaded.kind, self.cfg.sampler, self.where)
+        if (self.sampler == "adjust" and get_kind(loaded.kind).family == "diffusion" and not self.cfg.adjust
+                and self.cfg.adjust_mode == "adjust"):
+            raise UserError(f"sampler=adjust on the base {self.where} needs its trained sampler: add "
+                            "adjust=SAMPLER_CKPT (from `paradistill distill adjust`; --adjust in `paradistill "
+                            "eval`), or adjust_mode=marginal for the baseline")
         self.score_cfg = ScoreConfig(self.cfg.mc_draws, self.cfg.seed, self.cfg.rows, self.cfg.window)
         self._scorer = None
 

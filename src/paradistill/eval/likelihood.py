@@ -129,9 +129,9 @@ class DiffusionScorer(Scorer):
         diff = from_dict(DiffusionConfig, dict(method.get("diffusion", {})), where=f"{loaded.path}: method.diffusion")
         self.schedule, self.eps = build_schedule(diff.schedule, diff.eps), diff.eps
         self.block = None
-        if kind.block:
-            self.block = from_dict(BD3Config, dict(method.get("bd3lm", {})), where=f"{loaded.path}: method.bd3lm"
-                                   ).block_size
+        if kind.block:  # the block size samplers use (method.block_size), else the bd3lm section's
+            self.block = loaded.record.block_size or from_dict(
+                BD3Config, dict(method.get("bd3lm", {})), where=f"{loaded.path}: method.bd3lm").block_size
         self.mask_id = self.tokenizer.mask_id
         self.bound = f"NELBO upper bound ({cfg.mc_draws} Monte-Carlo draws, seed {cfg.seed})"
 
