@@ -104,6 +104,7 @@ class MethodOptions:
     adaptive_threshold: float | None = None  # ADJUST: adaptive K by pick entropy (nats)
     block_cache: str | None = None  # full-attention masked models with blocks: "prefix" | "dual" approximate cache
     cache_refresh: int | None = None  # block cache: also refresh every k-th pass inside a block (1 = no cache)
+    alg_temp: float | None = None  # confidence samplers: > 0 draws positions from softmax(score / alg_temp) (Dream)
 
 
 def check_time_agnostic(loaded, what: str) -> None:
@@ -318,6 +319,9 @@ def _plan(loaded, kind, joint, sampler, length, block_size, tokens_per_step, opt
     """Checks the request before any work; the diffusion sampler object (None for AR / ADJUST).
     fixed: [B, L] bool template rows."""
     tok = loaded.tokenizer
+    if opts.alg_temp is not None and (kind.autoregressive or joint):
+        raise UserError(f"--alg-temp chooses positions for the confidence samplers; '{loaded.path}' is sampled as "
+                        f"{'adjust' if joint else loaded.kind}: drop --alg-temp")
     if opts.compile and not kind.autoregressive:
         raise UserError(f"--compile applies to autoregressive checkpoints; '{loaded.path}' is a {loaded.kind} "
                         "checkpoint: drop --compile")
@@ -343,7 +347,7 @@ def _plan(loaded, kind, joint, sampler, length, block_size, tokens_per_step, opt
                         "decoding, pass --block-size (e.g. 32)")
     return build_sampler(sampler, block_size=block, tokens_per_step=tokens_per_step,
                          eos_id=tok.eos_id if opts.stop_at_eos else None, pad_id=tok.pad_id,
-                         max_length=opts.max_length, threshold=threshold, block_start=start)
+                         max_length=opts.max_length, threshold=threshold, block_start=start, alg_temp=opts.alg_temp)
 
 
 def _sample_batch(loaded, kind, joint, diffusion_sampler, x, fixed, generator, steps, options, opts, denoiser,
