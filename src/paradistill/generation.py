@@ -271,22 +271,24 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
                 e += 1
             batches.append((b, e))
             b = e
-    plans: dict[int, Any] = {}
-    out, nfes, secs, sizes = [], [], [], []
-    extras = []  # per batch: sampler-specific counts (e.g. ADJUST sampler passes)
-    if progress:
-        batches = tqdm(batches, desc=f"generate {loaded.kind}", leave=False)
-    for b, e in batches:
-        cut = int(pads[b:e].min())  # columns that are pad in every row of the batch: dropped
-        x = x_all[rows[b:e], cut:].to(device)
-        fixed = fixed_all[rows[b:e], cut:].to(device)
-        pad = pad_all[rows[b:e], cut:].to(device)
-        width = x.shape[1]
+    batches = [(b, e, int(pads[b:e].min())) for b, e in batches]  # cut: pad columns all rows of a batch share
+    plans: dict[int, Any] = {}  # per batch width, before any work: a bad request fails before the first batch
+    for b, e, cut in batches:
+        width = length - cut
         if width not in plans:
             # with --gen-length, blocks tile the generated part (LLaDA's block_length); BD3-LM keeps its trained grid
             start = width - gen_length if gen_length is not None and not kind.block else 0
             plans[width] = _plan(loaded, kind, joint, sampler, width, block_size, tokens_per_step, opts, denoiser,
-                                 fixed, threshold, start)
+                                 fixed_all[rows[b:e], cut:], threshold, start)
+    out, nfes, secs, sizes = [], [], [], []
+    extras = []  # per batch: sampler-specific counts (e.g. ADJUST sampler passes)
+    if progress:
+        batches = tqdm(batches, desc=f"generate {loaded.kind}", leave=False)
+    for b, e, cut in batches:
+        x = x_all[rows[b:e], cut:].to(device)
+        fixed = fixed_all[rows[b:e], cut:].to(device)
+        pad = pad_all[rows[b:e], cut:].to(device)
+        width = x.shape[1]
         t0 = time.perf_counter()
         result = _sample_batch(loaded, kind, joint, plans[width], x, fixed, generator, steps, options, opts,
                                denoiser, threshold, pad if bool(pad.any()) else None)
