@@ -128,6 +128,16 @@ def test_batched_prompts_on_the_mdlm_backbone_and_fallbacks(tmp_path, tiny_token
     for i, spec in enumerate(prompts):
         alone = generate(loaded, 1, **spec, **kw)
         assert torch.equal(batched.tokens[i, batched.left_pad[i]:], alone.tokens[0])
+    # the harness entry point takes caller-built left-padded rows the same way
+    from paradistill.errors import UserError
+    from paradistill.generation import build_template, sample_rows
+
+    temps = [build_template(tiny_tokenizer, None, spec["prompt"], gen_length=6) for spec in prompts]
+    x, fixed, pad = left_pad([r for r, _ in temps], [f for _, f in temps], tiny_tokenizer.pad_id)
+    rows = sample_rows(loaded, x, fixed, sampler="confidence", steps=3, temperature=GREEDY, pad=pad).tokens
+    assert torch.equal(rows, batched.tokens)
+    with pytest.raises(UserError, match="left-padded rows need a full-attention diffusion model"):
+        sample_rows(loaded, x, fixed, sampler="adjust", mode="marginal", pad=pad)
     # a custom denoiser cannot hide pads: neighbouring prompts of equal length share batches, the others not
     from paradistill.sampling.base import Denoiser
 
