@@ -8,11 +8,11 @@ import math
 
 import pytest
 import torch
+from test_dlm import official_replica, tiny_chat_tokenizer
 
 from paradistill.errors import UserError
 from paradistill.sampling.base import SamplingOptions, run_sampler
 from paradistill.sampling.registry import build_sampler
-from test_dlm import official_replica, tiny_chat_tokenizer
 
 MASK, V, L = 7, 8, 5
 

@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_model
+from test_dlm import official_replica, tiny_chat_tokenizer
+
 from paradistill.checkpoint import save_checkpoint
 from paradistill.errors import UserError
 from paradistill.loader import load_checkpoint
-from test_dlm import official_replica, tiny_chat_tokenizer
 
 PROMPTS = ["hello", "the cat hello world"]
 

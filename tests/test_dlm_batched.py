@@ -9,13 +9,18 @@ import json
 
 import pytest
 import torch
-
 from conftest import make_model
+from test_dlm import official_replica, tiny_chat_tokenizer
+
 from paradistill.checkpoint import save_checkpoint
 from paradistill.generation import generate
 from paradistill.loader import load_checkpoint
-from paradistill.sampling.padding import PaddedDenoiser, left_pad, pad_attention, pad_positions
-from test_dlm import official_replica, tiny_chat_tokenizer
+from paradistill.sampling.padding import (
+    PaddedDenoiser,
+    left_pad,
+    pad_attention,
+    pad_positions,
+)
 
 GREEDY = 1e-6  # temperature: the releases' temperature 0 (argmax), deterministic
 
