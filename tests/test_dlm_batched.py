@@ -176,3 +176,18 @@ def test_sample_prompts_file_through_the_cli(tmp_path):
         alone = generate(loaded, 1, sampler="low-confidence", steps=4, gen_length=8, block_size=4,
                          temperature=GREEDY, progress=False, **spec)
         assert r["tokens"] == alone.tokens[0].tolist()
+
+
+def test_prompts_on_an_autoregressive_checkpoint_batch_by_prompt_length(tmp_path, tiny_tokenizer):
+    save_checkpoint(tmp_path / "ar", make_model(tiny_tokenizer.vocab_size, seed=4), "ar", tiny_tokenizer,
+                    {"seq_len": 10, "keep_bos": True})
+    loaded = load_checkpoint(tmp_path / "ar")
+    prompts = [{"prompt": "a b"}, {"prompt": "c"}, {"prompt": "d e"}]
+    for extra in ({"length": 8}, {"gen_length": 5}):
+        r = generate(loaded, 2, prompts=prompts, batch_size=8, progress=False, **extra)
+        assert r.batch_sizes == [2, 2, 2]  # an AR batch shares its prompt length: neighbours differ here
+        for i, spec in enumerate(prompts):
+            ids = [tiny_tokenizer.bos_id, *tiny_tokenizer.encode(spec["prompt"])]
+            for k in range(2):
+                row = r.tokens[2 * i + k, r.left_pad[2 * i + k]:].tolist()
+                assert row[:len(ids)] == ids and len(row) == (8 if "length" in extra else len(ids) + 5)

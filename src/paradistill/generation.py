@@ -263,11 +263,12 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
     pads = pad_all.sum(1)[rows]
     if can_left_pad(kind, joint, opts, denoiser):
         batches = [(b, min(b + batch_size, len(rows))) for b in range(0, len(rows), batch_size)]
-    else:  # runs of neighbouring rows of equal template length: no pads enter a batch
+    else:  # runs of neighbouring rows of equal template and prompt length: no pads enter a batch (AR needs both)
+        key = pads * (length + 1) + fixed_all.long().cumprod(1).sum(1)[rows]
         batches, b = [], 0
         while b < len(rows):
             e = b + 1
-            while e < len(rows) and e - b < batch_size and pads[e] == pads[b]:
+            while e < len(rows) and e - b < batch_size and key[e] == key[b]:
                 e += 1
             batches.append((b, e))
             b = e
