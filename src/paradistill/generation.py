@@ -24,6 +24,7 @@ from .sampling.approx_cache import CACHE_MODES, BlockCachedDenoiser
 from .sampling.ar import generate_ar
 from .sampling.base import SamplingOptions, run_sampler
 from .sampling.bd3lm import denoiser_for
+from .sampling.padding import PaddedDenoiser, left_pad
 from .sampling.registry import build_sampler
 
 MASK_MARK = "[MASK]"
@@ -36,6 +37,7 @@ class GenerationResult:
     seconds: list[float]  # per batch wall-clock
     batch_sizes: list[int]
     info: dict[str, Any] = field(default_factory=dict)
+    left_pad: list[int] = field(default_factory=list)  # with `prompts`: per row, the PAD tokens on its left
 
     def per_sample(self) -> list[tuple[int, float]]:
         out = []
@@ -102,6 +104,7 @@ class MethodOptions:
     adaptive_threshold: float | None = None  # ADJUST: adaptive K by pick entropy (nats)
     block_cache: str | None = None  # full-attention masked models with blocks: "prefix" | "dual" approximate cache
     cache_refresh: int | None = None  # block cache: also refresh every k-th pass inside a block (1 = no cache)
+    alg_temp: float | None = None  # confidence samplers: > 0 draws positions from softmax(score / alg_temp) (Dream)
 
 
 def check_time_agnostic(loaded, what: str) -> None:
@@ -112,8 +115,10 @@ def check_time_agnostic(loaded, what: str) -> None:
                         "(loading.load(ref, format='mdlm')) or use a time-agnostic checkpoint")
 
 
-def make_denoiser(loaded, batch_size: int, length: int, generator: torch.Generator, opts: MethodOptions):
-    """The denoiser of a masked-diffusion checkpoint (noise-conditioned students draw their noise here)."""
+def make_denoiser(loaded, batch_size: int, length: int, generator: torch.Generator, opts: MethodOptions,
+                  pad: torch.Tensor | None = None):
+    """The denoiser of a masked-diffusion checkpoint (noise-conditioned students draw their noise here).
+    pad: [B, L] bool left pads of the batch (only for kinds where `can_left_pad` holds)."""
     kind = require_kind(loaded.kind, "a diffusion sampler", f"checkpoint '{loaded.path}'", family="diffusion")
     if kind.block:  # BD3-LM's adaLN would take one time per sequence; the block sampler has one per block
         check_time_agnostic(loaded, "the BD3-LM block sampler (one diffusion time per block)")
@@ -128,6 +133,8 @@ def make_denoiser(loaded, batch_size: int, length: int, generator: torch.Generat
                                           opts.kv_cache, block_cache=opts.block_cache, cache_refresh=opts.cache_refresh)
     if opts.block_cache is not None:
         return BlockCachedDenoiser(loaded.model, loaded.tokenizer.mask_id, opts.block_cache, opts.cache_refresh)
+    if pad is not None:
+        return PaddedDenoiser(loaded.model, loaded.tokenizer.mask_id, pad)
     block = loaded.record.block_size if kind.block else None
     return denoiser_for(loaded.model, loaded.tokenizer.mask_id, block, use_cache=opts.kv_cache,
                         batch_size=batch_size, length=length)
@@ -185,9 +192,16 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
              temperature: float = 1.0, top_p: float = 1.0, block_size: int | None = None,
              tokens_per_step: int | None = None, final_fill: str = "sample", progress: bool = True,
              denoiser=None, on_batch=None, threshold: float | None = None, chat: str | None = None,
-             gen_length: int | None = None, **method_options) -> GenerationResult:
+             gen_length: int | None = None, prompts: list[dict] | None = None,
+             **method_options) -> GenerationResult:
     """Sample `num` sequences from a loaded checkpoint (see loader.load_checkpoint). `method_options` are the
     fields of `MethodOptions` (an unknown one is an error naming the closest).
+
+    `prompts`: a list of {"prompt": TEXT} / {"chat": TEXT}; `num` samples of each, in order (rows prompt-major).
+    With `gen_length` their templates differ in length: they are left-padded to the longest and batched together,
+    the pads hidden from the model (sampling/padding.py; `result.left_pad` gives each row's pads); kinds that
+    cannot hide pads (AR, BD3-LM, ADJUST, noise-conditioned, --block-cache, a custom denoiser) batch only
+    neighbouring prompts of equal length. With `length`, every template has that length and needs no pad.
 
     `denoiser`: an object like sampling.base.Denoiser (`(x, t) -> log-probs`, `.mask_id`, `.time_conditioned`)
     used in place of the checkpoint's own (diffusion checkpoints; research on samplers and targets, e.g. an oracle
@@ -204,6 +218,11 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
         raise UserError(f"steps={steps}: must be >= 1")
     if block_size is not None and block_size < 1:
         raise UserError(f"--block-size {block_size}: must be >= 1 (omit it for the checkpoint's own)")
+    if prompts is not None and (prompt or chat or infill):
+        raise UserError("pass the prompts either one by one (--prompt / --chat / --infill) or as a file "
+                        "(--prompts), not both")
+    if prompts is not None and not prompts:
+        raise UserError("prompts=[]: pass at least one {'prompt': TEXT} or {'chat': TEXT}")
     tok = loaded.tokenizer
     if tok is None:
         raise UserError(f"checkpoint '{loaded.path}' has no tokenizer/ folder: it cannot be sampled")
@@ -217,11 +236,16 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
     if length > max_len:
         raise UserError(f"--length {length} exceeds the {max_len} positions checkpoint '{loaded.path}' supports "
                         f"(trained at {record.seq_len}): pass --length <= {max_len}")
-    keep_bos = record.keep_bos
-    if kind.autoregressive and not prompt:
-        keep_bos = True  # an AR model needs a first token; BOS starts every document of its stream (wrap/pad too)
-    row, fixed_row = build_template(tok, length, prompt, infill, keep_bos, chat, gen_length)
-    length = len(row)
+    specs = prompts if prompts is not None else [{"prompt": prompt, "chat": chat, "infill": infill}]
+    templates = []
+    for spec in specs:
+        keep_bos = record.keep_bos
+        if kind.autoregressive and not spec.get("prompt"):
+            keep_bos = True  # an AR model needs a first token; BOS starts every document of its stream (wrap/pad)
+        templates.append(build_template(tok, length, spec.get("prompt"), spec.get("infill"), keep_bos,
+                                        spec.get("chat"), gen_length))
+    x_all, fixed_all, pad_all = left_pad([r for r, _ in templates], [f for _, f in templates], tok.pad_id)
+    length = x_all.shape[1]
     context = getattr(loaded.model.cfg, "max_len", None)
     if context is not None and length > context:
         raise UserError(f"prompt + generation take {length} tokens but '{loaded.path}' has a context of {context}: "
@@ -232,36 +256,65 @@ def generate(loaded, num: int, length: int | None = None, sampler: str = "ancest
     options.validate()
     generator = torch.Generator().manual_seed(seed)
     device = next(loaded.model.parameters()).device
-    check_memory(sampling_bytes(min(batch_size, num), length, loaded.model.cfg.vocab_size),
-                 f"sampling a batch of {min(batch_size, num)} x {length} tokens over {loaded.model.cfg.vocab_size} "
-                 "vocabulary entries", "lower --batch-size", device)
-    # with --gen-length, blocks tile the generated part (LLaDA's block_length); BD3-LM keeps its trained grid
-    start = length - gen_length if gen_length is not None and not kind.block else 0
-    plan = _plan(loaded, kind, joint, sampler, length, block_size, tokens_per_step, opts, denoiser, fixed_row[None],
-                 threshold, start)
+    check_memory(sampling_bytes(min(batch_size, num * len(specs)), length, loaded.model.cfg.vocab_size),
+                 f"sampling a batch of {min(batch_size, num * len(specs))} x {length} tokens over "
+                 f"{loaded.model.cfg.vocab_size} vocabulary entries", "lower --batch-size", device)
+    rows = torch.arange(len(specs)).repeat_interleave(num)  # template of each output row, prompt-major
+    pads = pad_all.sum(1)[rows]
+    if can_left_pad(kind, joint, opts, denoiser):
+        batches = [(b, min(b + batch_size, len(rows))) for b in range(0, len(rows), batch_size)]
+    else:  # runs of neighbouring rows of equal template and prompt length: no pads enter a batch (AR needs both)
+        key = pads * (length + 1) + fixed_all.long().cumprod(1).sum(1)[rows]
+        batches, b = [], 0
+        while b < len(rows):
+            e = b + 1
+            while e < len(rows) and e - b < batch_size and key[e] == key[b]:
+                e += 1
+            batches.append((b, e))
+            b = e
+    batches = [(b, e, int(pads[b:e].min())) for b, e in batches]  # cut: pad columns all rows of a batch share
+    plans: dict[int, Any] = {}  # per batch width, before any work: a bad request fails before the first batch
+    for b, e, cut in batches:
+        width = length - cut
+        if width not in plans:
+            # with --gen-length, blocks tile the generated part (LLaDA's block_length); BD3-LM keeps its trained grid
+            start = width - gen_length if gen_length is not None and not kind.block else 0
+            plans[width] = _plan(loaded, kind, joint, sampler, width, block_size, tokens_per_step, opts, denoiser,
+                                 fixed_all[rows[b:e], cut:], threshold, start)
     out, nfes, secs, sizes = [], [], [], []
     extras = []  # per batch: sampler-specific counts (e.g. ADJUST sampler passes)
-    batches = range(0, num, batch_size)
     if progress:
         batches = tqdm(batches, desc=f"generate {loaded.kind}", leave=False)
-    for start in batches:
-        b = min(batch_size, num - start)
-        x = row.expand(b, -1).clone().to(device)
-        fixed = fixed_row.expand(b, -1).clone().to(device)
+    for b, e, cut in batches:
+        x = x_all[rows[b:e], cut:].to(device)
+        fixed = fixed_all[rows[b:e], cut:].to(device)
+        pad = pad_all[rows[b:e], cut:].to(device)
+        width = x.shape[1]
         t0 = time.perf_counter()
-        result = _sample_batch(loaded, kind, joint, plan, x, fixed, generator, steps, options, opts, denoiser,
-                               threshold)
+        result = _sample_batch(loaded, kind, joint, plans[width], x, fixed, generator, steps, options, opts,
+                               denoiser, threshold, pad if bool(pad.any()) else None)
         secs.append(time.perf_counter() - t0)
-        out.append(result.tokens.cpu())
+        tokens = result.tokens.cpu()
+        if cut:
+            tokens = torch.cat([torch.full((e - b, cut), tok.pad_id, dtype=tokens.dtype), tokens], 1)
+        out.append(tokens)
         nfes.append(result.nfe)
         extras.append(dict(getattr(result, "extra", None) or {}))
-        sizes.append(b)
+        sizes.append(e - b)
         if on_batch is not None:
             on_batch(out[-1], nfes[-1], secs[-1])
     info = {"sampler": "ar" if kind.autoregressive else sampler, "steps": steps, "length": length}
     if any(extras):
         info["batch_extra"] = extras
-    return GenerationResult(torch.cat(out), nfes, secs, sizes, info)
+    return GenerationResult(torch.cat(out), nfes, secs, sizes, info,
+                            pads.tolist() if prompts is not None else [])
+
+
+def can_left_pad(kind, joint: bool, opts: MethodOptions, denoiser=None) -> bool:
+    """Whether rows of different prompts can share a batch with hidden left pads: a plain full-attention
+    diffusion denoiser (its backbone takes a per-row attention mask and positions)."""
+    return (kind.family == "diffusion" and not kind.block and not kind.noise_conditioned and not joint
+            and opts.block_cache is None and denoiser is None)
 
 
 def _plan(loaded, kind, joint, sampler, length, block_size, tokens_per_step, opts, denoiser, fixed,
@@ -269,6 +322,9 @@ def _plan(loaded, kind, joint, sampler, length, block_size, tokens_per_step, opt
     """Checks the request before any work; the diffusion sampler object (None for AR / ADJUST).
     fixed: [B, L] bool template rows."""
     tok = loaded.tokenizer
+    if opts.alg_temp is not None and (kind.autoregressive or joint):
+        raise UserError(f"--alg-temp chooses positions for the confidence samplers; '{loaded.path}' is sampled as "
+                        f"{'adjust' if joint else loaded.kind}: drop --alg-temp")
     if opts.compile and not kind.autoregressive:
         raise UserError(f"--compile applies to autoregressive checkpoints; '{loaded.path}' is a {loaded.kind} "
                         "checkpoint: drop --compile")
@@ -294,28 +350,30 @@ def _plan(loaded, kind, joint, sampler, length, block_size, tokens_per_step, opt
                         "decoding, pass --block-size (e.g. 32)")
     return build_sampler(sampler, block_size=block, tokens_per_step=tokens_per_step,
                          eos_id=tok.eos_id if opts.stop_at_eos else None, pad_id=tok.pad_id,
-                         max_length=opts.max_length, threshold=threshold, block_start=start)
+                         max_length=opts.max_length, threshold=threshold, block_start=start, alg_temp=opts.alg_temp)
 
 
 def _sample_batch(loaded, kind, joint, diffusion_sampler, x, fixed, generator, steps, options, opts, denoiser,
-                  threshold: float | None = None):
-    """One batch x, fixed: [B, L] through the kind's sampler -> SampleResult."""
+                  threshold: float | None = None, pad: torch.Tensor | None = None):
+    """One batch x, fixed: [B, L] (pad: [B, L] bool left pads, or None) through the kind's sampler -> SampleResult."""
     if kind.autoregressive:
         return _generate_ar(loaded, x, fixed, x.shape[1], generator, options, opts)
     if joint:
         return sample_adjust(loaded, x, fixed, generator, options, opts.tokens_per_pass, opts.mode,
                              opts.adjust_checkpoint, opts.adaptive_threshold, threshold)
-    den = denoiser if denoiser is not None else make_denoiser(loaded, x.shape[0], x.shape[1], generator, opts)
+    den = denoiser if denoiser is not None else make_denoiser(loaded, x.shape[0], x.shape[1], generator, opts,
+                                                              pad)
     return run_sampler(diffusion_sampler, den, x, fixed, generator, steps, options)
 
 
 def sample_rows(loaded, x: torch.Tensor, fixed: torch.Tensor, sampler: str = "ancestral", steps: int = 64,
                 generator: torch.Generator | None = None, temperature: float = 1.0, top_p: float = 1.0,
                 block_size: int | None = None, tokens_per_step: int | None = None, final_fill: str = "sample",
-                threshold: float | None = None, **method_options):
+                threshold: float | None = None, pad: torch.Tensor | None = None, **method_options):
     """One batch of caller-built template rows (x, fixed: [B, L]; e.g. a different prompt per row, as an
     evaluation harness needs) through the same dispatch as `generate`. Autoregressive rows must share their
-    prompt length. Returns a sampling.base.SampleResult (tokens [B, L])."""
+    prompt length. pad: [B, L] bool left pads (sampling/padding.left_pad; fixed there), hidden from the model.
+    Returns a sampling.base.SampleResult (tokens [B, L])."""
     opts = from_dict(MethodOptions, dict(method_options), where="generate options")
     if loaded.tokenizer is None:
         raise UserError(f"checkpoint '{loaded.path}' has no tokenizer/ folder: it cannot be sampled")
@@ -328,8 +386,12 @@ def sample_rows(loaded, x: torch.Tensor, fixed: torch.Tensor, sampler: str = "an
     options = SamplingOptions(temperature, top_p, final_fill, () if pad_is_token else (tok.pad_id,))
     options.validate()
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    if pad is not None and bool(pad.any()) and not can_left_pad(kind, joint, opts):
+        raise UserError(f"left-padded rows need a full-attention diffusion model; '{loaded.path}' is sampled as "
+                        f"{'adjust' if joint else loaded.kind}: batch rows of equal template length instead")
     plan = _plan(loaded, kind, joint, sampler, x.shape[1], block_size, tokens_per_step, opts, None, fixed, threshold)
-    return _sample_batch(loaded, kind, joint, plan, x, fixed, generator, steps, options, opts, None, threshold)
+    return _sample_batch(loaded, kind, joint, plan, x, fixed, generator, steps, options, opts, None, threshold,
+                         pad if pad is not None and bool(pad.any()) else None)
 
 
 def _generate_ar(loaded, x, fixed, length, generator, options, opts: MethodOptions):

@@ -86,6 +86,10 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
                         "keys/values of finished blocks are reused, refreshed by a full pass at each block's start; "
                         "dual: the masked suffix's too, each pass runs only the current block. BD3-LM always uses "
                         "its exact cache")
+    g.add_argument("--alg-temp", type=float, default=None,
+                   help="confidence / entropy / margin / low-confidence samplers: Dream's alg_temp. 0 (default): "
+                        "unmask the most confident positions; > 0: draw them without replacement from "
+                        "softmax(confidence / ALG_TEMP) over the masked positions")
     g.add_argument("--noise-temperature", type=float, default=None,
                    help="Gumbel-distilled students: noise temperature (default: the checkpoint's)")
 
@@ -109,4 +113,6 @@ def sampling_kwargs(args) -> dict:
         kw["compile"] = True
     if args.noise_temperature is not None:
         kw["noise_temperature"] = args.noise_temperature
+    if getattr(args, "alg_temp", None) is not None:
+        kw["alg_temp"] = args.alg_temp
     return kw

@@ -43,6 +43,12 @@ def add_parser(msub) -> None:
     p.add_argument("--prompts", default=None,
                    help="optional text file, one prompt per line: trajectories continue these (cycled); "
                         "default: unconditional (BOS only)")
+    p.add_argument("--chat", action="store_true",
+                   help="each --prompts line is a user message put through the base tokenizer's chat template "
+                        "(instruct models, e.g. Dream-v0-Instruct-7B, as the official MetaMath trajectories)")
+    p.add_argument("--gen-length", type=int, default=None, metavar="N",
+                   help="trajectory length = the longest prompt template + N generated tokens (default: the "
+                        "base's training length, else data.seq_len)")
     add_recipe_options(p)
     p.add_argument("--out", default="runs/adjust", help="run directory (default: runs/adjust)")
     p.add_argument("--resume", action="store_true",
@@ -76,7 +82,7 @@ def run(args) -> int:
     check_not_input(args.out, {"--base": args.base})
     check_train_target(args.out, args.resume)
     result = api.distill_adjust(args.base, recipe, args.out, args.prompts, args.trajectories_dir, resume=args.resume,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, chat=args.chat, gen_length=args.gen_length)
     val = f", validation KL {result.last_val:.4f} nats/position" if result.last_val is not None else ""
     print(f"trained an ADJUST sampler for {result.steps} steps in {result.seconds:.0f}s{val}; checkpoint: "
           f"{result.checkpoint}\nsample: paradistill sample {args.out} --sampler adjust --tokens-per-pass "

@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
     add_sampling_options(p)
     p.add_argument("--prompts", default=None,
                    help="JSONL file, one prompt a line: {\"prompt\": TEXT} or {\"chat\": TEXT}; --num samples each, "
-                        "written in order with their prompt")
+                        "written in order with their prompt. All prompts share batches: with --gen-length they are "
+                        "left-padded to the longest, the pads hidden from the model (MDLM / LLaDA / Dream)")
     p.add_argument("--dry-run", action="store_true",
                    help="LLaDA / Dream (a directory, or a release name such as hf:GSAI-ML/LLaDA-8B-Instruct): print "
                         "the memory and time per generated token on --plan-device, load nothing")
@@ -140,22 +141,26 @@ def read_prompt_file(path: str) -> list[dict]:
 
 
 def _run_prompts(args, loaded, kw, out) -> int:
-    """Each prompt of the file sampled --num times (its own batches: no padding between prompts)."""
+    """Every prompt of the file sampled --num times, all in shared batches (with --gen-length, left-padded with
+    the pads hidden from the model; generation.generate `prompts`)."""
     import json
     from pathlib import Path
 
     from .. import api
     from ..io import atomic_write_text
 
+    rows = read_prompt_file(args.prompts)
+    if args.adjust:
+        kw["adjust_checkpoint"] = args.adjust
+    result = api.generate(loaded, args.num, length=args.length, prompts=rows, **kw)
     lines = []
-    for row in read_prompt_file(args.prompts):
-        result = api.generate(loaded, args.num, length=args.length, **{**kw, "prompt": row.get("prompt"),
-                                                                        "chat": row.get("chat")})
-        for tokens, (nfe, sec) in zip(result.tokens.tolist(), result.per_sample()):
-            lines.append(json.dumps({**row, "text": loaded.tokenizer.decode(tokens), "tokens": tokens, "nfe": nfe,
-                                     "seconds": sec, "kind": loaded.kind, "checkpoint": str(loaded.path),
-                                     **result.info}))
-        print("-", row, "->", loaded.tokenizer.decode(result.tokens[0].tolist()))
+    for i, (tokens, (nfe, sec), pad) in enumerate(zip(result.tokens.tolist(), result.per_sample(), result.left_pad)):
+        row, tokens = rows[i // args.num], tokens[pad:]
+        lines.append(json.dumps({**row, "text": loaded.tokenizer.decode(tokens), "tokens": tokens, "nfe": nfe,
+                                 "seconds": sec, "kind": loaded.kind, "checkpoint": str(loaded.path),
+                                 **result.info}))
+        if i % args.num == 0:
+            print("-", row, "->", loaded.tokenizer.decode(tokens))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, "\n".join(lines) + "\n")
     print(f"{len(lines)} samples -> {out}")

@@ -32,19 +32,49 @@ def read_prompts(prompts_file: str | Path) -> list[str]:
     return prompts
 
 
-def templates_for(base, length: int, prompts: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generation templates [P, L] and their fixed masks: BOS only, or one per prompt."""
-    keep_bos = base.record.keep_bos
-    rows = [build_template(base.tokenizer, length, prompt, None, keep_bos) for prompt in (prompts or [None])]
+def templates_for(base, length: int, prompts: list[str] | None = None, chat: bool = False,
+                  gen_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generation templates [P, L] and their fixed masks: BOS only, or one per prompt. `chat`: each prompt is a
+    user message put through the base tokenizer's chat template (instruct models; the template brings its own
+    BOS). `gen_length`: L = the longest template + gen_length (shorter templates generate more), instead of
+    `length`."""
+    tok, keep_bos = base.tokenizer, base.record.keep_bos
+    if chat and not prompts:
+        raise UserError("--chat applies the chat template to prompts: pass --prompts FILE (one user message a "
+                        "line), or drop --chat for unconditional trajectories")
+    if chat:
+        try:
+            tok.chat_ids(prompts[0])
+        except UserError:
+            raise UserError(f"--chat: the tokenizer of base '{base.path}' has no chat template: drop --chat (the "
+                            "prompts are then plain text) or use an instruct model") from None
+
+    def build(text, n, gen=None):
+        return build_template(tok, n, None if chat else text, None, keep_bos, text if chat else None, gen)
+
+    texts = prompts or [None]
+    if gen_length is not None:
+        if gen_length < 1:
+            raise UserError(f"--gen-length {gen_length}: must be >= 1")
+        length = max(len(build(text, None, 0)[0]) for text in texts) + gen_length
+    rows = [build(text, length) for text in texts]
     return torch.stack([r for r, _ in rows]), torch.stack([f for _, f in rows])
 
 
 def distill_adjust(base_ref: str | Path, recipe: Recipe, out: str | Path, prompts_file: str | None = None,
-                   traj_dir: str | Path | None = None, resume: bool = False, progress: bool = True):
-    """Trajectories of the base `base_ref`, then an ADJUST sampler layer with `recipe.adjust` into `out`."""
+                   traj_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+                   chat: bool = False, gen_length: int | None = None):
+    """Trajectories of the base `base_ref`, then an ADJUST sampler layer with `recipe.adjust` into `out`.
+    `chat`: the prompts are user messages through the base's chat template; `gen_length`: the trajectories'
+    length is the longest prompt template + this (default: the base's training length, else data.seq_len)."""
     base = load_checkpoint(base_ref, expect_kinds=kind_names(family="diffusion", noise_conditioned=False))
     length = base.record.seq_len if "seq_len" in base.method else recipe.data.seq_len
-    templates, fixed = templates_for(base, length, read_prompts(prompts_file) if prompts_file else None)
+    templates, fixed = templates_for(base, length, read_prompts(prompts_file) if prompts_file else None, chat,
+                                     gen_length)
+    context = getattr(base.model.cfg, "max_len", None)
+    if context is not None and templates.shape[1] > context:
+        raise UserError(f"trajectories of {templates.shape[1]} tokens exceed the {context}-token context of base "
+                        f"'{base.path}': shorten the prompts or lower --gen-length / data.seq_len")
     return train_adjust(base, templates, fixed, recipe.adjust, recipe.train, out, traj_dir, resume=resume,
                         progress=progress)
 

@@ -59,8 +59,13 @@ class Denoiser:
         # x: [B, L] long, t: [B] float -> [B, L, V] float32 log-probs
         sigma = t if self.time_conditioned else None
         extra_mask = (x == self.mask_id) if self.extra is not None else None
-        logits = self.model(x, attn="bidirectional", sigma=sigma, extra=self.extra, extra_mask=extra_mask).logits
+        logits = self.model(x, **self.model_inputs(x), sigma=sigma, extra=self.extra, extra_mask=extra_mask).logits
         return subs_log_probs(logits, x, self.mask_id)
+
+    def model_inputs(self, x: torch.Tensor) -> dict:
+        """Attention (and positions) the backbone gets for rows x: [B, L]; left-padded rows override it
+        (sampling/padding.py)."""
+        return {"attn": "bidirectional"}
 
     @torch.no_grad()
     def masked_log_probs(self, x: torch.Tensor, t: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
@@ -70,7 +75,7 @@ class Denoiser:
             return self(x, t)[where]
         sigma = t if self.time_conditioned else None
         extra_mask = (x == self.mask_id) if self.extra is not None else None
-        logits = self.model(x, attn="bidirectional", sigma=sigma, extra=self.extra, extra_mask=extra_mask,
+        logits = self.model(x, **self.model_inputs(x), sigma=sigma, extra=self.extra, extra_mask=extra_mask,
                             logits_at=where).logits
         return subs_rows(logits, x[where], self.mask_id)
 

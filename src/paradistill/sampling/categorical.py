@@ -39,6 +39,25 @@ def gumbel_noise(shape, generator: torch.Generator, device=None) -> torch.Tensor
     return g.to(device) if device is not None else g
 
 
+def check_alg_temp(alg_temp: float | None) -> float | None:
+    """Dream's alg_temp: None or 0 = deterministic choice of positions; > 0 draws them."""
+    if alg_temp is None:
+        return None
+    if not (alg_temp >= 0 and alg_temp < float("inf")):
+        raise UserError(f"--alg-temp {alg_temp}: must be >= 0 (0: the most confident positions; > 0: positions "
+                        "drawn from softmax(confidence / alg_temp))")
+    return float(alg_temp) or None
+
+
+def position_keys(scores: torch.Tensor, alg_temp: float | None, generator: torch.Generator) -> torch.Tensor:
+    """Keys for choosing which positions to unmask: their k largest are k positions drawn WITHOUT replacement with
+    probabilities softmax(scores / alg_temp) (Gumbel-top-k; Dream's `alg_temp`). scores: [B, L] (-inf = not
+    eligible) -> float64 keys [B, L]; alg_temp None or 0: the scores themselves (the k most confident)."""
+    if not alg_temp:
+        return scores
+    return scores.double() / alg_temp + gumbel_noise(scores.shape, generator, scores.device)
+
+
 def sample_categorical(log_probs: torch.Tensor, generator: torch.Generator, temperature: float = 1.0,
                        top_p: float = 1.0) -> torch.Tensor:
     """log_probs: [..., V] -> samples [...] long, by float64 Gumbel-max."""

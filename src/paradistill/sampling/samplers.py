@@ -6,7 +6,9 @@
 - first-hitting: one uniformly chosen masked position per forward pass (exact for the model's joint in a
   random order when the model is time-agnostic).
 - confidence / entropy / margin: per pass the masked positions with the highest max-probability (lowest
-  entropy, largest top-2 margin) are drawn from their marginals, ceil(remaining / steps left) of them.
+  entropy, largest top-2 margin) are drawn from their marginals, ceil(remaining / steps left) of them. With
+  `alg_temp` > 0 (Dream's) those positions are drawn instead, without replacement, with probabilities
+  softmax(score / alg_temp) over the masked positions.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from ..diffusion.schedules import LogLinear
 from ..errors import UserError
 from .base import Sampler, SamplerState
-from .categorical import entropy
+from .categorical import check_alg_temp, entropy, position_keys
 
 
 def masked_fraction(state: SamplerState) -> torch.Tensor:
@@ -88,12 +90,13 @@ class FirstHittingSampler(Sampler):
 class ConfidenceSampler(Sampler):
     """MaskGIT / LLaDA / Dream-style parallel decoding ordered by confidence, entropy or margin."""
 
-    def __init__(self, score: str = "confidence", tokens_per_step: int | None = None):
+    def __init__(self, score: str = "confidence", tokens_per_step: int | None = None, alg_temp: float | None = None):
         if score not in ("confidence", "entropy", "margin"):
             raise UserError(f"score={score!r}: choose confidence, entropy or margin")
         if tokens_per_step is not None and tokens_per_step < 1:
             raise UserError(f"tokens_per_step={tokens_per_step}: must be >= 1")
         self.score, self.tokens_per_step = score, tokens_per_step
+        self.alg_temp = check_alg_temp(alg_temp)
         self.name = score
 
     def init(self, x, fixed, denoiser, generator, steps, options):
@@ -119,6 +122,7 @@ class ConfidenceSampler(Sampler):
         log_probs = state.denoise_at(masked_fraction(state).to(state.x.device))  # [N, V] at masked positions
         scores = torch.full(masked.shape, float("-inf"), dtype=torch.float64, device=masked.device)
         scores[masked] = self._scores(log_probs).double()
+        scores = position_keys(scores, self.alg_temp, state.generator)
         rank = scores.argsort(dim=1, descending=True).argsort(dim=1)
         chosen = masked & (rank < count[:, None])
         if chosen.any():
