@@ -132,6 +132,11 @@ def test_benchmark_interleaves_rounds_with_hf_baseline_block_caches_and_overhead
         assert q["min"] <= q["value"] <= q["max"] and q["rounds"] == 2
     so = res["sampler_overhead"]
     assert set(so["overhead"]) == {"ancestral", "confidence", "threshold"}
+    # the machine's load is recorded at the start, at every round of every (L, batch) group, and at the end
+    loads = res["load_average"]
+    assert [q.get("when") for q in (loads[0], loads[-1])] == ["start", "end"]
+    assert sorted((q["batch"], q["round"]) for q in loads[1:-1]) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert all(q["loadavg"] is None or len(q["loadavg"]) == 3 for q in loads) and res["wall_s"] > 0
     table = (tmp_path / "table.md").read_text()
     assert table.splitlines()[2].startswith("**Verdict**")
     assert "Sampler work outside the forward" in table

@@ -8,6 +8,7 @@ variant with the lower median)."""
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -173,9 +174,19 @@ def case_fn(loaded, options: dict[str, Any], batch: int, length: int):
     return once
 
 
-def run_interleaved(cases, batch: int, length: int, bc: BenchConfig, bar=None) -> list[dict[str, Any]]:
+def load_average() -> list[float] | None:
+    """The machine's 1 / 5 / 15-minute load averages (None where unknown): a shared machine's load is part of
+    the record of a timing run."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def run_interleaved(cases, batch: int, length: int, bc: BenchConfig, bar=None,
+                    loads: list | None = None) -> list[dict[str, Any]]:
     """Warm up every case, then `bc.rounds` rounds of every case once, in order. One row per case with its
-    per-round `times`, the median latency and tokens/s."""
+    per-round `times`, the median latency and tokens/s. `loads`: gets the load average at each round's start."""
     fns, peaks, counts = [], {}, {}
     with torch.no_grad():
         for name, loaded, options in cases:
@@ -186,7 +197,9 @@ def run_interleaved(cases, batch: int, length: int, bc: BenchConfig, bar=None) -
             peaks[name] = mem.peak
             fns.append((name, fn))
         times: dict[str, list[float]] = {name: [] for name, _ in fns}
-        for _ in range(bc.rounds):
+        for i in range(bc.rounds):
+            if loads is not None:
+                loads.append({"length": length, "batch": batch, "round": i, "loadavg": load_average()})
             for name, fn in fns:
                 start = time.perf_counter()
                 counts[name] = fn()
@@ -247,7 +260,9 @@ def run_benchmark(bc: BenchConfig, out: str | Path | None = None, progress: bool
                                           "last_level_cache_bytes": llc},
         "peak_matmul_gflops": peak, "copy_bandwidth_gbs": bandwidth, "cache_bandwidth_gbs": cache_bw,
         "parameters": cfg.num_parameters(), "weight_bytes": wbytes,
-        "forward": forward_case(cfg, bc, peak), "cases": [], "roofline": []}
+        "forward": forward_case(cfg, bc, peak), "cases": [], "roofline": [],
+        "load_average": [{"when": "start", "loadavg": load_average()}]}
+    started = time.perf_counter()
     groups = [(length, batch, _cases(bc, cfg, tok, length, batch)) for length in bc.lengths
               for batch in bc.batch_sizes]
     bar = None
@@ -258,7 +273,7 @@ def run_benchmark(bc: BenchConfig, out: str | Path | None = None, progress: bool
     for length, batch, cases in groups:
         if any(isinstance(loaded, HFCase) for _, loaded, _ in cases):
             results["hf_parameters"] = next(lo.parameters() for _, lo, _ in cases if isinstance(lo, HFCase))
-        results["cases"] += run_interleaved(cases, batch, length, bc, bar)
+        results["cases"] += run_interleaved(cases, batch, length, bc, bar, results["load_average"])
     if bar is not None:
         bar.close()
     for length in bc.lengths:
@@ -267,6 +282,8 @@ def run_benchmark(bc: BenchConfig, out: str | Path | None = None, progress: bool
                 results["roofline"].append({"length": length, "batch": batch, **row})
     if bc.overhead_rounds:
         results["sampler_overhead"] = sampler_overhead(cfg, bc.overhead_length, 1, bc.overhead_rounds)
+    results["load_average"].append({"when": "end", "loadavg": load_average()})
+    results["wall_s"] = time.perf_counter() - started
     results["ratios"] = ratios(results["cases"], bc)
     results["crossover"] = crossover(results)
     if out is not None:
