@@ -45,6 +45,8 @@ class BenchConfig:
     ar_no_cache: bool = True
     mdlm_no_cache: bool = True
     heavy_tokens: int = 0  # > 0: above this many tokens per call only a few cases run (see bench_cases._cases)
+    heavy_cases: list[str] | None = None  # the cases kept above heavy_tokens (None: bench_cases.heavy_default)
+    compile_cases: list[str] | None = None  # the eager cases given a compiled twin (None: bench_cases.COMPILED)
     overhead_rounds: int = 0  # > 0: measure the sampler's work outside the forward at `overhead_length`
     overhead_length: int = 256
 

@@ -22,6 +22,7 @@ from ..data.tokenizers import WordTokenizer
 from ..distill.adjust import AdjustConfig, AdjustModel, SamplerLayer, sampler_config_for
 from ..distill.adjust_adapters import ParadistillAdapter
 from ..distill.gumbel import GumbelConfig
+from ..errors import UserError
 from ..generation import generate
 from ..io import atomic_write_json, atomic_write_text
 from ..models.transformer import ModelConfig
@@ -48,11 +49,24 @@ def _cases(bc: BenchConfig, cfg: ModelConfig, tok, length: int, batch: int = 1) 
     dual-cache block case run (the rest would take minutes per call on a CPU)."""
     cases = _all_cases(bc, cfg, tok, length)
     if bc.heavy_tokens and batch * length > bc.heavy_tokens:
-        fewest = f"mdlm T={min(t or length for t in bc.mdlm_steps)} cached" if bc.mdlm_steps else None
-        keep = ("ar kv-cache", "ar kv-cache (compiled)", "hf-gpt2 generate", fewest,
-                f"mdlm B={bc.block} S={bc.block_steps} dual")
+        if bc.heavy_cases is not None:
+            _check_names("--heavy-cases", bc.heavy_cases, [c[0] for c in cases])
+        keep = set(bc.heavy_cases if bc.heavy_cases is not None else heavy_default(bc, length))
+        keep |= {f"{name} (compiled)" for name in keep}
         cases = [c for c in cases if c[0] in keep]
     return cases
+
+
+def _check_names(option: str, names: list[str], known: list[str]) -> None:
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise UserError(f"{option}: no case named '{bad[0]}' in this run; choose from: {', '.join(known)}")
+
+
+def heavy_default(bc: BenchConfig, length: int) -> list[str]:
+    """The cases run above `bc.heavy_tokens` unless `bc.heavy_cases` says otherwise (their compiled twins too)."""
+    fewest = [f"mdlm T={min(t or length for t in bc.mdlm_steps)} cached"] if bc.mdlm_steps else []
+    return ["ar kv-cache", "hf-gpt2 generate", *fewest, f"mdlm B={bc.block} S={bc.block_steps} dual"]
 
 
 def _all_cases(bc: BenchConfig, cfg: ModelConfig, tok, length: int) -> list[tuple[str, Any, dict[str, Any]]]:
@@ -90,7 +104,9 @@ def _all_cases(bc: BenchConfig, cfg: ModelConfig, tok, length: int) -> list[tupl
     if "adjust" in bc.methods:
         cases += _adjust_cases(bc, cfg, tok, base, length)
     if bc.compile:
-        cases += _compiled_cases(cases)
+        if bc.compile_cases is not None:
+            _check_names("--compile-cases", bc.compile_cases, [c[0] for c in cases])
+        cases += _compiled_cases(cases, COMPILED if bc.compile_cases is None else tuple(bc.compile_cases))
     return cases
 
 
@@ -111,7 +127,7 @@ class CompiledModel:
         return getattr(self._model, name)
 
 
-def _compiled_cases(cases):
+def _compiled_cases(cases, names=COMPILED):
     """The same cases compiled, measured beside the eager ones (compilation happens in the warm-up run, which is
     not timed). AR with KV cache uses its own compiled path (static cache, one graph per step, see
     sampling.ar); the others run the backbone under `torch.compile(dynamic=True)`."""
@@ -119,9 +135,11 @@ def _compiled_cases(cases):
 
     out = []
     for name, loaded, options in cases:
+        if name not in names:
+            continue
         if name == "ar kv-cache":
             out.append((f"{name} (compiled)", loaded, {**options, "compile": True}))
-        elif name in COMPILED:
+        else:
             twin = copy.copy(loaded)
             twin.model = CompiledModel(loaded.model)
             out.append((f"{name} (compiled)", twin, options))
