@@ -47,6 +47,8 @@ def add_parser(sub) -> None:
     p.add_argument("--compile-cases", default=None,
                    help="with --compile: comma-separated eager cases that get a compiled twin (default: 'ar kv-cache,"
                         "ar no-cache,mdlm T=16 cached,bd3lm B=16 kv-cache')")
+    p.add_argument("--forward-tokens", type=int, default=4096,
+                   help="tokens of the full forward pass timed against peak matmul (batch x 256; default 4096)")
     p.add_argument("--overhead-rounds", type=int, default=0,
                    help="also time the sampler's work outside the forward (L=256, batch 1), this many rounds")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs per case")
@@ -79,7 +81,7 @@ def run(args) -> int:
                      block=args.block_size, block_steps=args.block_steps, ar_no_cache=not args.no_baselines,
                      mdlm_no_cache=not args.no_baselines, heavy_tokens=args.heavy_tokens,
                      overhead_rounds=args.overhead_rounds, heavy_cases=_names(args.heavy_cases),
-                     compile_cases=_names(args.compile_cases))
+                     compile_cases=_names(args.compile_cases), forward_tokens=args.forward_tokens)
     bc.validate()
     from ..io import guard_output_dir
 
