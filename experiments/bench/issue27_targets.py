@@ -130,6 +130,9 @@ def main(argv=None) -> int:
     ap.add_argument("--frontier", default="results/decoding_frontier", help="folder with frontier.json")
     args = ap.parse_args(argv)
     bench = json.loads((Path(args.bench) / "bench.json").read_text())
+    overhead = Path(args.bench) / "overhead_v50258.json"  # experiments/bench/sampler_overhead.py, if run
+    if overhead.exists():
+        bench["sampler_overhead"] = json.loads(overhead.read_text())
     front = json.loads((Path(args.frontier) / "frontier.json").read_text())
     lines, checks = verdict(bench, front)
     from paradistill.eval.bench_report import markdown_table
