@@ -31,7 +31,20 @@ def _spread(q: dict) -> str:
     return f"**{q['value']:.2f}x** (rounds {q['min']:.2f}-{q['max']:.2f}x, {q['rounds']} rounds)"
 
 
-def target_a(bench: dict, front: dict) -> tuple[bool | None, str]:
+def other_runs(extra: list[dict]) -> str:
+    """The prefix / dual ratios of further benchmark runs (e.g. at the GPT-2 vocabulary), as one clause."""
+    parts = []
+    for b in extra:
+        cfg = b["config"]
+        label = f"mdlm B={cfg['block']} S={cfg['block_steps']} prefix vs no-cache"
+        q, d = _ratio(b, label), _ratio(b, label.replace("prefix", "dual"))
+        if q and d:
+            parts.append(f"at V={cfg['vocab_size']} ({b['parameters'] / 1e6:.1f}M parameters): prefix {_spread(q)}, "
+                         f"dual {_spread(d)}")
+    return "; ".join(parts)
+
+
+def target_a(bench: dict, front: dict, extra: list[dict] = ()) -> tuple[bool | None, str]:
     cfg = bench["config"]
     label = f"mdlm B={cfg['block']} S={cfg['block_steps']} prefix vs no-cache"
     q = _ratio(bench, label)
@@ -44,6 +57,8 @@ def target_a(bench: dict, front: dict) -> tuple[bool | None, str]:
             f"batch 1: {_spread(q)} tokens/s (target 2x: {'met' if speed_ok else 'not met'})")
     if dual:
         text += f"; the dual cache {_spread(dual)}"
+    if extra and other_runs(extra):
+        text += f" (V={cfg['vocab_size']}, {bench['parameters'] / 1e6:.1f}M parameters; " + other_runs(extra) + ")"
     ok = speed_ok
     if nll:
         change, ci = nll["nll_change"], nll.get("nll_change_ci95", 0.0)
@@ -113,8 +128,8 @@ def target_d(bench: dict, front: dict) -> tuple[bool | None, str]:
                    f"{fastest['x_ar_tokens_per_s']['median']:.2f}x (NLL {fastest['exact_nll']:.3f})")
 
 
-def verdict(bench: dict, front: dict) -> tuple[list[str], dict]:
-    checks = {"a": target_a(bench, front), "b": target_b(front), "c": target_c(bench), "d": target_d(bench, front)}
+def verdict(bench: dict, front: dict, extra: list[dict] = ()) -> tuple[list[str], dict]:
+    checks = {"a": target_a(bench, front, extra), "b": target_b(front), "c": target_c(bench), "d": target_d(bench, front)}
     lines = ["## Issue 27 targets (one interleaved benchmark + the decoding frontier)", ""]
     for key, (ok, text) in checks.items():
         mark = {True: "MET", False: "NOT MET", None: "INCONCLUSIVE"}[ok] if key != "d" else "REPORTED"
@@ -131,6 +146,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", default="results/bench", help="folder with bench.json and table.md (rewritten)")
     ap.add_argument("--frontier", default="results/decoding_frontier", help="folder with frontier.json")
+    ap.add_argument("--bench-extra", nargs="*", default=[],
+                    help="further benchmark folders (bench.json) whose prefix / dual cache ratios are quoted in (a)")
     ap.add_argument("--frontier-cache", default=None,
                     help="optional folder with a frontier.json of the block-cache rows at more samples: its "
                          "exact-NLL change replaces the main frontier's for target (a)")
@@ -145,7 +162,8 @@ def main(argv=None) -> int:
         for key in ("block prefix cache vs none", "block dual cache vs none"):
             if key in extra["targets"]:
                 front["targets"][key] = {**extra["targets"][key], "num": extra["args"]["num"]}
-    lines, checks = verdict(bench, front)
+    extra = [json.loads((Path(d) / "bench.json").read_text()) for d in args.bench_extra]
+    lines, checks = verdict(bench, front, extra)
     from paradistill.eval.bench_report import markdown_table
 
     body = markdown_table(bench).split("\n")
