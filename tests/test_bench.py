@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 
@@ -132,6 +133,35 @@ def test_benchmark_interleaves_rounds_with_hf_baseline_block_caches_and_overhead
         assert q["min"] <= q["value"] <= q["max"] and q["rounds"] == 2
     so = res["sampler_overhead"]
     assert set(so["overhead"]) == {"ancestral", "confidence", "threshold"}
+    # the machine's load is recorded at the start, at every round of every (L, batch) group, and at the end
+    loads = res["load_average"]
+    assert [q.get("when") for q in (loads[0], loads[-1])] == ["start", "end"]
+    assert sorted((q["batch"], q["round"]) for q in loads[1:-1]) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert all(q["loadavg"] is None or len(q["loadavg"]) == 3 for q in loads) and res["wall_s"] > 0
     table = (tmp_path / "table.md").read_text()
     assert table.splitlines()[2].startswith("**Verdict**")
     assert "Sampler work outside the forward" in table
+
+
+def test_heavy_and_compile_case_lists_choose_the_cases_and_reject_unknown_names():
+    from paradistill.errors import UserError
+    from paradistill.eval.bench import BenchConfig
+    from paradistill.eval.bench_cases import _cases, bench_tokenizer
+    from paradistill.models.transformer import ModelConfig
+
+    cfg = ModelConfig(vocab_size=40, dim=32, n_layers=1, n_heads=2, max_len=64)
+    tok = bench_tokenizer(40)
+    bc = BenchConfig(dim=32, n_layers=1, n_heads=2, vocab_size=40, lengths=[32], mdlm_steps=[16],
+                     methods=["ar", "hf", "mdlm", "blockcache"], block=8, block_steps=2, heavy_tokens=40, compile=True,
+                     compile_cases=["ar kv-cache"], heavy_cases=["ar kv-cache", "mdlm B=8 S=2 dual"])
+    light = [c[0] for c in _cases(bc, cfg, tok, 32, batch=1)]
+    assert "ar kv-cache (compiled)" in light and "mdlm T=16 cached (compiled)" not in light  # only the chosen twin
+    assert "mdlm B=8 S=2 prefix" in light  # below heavy_tokens every case runs
+    assert [c[0] for c in _cases(bc, cfg, tok, 32, batch=2)] == ["ar kv-cache", "mdlm B=8 S=2 dual",
+                                                                  "ar kv-cache (compiled)"]
+    bc.heavy_cases = ["ar kvcache"]
+    with pytest.raises(UserError, match="--heavy-cases"):
+        _cases(bc, cfg, tok, 32, batch=2)
+    bc.heavy_cases, bc.compile_cases = None, ["mdlm T=99 cached"]
+    with pytest.raises(UserError, match="--compile-cases"):
+        _cases(bc, cfg, tok, 32, batch=1)

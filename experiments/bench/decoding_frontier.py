@@ -28,11 +28,49 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from paradistill.io import atomic_savefig, atomic_write_text
 
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+
+def load_average():
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+class RowPassCounter:
+    """Wraps a denoiser and counts, per batch row, the passes in which that row still had a masked position to
+    predict: the passes the row would have cost if it had been decoded alone (a batched adaptive sampler runs
+    until its slowest row is done, so the batch's NFE overstates a sample's). Block views are wrapped too, so the
+    count follows semi-autoregressive decoding block by block."""
+
+    def __init__(self, inner, counts=None):
+        self.inner, self.counts = inner, counts if counts is not None else {}
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def _count(self, active):
+        active = active.reshape(active.shape[0], -1).any(1).long().cpu()
+        if "rows" not in self.counts:
+            self.counts["rows"] = torch.zeros_like(active)
+        self.counts["rows"] += active
+
+    def __call__(self, x, t):
+        self._count(x == self.inner.mask_id)
+        return self.inner(x, t)
+
+    def masked_log_probs(self, x, t, where):
+        from paradistill.sampling.base import log_probs_at
+
+        self._count(where)
+        return log_probs_at(self.inner, x, t, where)
+
+    def block_view(self, x, start, end):
+        return RowPassCounter(self.inner.block_view(x, start, end), self.counts)
+
+    def commit(self, x_block, start, end):
+        return self.inner.commit(x_block, start, end)
 
 
 def settings(args, have: dict) -> list[dict]:
@@ -86,19 +124,32 @@ def settings(args, have: dict) -> list[dict]:
     return out
 
 
-def make_call(loaded, s: dict, num: int, length: int, seed: int):
+def make_call(loaded, s: dict, num: int, length: int, seed: int, count_rows: bool = False):
+    """A no-argument callable generating `num` samples of setting `s` in one batch; `counts` gets the block
+    cache's full / cached passes and, with `count_rows`, each row's own passes (see RowPassCounter)."""
+    from paradistill import generation
     from paradistill.generation import generate
-    from paradistill.sampling.approx_cache import BlockCachedDenoiser
 
     counts = {}
+    kw = dict(s["kw"], **({"block_cache": s["cache"]} if s.get("cache") else {}))
 
     def call():
-        den = None
-        if s.get("cache"):
-            den = BlockCachedDenoiser(loaded.model, loaded.tokenizer.mask_id, s["cache"])
-        res = generate(loaded, num, length=length, batch_size=num, seed=seed, progress=False, denoiser=den, **s["kw"])
-        if den is not None:
-            counts.update(full=den.full_passes, cached=den.cached_passes)
+        built = []
+        original = generation.make_denoiser
+
+        def wrapped(*a, **k):
+            den = original(*a, **k)
+            built.append(den)
+            return RowPassCounter(den, counts) if count_rows else den
+
+        counts.pop("rows", None)
+        generation.make_denoiser = wrapped
+        try:
+            res = generate(loaded, num, length=length, batch_size=num, seed=seed, progress=False, **kw)
+        finally:
+            generation.make_denoiser = original
+        if built and hasattr(built[0], "cached_passes"):
+            counts.update(full=built[0].full_passes, cached=built[0].cached_passes)
         return res
 
     return call, counts
@@ -152,8 +203,9 @@ def main(argv=None) -> int:
     rows = []
     for s in tqdm(todo, desc="quality"):
         ld = loaded[s["model"]]
-        call, counts = make_call(ld, s, args.num, args.length, args.seed)
+        call, counts = make_call(ld, s, args.num, args.length, args.seed, count_rows=True)
         res = call()
+        rows_passes = counts.get("rows")
         tok = ld.tokenizer
         toks = [M.strip_sample(r, None, tok.pad_id) for r in res.tokens.tolist()]
         totals, cnt = M.exact_nll(toks, G)
@@ -165,6 +217,9 @@ def main(argv=None) -> int:
                      "exact_nll": summ["nll_per_token"], "exact_nll_ci95": 1.96 * float(per_tok.std(ddof=1))
                      / math.sqrt(len(per_tok)), "slips_per_sample": float(slips.mean()),
                      "nfe": float(np.mean(res.nfe)), "cached_passes": counts.get("cached"),
+                     # a sample's own passes (what it costs decoded alone); the batch's NFE where not counted
+                     "passes_per_sample": float(rows_passes.float().mean()) if rows_passes is not None else None,
+                     "nll_se": float(per_tok.std(ddof=1)) / math.sqrt(len(per_tok)),
                      "full_passes": counts.get("full", float(np.mean(res.nfe))),
                      "sampler_passes": (res.info.get("batch_extra") or [{}])[0].get("sampler_passes")})
     # wall-clock at batch 1, interleaved rounds
@@ -172,7 +227,9 @@ def main(argv=None) -> int:
     for c in calls:
         c()  # warm-up
     times = [[] for _ in todo]
-    for _ in tqdm(range(args.rounds), desc="timing rounds"):
+    loads = [{"when": "timing start", "loadavg": load_average()}]
+    for i in tqdm(range(args.rounds), desc="timing rounds"):
+        loads.append({"when": f"round {i}", "loadavg": load_average()})
         for i, c in enumerate(calls):
             start = time.perf_counter()
             for _ in range(args.timing_samples):
@@ -184,11 +241,13 @@ def main(argv=None) -> int:
         row["times"] = t
         per = sorted(a / b for a, b in zip(times[0], t))  # AR time / this time = speed multiple of AR
         row["x_ar_tokens_per_s"] = {"median": per[len(per) // 2], "min": per[0], "max": per[-1]}
-    result = {"args": vars(args), "threads": args.threads, "rows": rows, "targets": targets(rows)}
+    loads.append({"when": "end", "loadavg": load_average()})
+    result = {"args": vars(args), "threads": args.threads, "load_average": loads, "rows": rows,
+              "targets": targets(rows)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "frontier.json", json.dumps(result, indent=2))
-    atomic_write(out / "table.md", table(result))
+    atomic_write_text(out / "frontier.json", json.dumps(result, indent=2))
+    atomic_write_text(out / "table.md", table(result))
     plot(rows, out / "frontier.png")
     print((out / "table.md").read_text())
     return 0
@@ -196,6 +255,11 @@ def main(argv=None) -> int:
 
 def _find(rows, label):
     return next((r for r in rows if r["label"] == label), None)
+
+
+def passes(row) -> float:
+    """Full passes one sample costs: counted per row where the script could (adaptive samplers), else the NFE."""
+    return row["passes_per_sample"] if row.get("passes_per_sample") is not None else row["nfe"]
 
 
 def targets(rows) -> dict:
@@ -211,21 +275,24 @@ def targets(rows) -> dict:
                          "closest": min(rows[1:], key=lambda r: r["exact_nll"])["label"]}
     seq = next((r for r in rows if r["label"].startswith("MDLM sequential, confidence")), None)
     if seq:
-        thr = [r for r in rows if r["family"] in ("threshold", "threshold+blocks", "factor", "eb")]
-        ok = [r for r in thr if r["exact_nll"] <= 1.05 * seq["exact_nll"] and r["nfe"] <= seq["nfe"] / 3]
+        thr = [r for r in rows if r["family"] in ("threshold", "threshold+blocks", "factor", "eb", "threshold none",
+                                                  "threshold prefix", "threshold dual")]
+        ok = [r for r in thr if r["exact_nll"] <= 1.05 * seq["exact_nll"] and passes(r) <= passes(seq) / 3]
         t["threshold_vs_sequential"] = {
-            "sequential": seq["label"], "sequential_nll": seq["exact_nll"], "sequential_nfe": seq["nfe"],
+            "sequential": seq["label"], "sequential_nll": seq["exact_nll"], "sequential_passes": passes(seq),
             "met_by": [r["label"] for r in ok],
             "rows": [{"label": r["label"], "nll_ratio": r["exact_nll"] / seq["exact_nll"],
-                      "nfe_ratio": r["nfe"] / seq["nfe"]} for r in thr]}
+                      "passes_ratio": passes(r) / passes(seq)} for r in thr]}
     for fam in ("block", "threshold"):
         none = next((r for r in rows if r["family"] == f"{fam} none"), None)
         for mode in ("prefix", "dual"):
             c = next((r for r in rows if r["family"] == f"{fam} {mode}"), None)
             if none and c:
                 per = sorted(a / b for a, b in zip(none["times"], c["times"]))
+                se = math.hypot(c.get("nll_se", 0.0), none.get("nll_se", 0.0)) / none["exact_nll"]
                 t[f"{fam} {mode} cache vs none"] = {"speedup_median": per[len(per) // 2], "min": per[0],
-                                                    "max": per[-1], "nll_change": c["exact_nll"] / none["exact_nll"] - 1}
+                                                    "max": per[-1], "nll_change": c["exact_nll"] / none["exact_nll"] - 1,
+                                                    "nll_change_ci95": 1.96 * se}
     return t
 
 
@@ -244,25 +311,31 @@ def table(result) -> str:
     tv = t.get("threshold_vs_sequential")
     if tv:
         lines.append(f"Threshold decoding within 5% of sequential (confidence order, NLL {tv['sequential_nll']:.3f}, "
-                     f"{tv['sequential_nfe']:.0f} passes) with <= 1/3 of its passes: "
+                     f"{tv['sequential_passes']:.0f} passes) with <= 1/3 of its passes: "
                      + (", ".join(tv["met_by"]) if tv["met_by"] else "none") + ".")
+        best = min(tv["rows"], key=lambda q: q["passes_ratio"] if q["nll_ratio"] <= 1.05 else float("inf"))
+        if best["nll_ratio"] <= 1.05:
+            lines.append(f"Fewest passes within 5% of sequential: {best['label']} ({100 * best['passes_ratio']:.0f}% of "
+                         f"its passes, NLL {100 * (best['nll_ratio'] - 1):+.1f}%).")
     for k, v in t.items():
         if k.endswith("cache vs none"):
             lines.append(f"- {k}: {v['speedup_median']:.2f}x wall-clock (rounds {v['min']:.2f}-{v['max']:.2f}x), "
-                         f"exact-NLL change {100 * v['nll_change']:+.1f}%")
+                         f"exact-NLL change {100 * v['nll_change']:+.1f}% (± {100 * v['nll_change_ci95']:.1f}%)")
     lines += ["", f"Models: AR `{a['ar']}`, MDLM `{a['mdlm']}`" + (f", BD3-LM `{a['bd3lm']}`" if a["bd3lm"] else "")
               + (f", SDTT {a['sdtt']}" if a["sdtt"] else "") + (f", ADJUST `{a['adjust']}`" if a["adjust"] else
                                                                   " (no trained ADJUST sampler: its marginal baseline)")
               + f". {a['num']} samples per setting (temperature 1), timing at batch 1 over {a['rounds']} interleaved "
               "rounds.", "",
-              "| setting | exact NLL/token (95% CI) | slips/sample | passes (NFE) | of which cached | s/sample (b=1) | "
-              "x AR tokens/s (min-max) |", "|---|---:|---:|---:|---:|---:|---:|"]
+              "Passes per sample: a sample's own full passes (counted per row for the diffusion samplers; ADJUST's "
+              "are its batch's NFE); batch NFE: the passes of the batch of all samples (its slowest row).", "",
+              "| setting | exact NLL/token (95% CI) | slips/sample | passes per sample | batch NFE | of which cached | "
+              "s/sample (b=1) | x AR tokens/s (min-max) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         x = r["x_ar_tokens_per_s"]
         cached = "" if r["cached_passes"] is None else f"{r['cached_passes']}"
         sp = f" (+{r['sampler_passes']} sampler)" if r.get("sampler_passes") else ""
         lines.append(f"| {r['label']} | {r['exact_nll']:.3f} ± {r['exact_nll_ci95']:.3f} | {r['slips_per_sample']:.2f} | "
-                     f"{r['nfe']:.1f}{sp} | {cached} | {r['seconds_per_sample'] * 1000:.1f} ms | "
+                     f"{passes(r):.1f}{sp} | {r['nfe']:.0f} | {cached} | {r['seconds_per_sample'] * 1000:.1f} ms | "
                      f"{x['median']:.2f} ({x['min']:.2f}-{x['max']:.2f}) |")
     return "\n".join(lines) + "\n"
 
@@ -278,10 +351,10 @@ def plot(rows, path: Path) -> None:
     cmap = plt.get_cmap("tab20")
     for i, fam in enumerate(fams):
         rs = [r for r in rows if r["family"] == fam]
-        for ax, key in zip(axes, ("nfe", "seconds_per_sample")):
-            ax.plot([r[key] * (1000 if key != "nfe" else 1) for r in rs], [r["exact_nll"] for r in rs], "o-",
+        for ax, key in zip(axes, ("passes", "seconds_per_sample")):
+            ax.plot([passes(r) if key == "passes" else 1000 * r[key] for r in rs], [r["exact_nll"] for r in rs], "o-",
                     color=cmap(i % 20), label=fam, ms=4)
-    axes[0].set_xlabel("full passes (NFE)")
+    axes[0].set_xlabel("full passes per sample")
     axes[1].set_xlabel("ms per sample at batch 1")
     for ax in axes:
         ax.set_xscale("log")
@@ -289,10 +362,8 @@ def plot(rows, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()]
 
 
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [v.strip() for v in text.split(",") if v.strip()]
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="speed benchmark of every method, side by side",
                        description="Builds same-size models for each method (random weights: speed does not depend "
@@ -37,6 +41,14 @@ def add_parser(sub) -> None:
     p.add_argument("--heavy-tokens", type=int, default=0,
                    help="above this many tokens per call (batch x length) run only AR, HF, the fewest-step MDLM and "
                         "the dual-cache case (0: all cases everywhere)")
+    p.add_argument("--heavy-cases", default=None,
+                   help="comma-separated case names kept above --heavy-tokens, e.g. 'ar kv-cache,hf-gpt2 generate,mdlm "
+                        "B=32 S=4 dual' (their compiled twins too; default: AR, HF, the fewest-step MDLM, dual cache)")
+    p.add_argument("--compile-cases", default=None,
+                   help="with --compile: comma-separated eager cases that get a compiled twin (default: 'ar kv-cache,"
+                        "ar no-cache,mdlm T=16 cached,bd3lm B=16 kv-cache')")
+    p.add_argument("--forward-tokens", type=int, default=4096,
+                   help="tokens of the full forward pass timed against peak matmul (batch x 256; default 4096)")
     p.add_argument("--overhead-rounds", type=int, default=0,
                    help="also time the sampler's work outside the forward (L=256, batch 1), this many rounds")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs per case")
@@ -68,7 +80,8 @@ def run(args) -> int:
                      compile=args.compile, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
                      block=args.block_size, block_steps=args.block_steps, ar_no_cache=not args.no_baselines,
                      mdlm_no_cache=not args.no_baselines, heavy_tokens=args.heavy_tokens,
-                     overhead_rounds=args.overhead_rounds)
+                     overhead_rounds=args.overhead_rounds, heavy_cases=_names(args.heavy_cases),
+                     compile_cases=_names(args.compile_cases), forward_tokens=args.forward_tokens)
     bc.validate()
     from ..io import guard_output_dir
 

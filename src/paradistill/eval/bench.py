@@ -45,6 +45,8 @@ class BenchConfig:
     ar_no_cache: bool = True
     mdlm_no_cache: bool = True
     heavy_tokens: int = 0  # > 0: above this many tokens per call only a few cases run (see bench_cases._cases)
+    heavy_cases: list[str] | None = None  # the cases kept above heavy_tokens (None: bench_cases.heavy_default)
+    compile_cases: list[str] | None = None  # the eager cases given a compiled twin (None: bench_cases.COMPILED)
     overhead_rounds: int = 0  # > 0: measure the sampler's work outside the forward at `overhead_length`
     overhead_length: int = 256
 
@@ -64,6 +66,8 @@ class BenchConfig:
             raise UserError(f"--mdlm-steps {self.mdlm_steps}: values must be >= 1 (or 0 for L)")
         if self.reps < 1 or self.warmup < 0:
             raise UserError(f"--reps {self.reps} / --warmup {self.warmup}: need reps >= 1 and warmup >= 0")
+        if self.forward_tokens < 1:
+            raise UserError(f"--forward-tokens {self.forward_tokens}: must be >= 1")
         if self.rounds < 1 or self.block < 1 or self.block_steps < 1:
             raise UserError(f"--rounds {self.rounds} / --block-size {self.block} / --block-steps {self.block_steps}: "
                             "each must be >= 1")

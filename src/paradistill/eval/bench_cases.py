@@ -8,6 +8,7 @@ variant with the lower median)."""
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -21,6 +22,7 @@ from ..data.tokenizers import WordTokenizer
 from ..distill.adjust import AdjustConfig, AdjustModel, SamplerLayer, sampler_config_for
 from ..distill.adjust_adapters import ParadistillAdapter
 from ..distill.gumbel import GumbelConfig
+from ..errors import UserError
 from ..generation import generate
 from ..io import atomic_write_json, atomic_write_text
 from ..models.transformer import ModelConfig
@@ -47,11 +49,24 @@ def _cases(bc: BenchConfig, cfg: ModelConfig, tok, length: int, batch: int = 1) 
     dual-cache block case run (the rest would take minutes per call on a CPU)."""
     cases = _all_cases(bc, cfg, tok, length)
     if bc.heavy_tokens and batch * length > bc.heavy_tokens:
-        fewest = f"mdlm T={min(t or length for t in bc.mdlm_steps)} cached" if bc.mdlm_steps else None
-        keep = ("ar kv-cache", "ar kv-cache (compiled)", "hf-gpt2 generate", fewest,
-                f"mdlm B={bc.block} S={bc.block_steps} dual")
+        if bc.heavy_cases is not None:
+            _check_names("--heavy-cases", bc.heavy_cases, [c[0] for c in cases])
+        keep = set(bc.heavy_cases if bc.heavy_cases is not None else heavy_default(bc, length))
+        keep |= {f"{name} (compiled)" for name in keep}
         cases = [c for c in cases if c[0] in keep]
     return cases
+
+
+def _check_names(option: str, names: list[str], known: list[str]) -> None:
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise UserError(f"{option}: no case named '{bad[0]}' in this run; choose from: {', '.join(known)}")
+
+
+def heavy_default(bc: BenchConfig, length: int) -> list[str]:
+    """The cases run above `bc.heavy_tokens` unless `bc.heavy_cases` says otherwise (their compiled twins too)."""
+    fewest = [f"mdlm T={min(t or length for t in bc.mdlm_steps)} cached"] if bc.mdlm_steps else []
+    return ["ar kv-cache", "hf-gpt2 generate", *fewest, f"mdlm B={bc.block} S={bc.block_steps} dual"]
 
 
 def _all_cases(bc: BenchConfig, cfg: ModelConfig, tok, length: int) -> list[tuple[str, Any, dict[str, Any]]]:
@@ -89,7 +104,9 @@ def _all_cases(bc: BenchConfig, cfg: ModelConfig, tok, length: int) -> list[tupl
     if "adjust" in bc.methods:
         cases += _adjust_cases(bc, cfg, tok, base, length)
     if bc.compile:
-        cases += _compiled_cases(cases)
+        if bc.compile_cases is not None:
+            _check_names("--compile-cases", bc.compile_cases, [c[0] for c in cases])
+        cases += _compiled_cases(cases, COMPILED if bc.compile_cases is None else tuple(bc.compile_cases))
     return cases
 
 
@@ -110,7 +127,7 @@ class CompiledModel:
         return getattr(self._model, name)
 
 
-def _compiled_cases(cases):
+def _compiled_cases(cases, names=COMPILED):
     """The same cases compiled, measured beside the eager ones (compilation happens in the warm-up run, which is
     not timed). AR with KV cache uses its own compiled path (static cache, one graph per step, see
     sampling.ar); the others run the backbone under `torch.compile(dynamic=True)`."""
@@ -118,9 +135,11 @@ def _compiled_cases(cases):
 
     out = []
     for name, loaded, options in cases:
+        if name not in names:
+            continue
         if name == "ar kv-cache":
             out.append((f"{name} (compiled)", loaded, {**options, "compile": True}))
-        elif name in COMPILED:
+        else:
             twin = copy.copy(loaded)
             twin.model = CompiledModel(loaded.model)
             out.append((f"{name} (compiled)", twin, options))
@@ -173,9 +192,19 @@ def case_fn(loaded, options: dict[str, Any], batch: int, length: int):
     return once
 
 
-def run_interleaved(cases, batch: int, length: int, bc: BenchConfig, bar=None) -> list[dict[str, Any]]:
+def load_average() -> list[float] | None:
+    """The machine's 1 / 5 / 15-minute load averages (None where unknown): a shared machine's load is part of
+    the record of a timing run."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def run_interleaved(cases, batch: int, length: int, bc: BenchConfig, bar=None,
+                    loads: list | None = None) -> list[dict[str, Any]]:
     """Warm up every case, then `bc.rounds` rounds of every case once, in order. One row per case with its
-    per-round `times`, the median latency and tokens/s."""
+    per-round `times`, the median latency and tokens/s. `loads`: gets the load average at each round's start."""
     fns, peaks, counts = [], {}, {}
     with torch.no_grad():
         for name, loaded, options in cases:
@@ -186,7 +215,9 @@ def run_interleaved(cases, batch: int, length: int, bc: BenchConfig, bar=None) -
             peaks[name] = mem.peak
             fns.append((name, fn))
         times: dict[str, list[float]] = {name: [] for name, _ in fns}
-        for _ in range(bc.rounds):
+        for i in range(bc.rounds):
+            if loads is not None:
+                loads.append({"length": length, "batch": batch, "round": i, "loadavg": load_average()})
             for name, fn in fns:
                 start = time.perf_counter()
                 counts[name] = fn()
@@ -247,7 +278,9 @@ def run_benchmark(bc: BenchConfig, out: str | Path | None = None, progress: bool
                                           "last_level_cache_bytes": llc},
         "peak_matmul_gflops": peak, "copy_bandwidth_gbs": bandwidth, "cache_bandwidth_gbs": cache_bw,
         "parameters": cfg.num_parameters(), "weight_bytes": wbytes,
-        "forward": forward_case(cfg, bc, peak), "cases": [], "roofline": []}
+        "forward": forward_case(cfg, bc, peak), "cases": [], "roofline": [],
+        "load_average": [{"when": "start", "loadavg": load_average()}]}
+    started = time.perf_counter()
     groups = [(length, batch, _cases(bc, cfg, tok, length, batch)) for length in bc.lengths
               for batch in bc.batch_sizes]
     bar = None
@@ -258,7 +291,7 @@ def run_benchmark(bc: BenchConfig, out: str | Path | None = None, progress: bool
     for length, batch, cases in groups:
         if any(isinstance(loaded, HFCase) for _, loaded, _ in cases):
             results["hf_parameters"] = next(lo.parameters() for _, lo, _ in cases if isinstance(lo, HFCase))
-        results["cases"] += run_interleaved(cases, batch, length, bc, bar)
+        results["cases"] += run_interleaved(cases, batch, length, bc, bar, results["load_average"])
     if bar is not None:
         bar.close()
     for length in bc.lengths:
@@ -267,6 +300,8 @@ def run_benchmark(bc: BenchConfig, out: str | Path | None = None, progress: bool
                 results["roofline"].append({"length": length, "batch": batch, **row})
     if bc.overhead_rounds:
         results["sampler_overhead"] = sampler_overhead(cfg, bc.overhead_length, 1, bc.overhead_rounds)
+    results["load_average"].append({"when": "end", "loadavg": load_average()})
+    results["wall_s"] = time.perf_counter() - started
     results["ratios"] = ratios(results["cases"], bc)
     results["crossover"] = crossover(results)
     if out is not None:

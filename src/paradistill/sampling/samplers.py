@@ -108,7 +108,7 @@ class ConfidenceSampler(Sampler):
     def _scores(self, log_probs: torch.Tensor) -> torch.Tensor:
         if self.score == "entropy":
             return -entropy(log_probs)
-        top = log_probs.double().exp().topk(2, dim=-1).values
+        top = log_probs.topk(2, dim=-1).values.double().exp()  # exp is monotone: rank first, exp two values
         return top[..., 0] if self.score == "confidence" else top[..., 0] - top[..., 1]
 
     def step(self, state: SamplerState) -> SamplerState:
