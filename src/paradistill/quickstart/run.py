@@ -90,9 +90,9 @@ def shipped_bases(cfg: QuickstartConfig) -> dict[str, str] | None:
     """The shipped bases fit the built-in corpus with the tiny recipe, unmodified; otherwise train from scratch."""
     if cfg.from_scratch or cfg.corpus != "builtin" or cfg.recipe != "tiny" or cfg.overrides:
         return None
-    from ..bases import names
+    from ..bases import names, short_name
 
-    return dict(BASES) if all(v.split(":", 1)[1] in names() for v in BASES.values()) else None
+    return dict(BASES) if all(short_name(v) in names() for v in BASES.values()) else None
 
 
 def make_plan(cfg: QuickstartConfig, recipe, steps_per_minute: float, vocab_size: int) -> dict[str, Any]:
