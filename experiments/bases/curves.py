@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.bases.pack import val_curve
+from experiments.common.models import val_curve
 from experiments.common.output import write_json
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ar", default=str(ROOT / "runs/bases/ar"), help="the AR run (its validation NLL as a line)")
     ap.add_argument("--out", default=str(ROOT / "results/bases"), help="folder for adaptation.json / .png")
     args = ap.parse_args(argv)
-    adapted, scratch = val_curve(Path(args.adapted)), val_curve(Path(args.scratch))
+    adapted, scratch = val_curve(args.adapted, "--adapted"), val_curve(args.scratch, "--scratch")
     ar = val_curve(Path(args.ar)) if Path(args.ar, "metrics.jsonl").is_file() else []
     pairs = [{"scratch_step": s, "scratch_val": v, "adapted_step": steps_to_reach(adapted, v)} for s, v in scratch]
     for p in pairs:

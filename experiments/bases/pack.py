@@ -16,15 +16,11 @@ from paradistill import bases
 from paradistill.checkpoint import resolve_checkpoint
 from paradistill.io import atomic_write_text, replace_dir
 
+from experiments.common.models import val_curve
+
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = {"ar": "ar", "mdlm": "mdlm", "bd3lm-b4": "bd3lm-b4", "bd3lm-b16": "bd3lm-b16"}  # base name -> run folder
 TRAINED_BY = "experiments/bases/train.sh (tiny recipe, built-in corpus, CPU)"
-
-
-def val_curve(run: Path) -> list[tuple[int, float]]:
-    """(step, validation loss) of every evaluation in a run's metrics.jsonl."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return [(r["step"], r["val_loss"]) for r in rows if r.get("kind") == "val" and "val_loss" in r]
 
 
 def pack_one(name: str, run: Path, dest: Path) -> dict:

@@ -27,3 +27,15 @@ def load_run(path, option: str, **kwargs):
     except UserError as err:
         sep = "" if option.endswith("=") else " "
         raise SystemExit(f"{option}{sep}{path}: {err}") from None
+
+
+def val_curve(run, option: str = "--run") -> list[tuple[int, float]]:
+    """(step, validation loss) of every evaluation logged in a paradistill run's metrics.jsonl."""
+    import json
+    from pathlib import Path
+
+    path = Path(run) / "metrics.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"{option} {run}: no metrics.jsonl: not a training run directory of paradistill")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [(r["step"], r["val_loss"]) for r in rows if r.get("kind") == "val"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.common.models import load_model, model_args
+from experiments.common.models import load_model, model_args, val_curve
 from experiments.common.output import save
 from experiments.gumbel.noise_map import agreement_rows
 
@@ -30,13 +30,6 @@ def checkpoints(run: Path) -> list[tuple[int, Path]]:
         raise SystemExit(f"--run {run}: no checkpoints/step_* directories (train with train.checkpoint_every and "
                          "train.keep_checkpoints large enough to keep them)")
     return found
-
-
-def val_curve(run: Path) -> list[tuple[int, float]]:
-    if not (run / "metrics.jsonl").is_file():
-        raise SystemExit(f"--run {run}: no metrics.jsonl: not a training run directory of paradistill")
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return [(r["step"], r["val_loss"]) for r in rows if r.get("kind") == "val"]
 
 
 def plot(curves: dict, rows: list[dict], path: str) -> None:
