@@ -111,3 +111,18 @@ def test_sample_builtin_writes_outside_the_package(tmp_path, monkeypatch):
     rows = (tmp_path / "runs" / "hub" / "builtin_mdlm" / "samples.jsonl").read_text().splitlines()
     assert len(rows) == 2
     assert sorted(p.name for p in (FOLDER / "mdlm").iterdir()) == before
+
+
+def test_adjust_trains_on_a_builtin_base(tmp_path):
+    """`paradistill distill adjust --base builtin:mdlm`: the base resolves offline, the sampler's record points
+    at the shipped folder, and the checkpoint loads back on that base."""
+    from paradistill import api
+    from paradistill.bases import resolve
+
+    recipe = api.load_recipe("tiny", ["adjust.trajectories=8", "adjust.traj_batch_size=8", "adjust.batch_size=2",
+                                      "adjust.steps=1", "adjust.val_fraction=0.25", "adjust.eval_batches=1"])
+    api.distill_adjust("builtin:mdlm", recipe, tmp_path / "adjust", progress=False)
+    loaded = api.load(tmp_path / "adjust")
+    assert Path(loaded.method["base"]) == resolve("builtin:mdlm").resolve()
+    assert api.generate(loaded, 2, sampler="adjust", tokens_per_pass=2, mode="adjust",
+                        progress=False).tokens.shape[0] == 2

@@ -15,6 +15,7 @@ from ..errors import UserError
 from ..generation import build_template
 from ..kinds import kind_names
 from ..loader import load_checkpoint
+from ..loading.refs import resolve
 from ..recipes import Recipe
 from ..sampling.base import SamplingOptions
 from ..train.loop import train
@@ -67,7 +68,8 @@ def distill_adjust(base_ref: str | Path, recipe: Recipe, out: str | Path, prompt
     """Trajectories of the base `base_ref`, then an ADJUST sampler layer with `recipe.adjust` into `out`.
     `chat`: the prompts are user messages through the base's chat template; `gen_length`: the trajectories'
     length is the longest prompt template + this (default: the base's training length, else data.seq_len)."""
-    base = load_checkpoint(base_ref, expect_kinds=kind_names(family="diffusion", noise_conditioned=False))
+    # resolve() turns builtin:NAME (and other registered schemes) into the local directory the record keeps
+    base = load_checkpoint(resolve(base_ref), expect_kinds=kind_names(family="diffusion", noise_conditioned=False))
     length = base.record.seq_len if "seq_len" in base.method else recipe.data.seq_len
     templates, fixed = templates_for(base, length, read_prompts(prompts_file) if prompts_file else None, chat,
                                      gen_length)
