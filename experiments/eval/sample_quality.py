@@ -37,13 +37,13 @@ def run_setting(loaded, label: str, sampler: str, steps: int, args, noise_temper
     torch.manual_seed(args.seed)
     start = time.perf_counter()
     res = api.generate(loaded, args.num, sampler=sampler, steps=steps, batch_size=args.batch_size, seed=args.seed,
-                       temperature=args.temperature, progress=False, **kw)
+                       temperature=args.temperature, top_p=args.top_p, progress=False, **kw)
     temp = kw.get("noise_temperature", loaded.method.get("gumbel", {}).get("noise_temperature"))
     row = {"model": label, "kind": loaded.kind, "checkpoint": str(loaded.path), "sampler": sampler,
            "steps": steps if sampler != "first-hitting" else "L", "nfe_per_batch": sum(res.nfe) / len(res.nfe),
            "noise_temperature": temp if loaded.kind.startswith("gd-") else None, "seed": args.seed,
-           "temperature": args.temperature,
-           "seconds": time.perf_counter() - start, **exact_score(res.tokens).row(GUMBEL_FIELDS)}
+           "temperature": args.temperature, "top_p": args.top_p,
+           "seconds": time.perf_counter() - start, **exact_score(res.tokens).row(GUMBEL_FIELDS + ("nll_se",))}
     print(f"{label:16s} {sampler:14s} T={row['steps']!s:3s} tau={temp!s:5s} Gen PPL {row['gen_ppl']:8.3f} "
           f"entropy {row['entropy']:.3f}  NFE {row['nfe_per_batch']:.1f}", flush=True)
     return row
@@ -78,6 +78,8 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=1.0,
                     help="softmax temperature of every model's token draws (below 1: lower entropy; a baseline at "
                          "the entropy of a student is the fair comparison)")
+    ap.add_argument("--top-p", type=float, default=1.0,
+                    help="nucleus sampling of every model's token draws (the Gumbel Distillation paper's 0.9)")
     ap.add_argument("--tune", type=float, nargs="*", default=None,
                     help="evaluate GD students at these noise temperatures instead")
     ap.add_argument("--reuse", action="append", default=[], metavar="LABEL=JSON",

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Gumbel Distillation re-measured on the shipped bases (issue #29): students fine-tuned from builtin:mdlm with the
+# AR base (builtin:ar) as teacher, 4 arms x 3 training seeds, each arm with the same init, data, steps and seed:
+#   gd-add        posterior Gumbel noise, projection added to the MASK embedding (zero-initialised)
+#   gd-replace    posterior Gumbel noise, projection replaces the MASK embedding (the official injection)
+#   ind-add       independent N(0,1) noise drawn apart from the text, added   (uninformative control of gd-add)
+#   ind-replace   independent N(0,1) noise, replacing the MASK embedding      (uninformative control of gd-replace)
+# A student beats its control only if it uses what the noise says about the text. Re-running resumes / skips.
+# Then: python -m experiments.gumbel.on_bases_eval (see results/gumbel_distillation/on_bases/COMMAND.md).
+# PD: the paradistill command (default .venv/bin/paradistill); OUT: run folder (default runs/gd-bases);
+# SEEDS (default "0 1 2"); STEPS (default 500).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export OMP_NUM_THREADS=1
+PD=${PD:-.venv/bin/paradistill} OUT=${OUT:-runs/gd-bases} SEEDS=${SEEDS:-0 1 2} STEPS=${STEPS:-500}
+mkdir -p "$OUT"
+for seed in $SEEDS; do
+  for arm in gd-add gd-replace ind-add ind-replace; do
+    run="$OUT/$arm-s$seed"
+    grep -q '"final": true' "$run/latest.json" 2>/dev/null && continue
+    resume=(); [ -f "$run/latest.json" ] && resume=(--resume)
+    noise=gumbel; [ "${arm%%-*}" = ind ] && noise=independent
+    echo "[gd-bases] $arm seed $seed: $(date -u +%H:%M:%S)"
+    "$PD" --threads 1 distill gumbel --teacher builtin:ar --student mdlm --recipe tiny --init builtin:mdlm \
+        --out "$run" "${resume[@]}" gumbel.noise=$noise gumbel.extra_mode="${arm#*-}" train.seed=$seed \
+        train.max_steps="$STEPS" train.lr=0.0005 train.warmup_steps=20 train.eval_every=100 \
+        train.checkpoint_every=100 >> "$run.log" 2>&1
+  done
+done
+echo "[gd-bases] done: $(date -u +%H:%M:%S)"

@@ -1,0 +1,120 @@
+"""Does SDTT on the shipped MDLM base give an 8-step student that samples like its 64-step teacher? (issue #29)
+
+The runs of `experiments/sdtt/on_bases.sh`: builtin:mdlm distilled 64 -> 32 -> 16 -> 8 steps in three rounds, with
+two round protocols (ours: the EMA student is the next teacher, fresh Adam and EMA per round; official: the raw
+student is the next teacher, Adam and EMA carried) and three training seeds each. The last student is sampled at
+every T in --steps, the teacher (no distillation) at the same T; all ancestral, scored exactly under the corpus's
+generator. Per seed, the effects (mean NLL per token, arm minus reference): the student at T against the teacher at
+64 steps (SDTT's claim), the student at T against the teacher at the same T (what distillation bought), and the
+official protocol against ours at the same T and seed; over seeds, the mean with a 95% t interval.
+
+    python -m experiments.sdtt.on_bases --runs runs/sdtt-bases --seeds 0 1 2 --num 256 --out results/sdtt/on_bases
+
+Rows already in OUT/rows.json are kept (re-running resumes); --summarize only rewrites the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from experiments.common.models import load_model
+from experiments.common.output import write_json, write_text
+from experiments.common.seeds import seed_effect
+
+PROTOCOLS = ("paradistill", "official")
+TEACHER = "builtin:mdlm"
+
+
+def evaluate(args, rows: list[dict], out: Path) -> list[dict]:
+    from experiments.eval.sample_quality import run_setting
+
+    done = {(r["arm"], r["train_seed"], r["steps"]) for r in rows}
+    models = [("teacher", None, TEACHER)] + [(p, s, Path(args.runs) / f"{p}-s{s}") for s in args.seeds
+                                             for p in PROTOCOLS]
+    for arm, seed, path in models:
+        todo = [t for t in args.steps if (arm, seed, t) not in done]
+        if not todo:
+            continue
+        loaded = load_model(arm, path)
+        for steps in todo:
+            ns = SimpleNamespace(num=args.num, batch_size=args.batch_size, seed=args.sample_seed, temperature=1.0,
+                                 top_p=1.0)
+            row = run_setting(loaded, arm if seed is None else f"{arm} s{seed}", "ancestral", steps, ns, None)
+            rows.append({**row, "arm": arm, "train_seed": seed})
+            write_json(out / "rows.json", {"args": vars(args), "rows": rows})
+    return rows
+
+
+def _line(claim, label, pairs, lower, higher):
+    eff = seed_effect([a["nll"] - c["nll"] for a, c in pairs], [math.hypot(a["nll_se"], c["nll_se"]) for a, c in pairs])
+    per_seed = ", ".join(f"{e:+.3f} ± {s:.3f}" for e, s in zip(eff.effects, eff.ses))
+    verdict = eff.verdict(lower, higher)
+    text = (f"| {claim} | {label} | {len(pairs)} | {per_seed} | {eff.mean:+.3f} [{eff.lo:+.3f}, {eff.hi:+.3f}] | "
+            f"{math.exp(eff.mean):.3f} [{math.exp(eff.lo):.3f}, {math.exp(eff.hi):.3f}] | {verdict} |")
+    return {"claim": claim, "comparison": label, **eff.as_dict(), "verdict": verdict}, text
+
+
+def summarize(rows: list[dict], seeds: list[int], steps: list[int]) -> tuple[list[dict], str]:
+    by = {(r["arm"], r["train_seed"], r["steps"]): r for r in rows}
+    teacher = {t: by.get(("teacher", None, t)) for t in steps}
+    verdicts, lines = [], ["| claim | comparison | seeds | NLL effect per seed (nats/token, ± s.e.) | mean [95% t CI] "
+                           "| Gen PPL ratio | verdict |", "|---|---|---|---|---|---|---|"]
+    top = max(steps)
+    for p in PROTOCOLS:
+        for t in steps:
+            stud = [by.get((p, s, t)) for s in seeds]
+            if teacher.get(top) and all(stud):
+                v, text = _line(f"student ({p}) at T={t} vs teacher at {top}", f"{p} T={t} − teacher T={top}",
+                                [(x, teacher[top]) for x in stud], "student better", "student worse")
+                verdicts.append(v), lines.append(text)
+            if teacher.get(t) and all(stud) and t != top:
+                v, text = _line(f"distillation gain at T={t} ({p})", f"{p} T={t} − teacher T={t}",
+                                [(x, teacher[t]) for x in stud], "student better", "student worse")
+                verdicts.append(v), lines.append(text)
+    for t in steps:
+        pairs = [(by.get(("official", s, t)), by.get(("paradistill", s, t))) for s in seeds]
+        if all(a and b for a, b in pairs):
+            v, text = _line(f"protocol at T={t}", f"official − ours, T={t}", pairs, "official better", "ours better")
+            verdicts.append(v), lines.append(text)
+    lines += ["", "| model | train seed | T | exact Gen PPL [± 1 s.e.] | NLL/token | slips / sample | entropy |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["arm"], -1 if r["train_seed"] is None else r["train_seed"], r["steps"])):
+        lines.append(f"| {r['arm']} | {'' if r['train_seed'] is None else r['train_seed']} | {r['steps']} | "
+                     f"{r['gen_ppl']:.3f} [{r['gen_ppl_lo']:.2f}, {r['gen_ppl_hi']:.2f}] | {r['nll']:.4f} | "
+                     f"{r['slips_per_sample']:.2f} | {r['entropy']:.3f} |")
+    return verdicts, "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", default="runs/sdtt-bases", help="the OUT folder of experiments/sdtt/on_bases.sh")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds to evaluate")
+    ap.add_argument("--steps", type=int, nargs="+", default=[8, 16, 64], help="sampling steps T (the largest is "
+                    "the teacher's reference)")
+    ap.add_argument("--num", type=int, default=256, help="samples per model and T")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--sample-seed", type=int, default=0, help="sampling seed (the same for every model)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--summarize", action="store_true", help="only rewrite the tables from OUT/rows.json")
+    ap.add_argument("--out", default="results/sdtt/on_bases")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    rows = json.loads((out / "rows.json").read_text())["rows"] if (out / "rows.json").is_file() else []
+    if not args.summarize:
+        rows = evaluate(args, rows, out)
+    verdicts, md = summarize(rows, args.seeds, sorted(args.steps))
+    write_json(out / "verdicts.json", verdicts)
+    write_text(out / "summary.md", md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
