@@ -114,3 +114,18 @@ def test_every_experiment_has_help_and_every_import_in_it_resolves(name, capsys,
     with pytest.raises(SystemExit) as done:
         mod.main()
     assert done.value.code in (0, None) and "usage:" in capsys.readouterr().out
+
+
+def test_seed_effect_is_the_student_t_interval_of_the_per_seed_effects():
+    from scipy import stats
+
+    from experiments.common.seeds import seed_effect
+
+    e = seed_effect([-0.10, -0.20, -0.15])
+    half = stats.t.ppf(0.975, 2) * statistics.stdev([-0.10, -0.20, -0.15]) / math.sqrt(3)
+    assert e.mean == pytest.approx(-0.15) and e.hi == pytest.approx(-0.15 + half) and e.lo == pytest.approx(-0.15 - half)
+    assert e.hi < 0 and e.verdict() == "better" and e.same_sign
+    mixed = seed_effect([-0.3, 0.1, -0.05])
+    assert mixed.lo < 0 < mixed.hi and mixed.verdict() == "within noise" and not mixed.same_sign
+    assert seed_effect([0.2, 0.25, 0.3]).verdict("lower", "higher") == "higher"
+    assert seed_effect([0.1]).verdict() == "one seed: no verdict"
