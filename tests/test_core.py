@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -159,6 +161,22 @@ def test_float64_sampling_matches_known_distribution():
     assert prepare_log_probs(torch.randn(3, 5)).dtype == torch.float64
 
 
+def test_inverse_cdf_draws_take_logits_never_pick_a_zero_weight_and_follow_temperature():
+    """Unnormalised, shifted logits give the same law; -inf (zero weight) entries are never drawn, also at u = 0."""
+    logits = torch.tensor([float("-inf"), 0.0, float("-inf"), 1.0, float("-inf")]) + 50.0
+    g = torch.Generator().manual_seed(0)
+    draws = sample_categorical(logits.expand(40000, -1), g)
+    assert set(draws.unique().tolist()) <= {1, 3}
+    p3 = math.exp(1) / (1 + math.exp(1))
+    assert abs(float((draws == 3).double().mean()) - p3) < 4 * math.sqrt(p3 * (1 - p3) / 40000)
+    cold = sample_categorical(logits.expand(40000, -1), g, temperature=0.5)
+    p3 = math.exp(2) / (1 + math.exp(2))
+    assert abs(float((cold == 3).double().mean()) - p3) < 4 * math.sqrt(p3 * (1 - p3) / 40000)
+    # the rule sample_categorical applies: a uniform of exactly 0 lands on the first token with positive weight
+    cdf = torch.tensor([[0.0, 1.0, 1.0, 2.0]], dtype=torch.float64)
+    assert int(torch.searchsorted(cdf, torch.zeros(1, 1, dtype=torch.float64), right=True)) == 1
+
+
 def test_top_p_keeps_smallest_nucleus_and_temperature_sharpens():
     lp = torch.tensor([0.5, 0.3, 0.15, 0.05]).log()
     filtered = prepare_log_probs(lp, top_p=0.75).exp()
@@ -218,15 +236,33 @@ def test_cached_ancestral_equals_uncached_with_fewer_passes():
     assert runs["ancestral"].nfe < runs["ancestral-nocache"].nfe
 
 
-def test_time_conditioned_model_never_reuses_predictions():
+class _CountingDenoiser(Denoiser):
+    """Records the time and the positions of every prediction asked for (the masked-only path)."""
+
+    def __init__(self, model):
+        super().__init__(model, MASK)
+        self.calls = []
+
+    def masked_log_probs(self, x, t, where):
+        self.calls.append((t.clone(), where.clone()))
+        return super().masked_log_probs(x, t, where)
+
+
+def test_time_conditioned_model_predicts_at_each_steps_own_time_and_only_where_tokens_unmask():
+    """Cached ancestral never reuses a prediction across times: it skips only the passes whose prediction nobody
+    draws from (no position unmasks), and asks for the head only at the positions that unmask."""
     model = make_model(12, time_conditioning=True, cond_dim=16)
     x = torch.full((1, 8), MASK)
     fixed = torch.zeros(1, 8, dtype=torch.bool)
-    cached, plain = (run_sampler(build_sampler(name), Denoiser(model, MASK), x, fixed,
-                                 torch.Generator().manual_seed(0), steps=20)
-                     for name in ("ancestral", "ancestral-nocache"))
+    counting = _CountingDenoiser(model)
+    cached = run_sampler(build_sampler("ancestral"), counting, x, fixed, torch.Generator().manual_seed(0), steps=20)
+    plain = run_sampler(build_sampler("ancestral-nocache"), Denoiser(model, MASK), x, fixed,
+                        torch.Generator().manual_seed(0), steps=20)
     assert torch.equal(cached.tokens, plain.tokens)
-    assert cached.nfe == plain.nfe  # a time-conditioned prediction changes with t: never reused
+    assert cached.nfe == len(counting.calls) < plain.nfe
+    times = [float(t[0]) for t, _ in counting.calls]
+    assert len(set(times)) == len(times) and times == sorted(times, reverse=True)  # each pass at its own step's t
+    assert sum(int(w.sum()) for _, w in counting.calls) == 8  # each position predicted once: when it unmasks
 
 
 def test_unknown_sampler_and_bad_steps():

@@ -113,8 +113,9 @@ class FullSequenceBlockView(Denoiser):
 
 def subs_rows(logits: torch.Tensor, tokens: torch.Tensor, mask_id: int) -> torch.Tensor:
     """SUBS on selected rows: logits [N, V], their current tokens [N] -> log-probs [N, V] float32 (MASK removed
-    where the token is masked, one-hot where it is not)."""
-    logits = logits.float().index_fill(-1, torch.tensor([mask_id], device=logits.device), NEG_INF)
+    where the token is masked, one-hot where it is not). Float32 logits are overwritten (the MASK column): pass a
+    fresh model output, as the samplers do."""
+    logits = logits.float().index_fill_(-1, torch.tensor([mask_id], device=logits.device), NEG_INF)
     log_probs = torch.log_softmax(logits, dim=-1)
     unmasked = tokens != mask_id
     if bool(unmasked.any()):

@@ -1,7 +1,11 @@
 """Categorical sampling in float64 with temperature and nucleus (top-p).
 
-Float32 Gumbel-max truncates the noise near 16.6 and acts like a lowered temperature (Zheng et al. 2024),
-so every draw here is done in float64.
+Float32 Gumbel-max truncates the noise near 16.6 and acts like a lowered temperature (Zheng et al. 2024), so
+every draw here is made in float64: by inverse CDF, one float64 uniform per row against the row's cumulative
+weights summed in float64 (the same law as float64 Gumbel-max, which needs V uniforms and two logarithms per
+row: at a GPT-2 vocabulary that was most of a sampler step's work outside the forward pass). The weights
+exp(logit - max) are computed in the input's precision (float32: relative error 1e-7; a token below e^-103 of
+the most likely one has weight 0), and a weight of zero is never drawn. Inputs may be log-probs or logits.
 """
 
 from __future__ import annotations
@@ -60,13 +64,25 @@ def position_keys(scores: torch.Tensor, alg_temp: float | None, generator: torch
 
 def sample_categorical(log_probs: torch.Tensor, generator: torch.Generator, temperature: float = 1.0,
                        top_p: float = 1.0) -> torch.Tensor:
-    """log_probs: [..., V] -> samples [...] long, by float64 Gumbel-max."""
-    lp = prepare_log_probs(log_probs, temperature, top_p)
-    return (lp + gumbel_noise(lp.shape, generator, lp.device)).argmax(dim=-1)
+    """log_probs: [..., V] log-probs or logits -> samples [...] long, by float64 inverse CDF (one uniform a row)."""
+    if top_p < 1.0:
+        lp = prepare_log_probs(log_probs, temperature, top_p)
+    else:
+        check_sampling_options(temperature, top_p)
+        lp = log_probs if log_probs.dtype in (torch.float32, torch.float64) else log_probs.float()
+        if temperature != 1.0:
+            lp = lp / temperature
+    if lp.shape[-1] == 0:
+        raise UserError("sample_categorical: an empty vocabulary (last dimension 0)")
+    weights = (lp - lp.amax(-1, keepdim=True)).exp_()  # the largest weight is 1: no overflow
+    cdf = weights.double().cumsum_(-1)  # accumulated in float64
+    u = torch.rand(lp.shape[:-1] + (1,), generator=generator, dtype=torch.float64).to(lp.device)
+    # the first index whose cumulative weight exceeds u * total (right=True: a zero weight is never chosen)
+    return torch.searchsorted(cdf, u * cdf[..., -1:], right=True).squeeze(-1).clamp_max_(lp.shape[-1] - 1)
 
 
 def entropy(log_probs: torch.Tensor) -> torch.Tensor:
-    """Entropy in nats of [..., V] log-probs -> [...] (float64)."""
-    lp = log_probs.double()
+    """Entropy in nats of [..., V] log-probs -> [...] float64 (terms in the input's precision, summed in float64)."""
+    lp = log_probs if log_probs.dtype in (torch.float32, torch.float64) else log_probs.float()
     p = lp.exp()
-    return -(p * torch.where(p > 0, lp, torch.zeros_like(lp))).sum(-1)
+    return -(p * torch.where(p > 0, lp, torch.zeros_like(lp))).sum(-1, dtype=torch.float64)

@@ -75,7 +75,7 @@ class ThresholdSampler(Sampler):
         if self.rule == "eb":
             score = -entropy(log_probs)
         else:
-            score = log_probs.max(-1).values.double().exp()
+            score = log_probs.amax(-1).double().exp()
         scores = torch.full(masked.shape, float("-inf"), dtype=torch.float64, device=masked.device)
         scores[masked] = score.to(scores.device)
         chosen = select_rows(self.rule, self.value, scores)

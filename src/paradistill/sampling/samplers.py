@@ -1,8 +1,10 @@
 """Masked-diffusion samplers behind the one interface of base.py.
 
 - ancestral: from t to s, a masked position is unmasked with probability (alpha_s - alpha_t) / (1 - alpha_t)
-  (log-linear: (t - s) / t) and then drawn from p_theta(. | x_t); with `cache=True` the previous p_theta is
-  reused when no token changed and the model is not time-conditioned (no forward pass, NFE not counted).
+  (log-linear: (t - s) / t) and then drawn from p_theta(. | x_t). With `cache=True` (default) the positions
+  that unmask are drawn first, and the forward pass runs only when there are some, its output head and the
+  token draws only at them: a step where nothing unmasks costs no pass (MDLM's prediction caching, exact for
+  any model since a prediction nobody draws from is never needed); `cache=False` runs a pass every step.
 - first-hitting: one uniformly chosen masked position per forward pass (exact for the model's joint in a
   random order when the model is time-agnostic).
 - confidence / entropy / margin: per pass the masked positions with the highest max-probability (lowest
@@ -46,18 +48,28 @@ class AncestralSampler(Sampler):
         alpha_t, _ = self.schedule(t)
         alpha_s, _ = self.schedule(s) if k + 1 < steps else (torch.ones_like(s), None)
         p_unmask = ((alpha_s - alpha_t) / (1.0 - alpha_t)).clamp(0.0, 1.0)  # [B]
-        reuse = self.cache and not state.denoiser.time_conditioned and "log_probs" in state.cache
-        # log-probs of the masked positions only: [N, V], row-major over `masked`
-        log_probs = state.cache.pop("log_probs") if reuse else state.denoise_at(t.float().to(state.x.device))
         masked = state.masked
-        u = torch.rand(state.x.shape, generator=state.generator, dtype=torch.float64).to(state.x.device)
-        unmask = masked & (u < p_unmask[:, None].to(u.device))
-        if unmask.any():
-            state.x = state.x.masked_scatter(unmask, state.draw(log_probs[unmask[masked]]))
-        elif self.cache:
-            state.cache["log_probs"] = log_probs  # nothing changed: the next step may reuse the prediction
+        if not self.cache:  # the reference rule: a forward pass every step, over every masked position
+            log_probs = state.denoise_at(t.float().to(state.x.device))  # [N, V], row-major over `masked`
+            unmask = masked & self._unmask_draw(state, p_unmask)
+            if unmask.any():
+                state.x = state.x.masked_scatter(unmask, state.draw(log_probs[unmask[masked]]))
+        else:
+            # which positions unmask does not depend on the prediction: decide first, then run the forward pass
+            # only when some position unmasks, with the output head and the draw only where it does (the same
+            # law and the same random stream as the reference rule)
+            unmask = masked & self._unmask_draw(state, p_unmask)
+            if unmask.any():
+                state.x = state.x.masked_scatter(unmask, state.draw(state.denoise_at(t.float().to(state.x.device),
+                                                                                     unmask)))
         state.step += 1
         return state
+
+    @staticmethod
+    def _unmask_draw(state: SamplerState, p_unmask: torch.Tensor) -> torch.Tensor:
+        """[B, L] bool: each position's uniform (float64, over the full shape) below its row's p_unmask."""
+        u = torch.rand(state.x.shape, generator=state.generator, dtype=torch.float64).to(state.x.device)
+        return u < p_unmask[:, None].to(u.device)
 
 
 class FirstHittingSampler(Sampler):
@@ -108,8 +120,10 @@ class ConfidenceSampler(Sampler):
     def _scores(self, log_probs: torch.Tensor) -> torch.Tensor:
         if self.score == "entropy":
             return -entropy(log_probs)
+        if self.score == "confidence":  # one pass over [N, V]: the row maximum
+            return log_probs.amax(-1).double().exp()
         top = log_probs.topk(2, dim=-1).values.double().exp()  # exp is monotone: rank first, exp two values
-        return top[..., 0] if self.score == "confidence" else top[..., 0] - top[..., 1]
+        return top[..., 0] - top[..., 1]
 
     def step(self, state: SamplerState) -> SamplerState:
         masked = state.masked
