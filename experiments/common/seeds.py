@@ -44,3 +44,52 @@ def seed_effect(effects: list[float], ses: list[float] | None = None) -> SeedEff
         half = float("inf")
     same = all((e > 0) == (mean > 0) and e != 0 for e in effects)
     return SeedEffect(list(effects), list(ses or [float("nan")] * n), mean, mean - half, mean + half, same)
+
+
+EFFECT_HEADER = ["| claim | comparison | seeds | NLL effect per seed (nats/token, ± s.e.) | mean [95% t CI] | "
+                 "Gen PPL ratio | verdict |", "|---|---|---|---|---|---|---|"]
+
+
+def nll_effect_row(claim: str, label: str, pairs: list[tuple[dict, dict]], lower: str, higher: str):
+    """Rows (arm, reference) of the same seeds -> (verdict record, markdown line under EFFECT_HEADER): the mean
+    NLL per token of arm minus reference per seed, their t interval, and its Gen PPL ratio exp(effect)."""
+    eff = seed_effect([a["nll"] - c["nll"] for a, c in pairs], [math.hypot(a["nll_se"], c["nll_se"]) for a, c in pairs])
+    per_seed = ", ".join(f"{e:+.3f} ± {s:.3f}" for e, s in zip(eff.effects, eff.ses))
+    verdict = eff.verdict(lower, higher)
+    text = (f"| {claim} | {label} | {len(pairs)} | {per_seed} | {eff.mean:+.3f} [{eff.lo:+.3f}, {eff.hi:+.3f}] | "
+            f"{math.exp(eff.mean):.3f} [{math.exp(eff.lo):.3f}, {math.exp(eff.hi):.3f}] | {verdict} |")
+    return {"claim": claim, "comparison": label, **eff.as_dict(), "verdict": verdict}, text
+
+
+def add_study_arguments(ap, runs: str, out: str, num: int = 256) -> None:
+    """The options every seeded study over a folder of runs shares (its own options come before)."""
+    ap.add_argument("--runs", default=runs, help="the run folder its training script wrote")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds to evaluate")
+    ap.add_argument("--num", type=int, default=num, help="samples per model and setting")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--sample-seed", type=int, default=0, help="sampling seed (the same for every model)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--summarize", action="store_true", help="only rewrite the tables from OUT/rows.json")
+    ap.add_argument("--out", default=out)
+
+
+def run_study(args, evaluate, summarize) -> int:
+    """Rows kept in OUT/rows.json (re-running resumes), `evaluate(args, rows, out)` adds the missing ones unless
+    --summarize, then `summarize(rows) -> (verdicts, markdown)` is written to verdicts.json and summary.md."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from experiments.common.output import write_json, write_text
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    rows = json.loads((out / "rows.json").read_text())["rows"] if (out / "rows.json").is_file() else []
+    if not args.summarize:
+        rows = evaluate(args, rows, out)
+    verdicts, md = summarize(rows)
+    write_json(out / "verdicts.json", verdicts)
+    write_text(out / "summary.md", md)
+    print(md)
+    return 0

@@ -17,16 +17,12 @@ Rows already in OUT/rows.json are kept (re-running resumes); --summarize only re
 from __future__ import annotations
 
 import argparse
-import json
-import math
 from pathlib import Path
 from types import SimpleNamespace
 
-import torch
-
 from experiments.common.models import load_model
-from experiments.common.output import write_json, write_text
-from experiments.common.seeds import seed_effect
+from experiments.common.output import write_json
+from experiments.common.seeds import EFFECT_HEADER, add_study_arguments, nll_effect_row, run_study
 
 ARMS = ("gd-add", "gd-replace", "ind-add", "ind-replace")
 # (label, sampler, steps, top_p)
@@ -59,26 +55,20 @@ def evaluate(args, rows: list[dict], out: Path) -> list[dict]:
 
 def summarize(rows: list[dict], seeds: list[int]) -> tuple[list[dict], str]:
     by = {(r["arm"], r["train_seed"], r["regime"]): r for r in rows}
-    verdicts, lines = [], []
-    lines += ["| claim | regime | arm vs control | seeds | NLL effect per seed (nats/token, ± s.e.) | "
-              "mean effect [95% t CI] | Gen PPL ratio | verdict |", "|---|---|---|---|---|---|---|---|"]
+    verdicts, lines = [], list(EFFECT_HEADER)
     for arm, ctrl in PAIRS:
+        informed = ctrl.startswith("ind")
         for regime, *_ in REGIMES:
             pairs = [(by.get((arm, s, regime)), by.get((ctrl, s, regime))) for s in seeds]
             pairs = [(a, c) for a, c in pairs if a and c]
             if not pairs:
                 continue
-            eff = seed_effect([a["nll"] - c["nll"] for a, c in pairs],
-                              [math.hypot(a["nll_se"], c["nll_se"]) for a, c in pairs])
-            claim = "injection: replace vs add" if ctrl.startswith("gd") else "GD beats an uninformative control"
-            per_seed = ", ".join(f"{e:+.3f} ± {s:.3f}" for e, s in zip(eff.effects, eff.ses))
-            verdict = eff.verdict("lower (better)" if ctrl.startswith("ind") else "replace lower",
-                                  "higher (worse)" if ctrl.startswith("ind") else "replace higher")
-            verdicts.append({"arm": arm, "control": ctrl, "regime": regime, "seeds": len(pairs), **eff.as_dict(),
-                             "verdict": verdict})
-            lines.append(f"| {claim} | {regime} | {arm} vs {ctrl} | {len(pairs)} | {per_seed} | {eff.mean:+.3f} "
-                         f"[{eff.lo:+.3f}, {eff.hi:+.3f}] | {math.exp(eff.mean):.3f} [{math.exp(eff.lo):.3f}, "
-                         f"{math.exp(eff.hi):.3f}] | {verdict} |")
+            claim = "GD beats an uninformative control" if informed else "injection: replace vs add"
+            v, text = nll_effect_row(claim, f"{regime}: {arm} − {ctrl}", pairs,
+                                     "lower (better)" if informed else "replace lower",
+                                     "higher (worse)" if informed else "replace higher")
+            verdicts.append({**v, "arm": arm, "control": ctrl, "regime": regime})
+            lines.append(text)
     lines += ["", "| arm | train seed | regime | exact Gen PPL [± 1 s.e.] | NLL/token | slips / sample | entropy |",
               "|---|---|---|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r["regime"], r["arm"], -1 if r["train_seed"] is None else r["train_seed"])):
@@ -90,25 +80,9 @@ def summarize(rows: list[dict], seeds: list[int]) -> tuple[list[dict], str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", default="runs/gd-bases", help="the OUT folder of experiments/gumbel/on_bases.sh")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds to evaluate")
-    ap.add_argument("--num", type=int, default=256, help="samples per arm, seed and regime")
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--sample-seed", type=int, default=0, help="sampling seed (the same for every arm)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--summarize", action="store_true", help="only rewrite the tables from OUT/rows.json")
-    ap.add_argument("--out", default="results/gumbel_distillation/on_bases")
+    add_study_arguments(ap, "runs/gd-bases", "results/gumbel_distillation/on_bases")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    rows = json.loads((out / "rows.json").read_text())["rows"] if (out / "rows.json").is_file() else []
-    if not args.summarize:
-        rows = evaluate(args, rows, out)
-    verdicts, md = summarize(rows, args.seeds)
-    write_json(out / "verdicts.json", verdicts)
-    write_text(out / "summary.md", md)
-    print(md)
-    return 0
+    return run_study(args, evaluate, lambda rows: summarize(rows, args.seeds))
 
 
 if __name__ == "__main__":

@@ -16,16 +16,12 @@ Rows already in OUT/rows.json are kept (re-running resumes); --summarize only re
 from __future__ import annotations
 
 import argparse
-import json
-import math
 from pathlib import Path
 from types import SimpleNamespace
 
-import torch
-
 from experiments.common.models import load_model
-from experiments.common.output import write_json, write_text
-from experiments.common.seeds import seed_effect
+from experiments.common.output import write_json
+from experiments.common.seeds import EFFECT_HEADER, add_study_arguments, nll_effect_row, run_study
 
 PROTOCOLS = ("paradistill", "official")
 TEACHER = "builtin:mdlm"
@@ -51,36 +47,26 @@ def evaluate(args, rows: list[dict], out: Path) -> list[dict]:
     return rows
 
 
-def _line(claim, label, pairs, lower, higher):
-    eff = seed_effect([a["nll"] - c["nll"] for a, c in pairs], [math.hypot(a["nll_se"], c["nll_se"]) for a, c in pairs])
-    per_seed = ", ".join(f"{e:+.3f} ± {s:.3f}" for e, s in zip(eff.effects, eff.ses))
-    verdict = eff.verdict(lower, higher)
-    text = (f"| {claim} | {label} | {len(pairs)} | {per_seed} | {eff.mean:+.3f} [{eff.lo:+.3f}, {eff.hi:+.3f}] | "
-            f"{math.exp(eff.mean):.3f} [{math.exp(eff.lo):.3f}, {math.exp(eff.hi):.3f}] | {verdict} |")
-    return {"claim": claim, "comparison": label, **eff.as_dict(), "verdict": verdict}, text
-
-
 def summarize(rows: list[dict], seeds: list[int], steps: list[int]) -> tuple[list[dict], str]:
     by = {(r["arm"], r["train_seed"], r["steps"]): r for r in rows}
     teacher = {t: by.get(("teacher", None, t)) for t in steps}
-    verdicts, lines = [], ["| claim | comparison | seeds | NLL effect per seed (nats/token, ± s.e.) | mean [95% t CI] "
-                           "| Gen PPL ratio | verdict |", "|---|---|---|---|---|---|---|"]
+    verdicts, lines = [], list(EFFECT_HEADER)
     top = max(steps)
     for p in PROTOCOLS:
         for t in steps:
             stud = [by.get((p, s, t)) for s in seeds]
             if teacher.get(top) and all(stud):
-                v, text = _line(f"student ({p}) at T={t} vs teacher at {top}", f"{p} T={t} − teacher T={top}",
+                v, text = nll_effect_row(f"student ({p}) at T={t} vs teacher at {top}", f"{p} T={t} − teacher T={top}",
                                 [(x, teacher[top]) for x in stud], "student better", "student worse")
                 verdicts.append(v), lines.append(text)
             if teacher.get(t) and all(stud) and t != top:
-                v, text = _line(f"distillation gain at T={t} ({p})", f"{p} T={t} − teacher T={t}",
+                v, text = nll_effect_row(f"distillation gain at T={t} ({p})", f"{p} T={t} − teacher T={t}",
                                 [(x, teacher[t]) for x in stud], "student better", "student worse")
                 verdicts.append(v), lines.append(text)
     for t in steps:
         pairs = [(by.get(("official", s, t)), by.get(("paradistill", s, t))) for s in seeds]
         if all(a and b for a, b in pairs):
-            v, text = _line(f"protocol at T={t}", f"official − ours, T={t}", pairs, "official better", "ours better")
+            v, text = nll_effect_row(f"protocol at T={t}", f"official − ours, T={t}", pairs, "official better", "ours better")
             verdicts.append(v), lines.append(text)
     lines += ["", "| model | train seed | T | exact Gen PPL [± 1 s.e.] | NLL/token | slips / sample | entropy |",
               "|---|---|---:|---:|---:|---:|---:|"]
@@ -93,27 +79,11 @@ def summarize(rows: list[dict], seeds: list[int], steps: list[int]) -> tuple[lis
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", default="runs/sdtt-bases", help="the OUT folder of experiments/sdtt/on_bases.sh")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds to evaluate")
     ap.add_argument("--steps", type=int, nargs="+", default=[8, 16, 64], help="sampling steps T (the largest is "
                     "the teacher's reference)")
-    ap.add_argument("--num", type=int, default=256, help="samples per model and T")
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--sample-seed", type=int, default=0, help="sampling seed (the same for every model)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--summarize", action="store_true", help="only rewrite the tables from OUT/rows.json")
-    ap.add_argument("--out", default="results/sdtt/on_bases")
+    add_study_arguments(ap, "runs/sdtt-bases", "results/sdtt/on_bases")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    rows = json.loads((out / "rows.json").read_text())["rows"] if (out / "rows.json").is_file() else []
-    if not args.summarize:
-        rows = evaluate(args, rows, out)
-    verdicts, md = summarize(rows, args.seeds, sorted(args.steps))
-    write_json(out / "verdicts.json", verdicts)
-    write_text(out / "summary.md", md)
-    print(md)
-    return 0
+    return run_study(args, evaluate, lambda rows: summarize(rows, args.seeds, sorted(args.steps)))
 
 
 if __name__ == "__main__":

@@ -5,11 +5,11 @@
 #   official   the released SDTT code: the raw student is the next teacher; Adam and EMA carried across rounds
 # Re-running resumes / skips. Then: python -m experiments.sdtt.on_bases (results/sdtt/on_bases/COMMAND.md).
 # PD: the paradistill command; OUT: run folder (default runs/sdtt-bases); SEEDS (default "0 1 2");
-# STEPS: optimizer steps per round (default 150).
+# STEPS: optimizer steps per round (default 120).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
-PD=${PD:-.venv/bin/paradistill} OUT=${OUT:-runs/sdtt-bases} SEEDS=${SEEDS:-0 1 2} STEPS=${STEPS:-150}
+PD=${PD:-.venv/bin/paradistill} OUT=${OUT:-runs/sdtt-bases} SEEDS=${SEEDS:-0 1 2} STEPS=${STEPS:-120}
 mkdir -p "$OUT"
 for seed in $SEEDS; do
   for protocol in paradistill official; do
