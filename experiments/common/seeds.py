@@ -61,6 +61,19 @@ def nll_effect_row(claim: str, label: str, pairs: list[tuple[dict, dict]], lower
     return {"claim": claim, "comparison": label, **eff.as_dict(), "verdict": verdict}, text
 
 
+def rows_table(rows: list[dict], setting: str, header: str) -> list[str]:
+    """Markdown lines listing every evaluated row (arm, train seed, the row's `setting` key as column `header`),
+    sorted by arm, seed, setting."""
+    lines = [f"| arm | train seed | {header} | exact Gen PPL [± 1 s.e.] | NLL/token | slips / sample | entropy |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["arm"], -1 if r["train_seed"] is None else r["train_seed"],
+                                         str(r[setting]))):
+        lines.append(f"| {r['arm']} | {'' if r['train_seed'] is None else r['train_seed']} | {r[setting]} | "
+                     f"{r['gen_ppl']:.3f} [{r['gen_ppl_lo']:.2f}, {r['gen_ppl_hi']:.2f}] | {r['nll']:.4f} | "
+                     f"{r['slips_per_sample']:.2f} | {r['entropy']:.3f} |")
+    return lines
+
+
 def add_study_arguments(ap, runs: str, out: str, num: int = 256) -> None:
     """The options every seeded study over a folder of runs shares (its own options come before)."""
     ap.add_argument("--runs", default=runs, help="the run folder its training script wrote")

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 from experiments.common.models import load_model
 from experiments.common.output import write_json
-from experiments.common.seeds import EFFECT_HEADER, add_study_arguments, nll_effect_row, run_study
+from experiments.common.seeds import EFFECT_HEADER, add_study_arguments, nll_effect_row, rows_table, run_study
 
 ARMS = ("gd-add", "gd-replace", "ind-add", "ind-replace")
 # (label, sampler, steps, top_p)
@@ -69,12 +69,7 @@ def summarize(rows: list[dict], seeds: list[int]) -> tuple[list[dict], str]:
                                      "higher (worse)" if informed else "replace higher")
             verdicts.append({**v, "arm": arm, "control": ctrl, "regime": regime})
             lines.append(text)
-    lines += ["", "| arm | train seed | regime | exact Gen PPL [± 1 s.e.] | NLL/token | slips / sample | entropy |",
-              "|---|---|---|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: (r["regime"], r["arm"], -1 if r["train_seed"] is None else r["train_seed"])):
-        lines.append(f"| {r['arm']} | {'' if r['train_seed'] is None else r['train_seed']} | {r['regime']} | "
-                     f"{r['gen_ppl']:.3f} [{r['gen_ppl_lo']:.2f}, {r['gen_ppl_hi']:.2f}] | {r['nll']:.4f} | "
-                     f"{r['slips_per_sample']:.2f} | {r['entropy']:.3f} |")
+    lines += ["", *rows_table(rows, "regime", "regime")]
     return verdicts, "\n".join(lines) + "\n"
 
 

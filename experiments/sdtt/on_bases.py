@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 from experiments.common.models import load_model
 from experiments.common.output import write_json
-from experiments.common.seeds import EFFECT_HEADER, add_study_arguments, nll_effect_row, run_study
+from experiments.common.seeds import EFFECT_HEADER, add_study_arguments, nll_effect_row, rows_table, run_study
 
 PROTOCOLS = ("paradistill", "official")
 TEACHER = "builtin:mdlm"
@@ -68,12 +68,7 @@ def summarize(rows: list[dict], seeds: list[int], steps: list[int]) -> tuple[lis
         if all(a and b for a, b in pairs):
             v, text = nll_effect_row(f"protocol at T={t}", f"official − ours, T={t}", pairs, "official better", "ours better")
             verdicts.append(v), lines.append(text)
-    lines += ["", "| model | train seed | T | exact Gen PPL [± 1 s.e.] | NLL/token | slips / sample | entropy |",
-              "|---|---|---:|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: (r["arm"], -1 if r["train_seed"] is None else r["train_seed"], r["steps"])):
-        lines.append(f"| {r['arm']} | {'' if r['train_seed'] is None else r['train_seed']} | {r['steps']} | "
-                     f"{r['gen_ppl']:.3f} [{r['gen_ppl_lo']:.2f}, {r['gen_ppl_hi']:.2f}] | {r['nll']:.4f} | "
-                     f"{r['slips_per_sample']:.2f} | {r['entropy']:.3f} |")
+    lines += ["", *rows_table(rows, "steps", "T")]
     return verdicts, "\n".join(lines) + "\n"
 
 
