@@ -8,12 +8,9 @@ cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
 PD=${PD:-.venv/bin/paradistill} OUT=${OUT:-runs/adjust-bases} SEEDS=${SEEDS:-0 1 2}
 mkdir -p "$OUT"
+source experiments/common/resumable.sh
 for seed in $SEEDS; do
-  run="$OUT/s$seed"
-  grep -q '"final": true' "$run/latest.json" 2>/dev/null && continue
-  resume=(); [ -f "$run/latest.json" ] && resume=(--resume)
-  echo "[adjust-bases] seed $seed: $(date -u +%H:%M:%S)"
-  "$PD" --threads 1 distill adjust --base builtin:mdlm --out "$run" "${resume[@]}" --trajectories 512 \
-      --trajectories-dir "$OUT/trajectories" --steps 800 --no-progress train.seed=$seed >> "$run.log" 2>&1
+  run_once adjust-bases "$OUT/s$seed" "$PD" --threads 1 distill adjust --base builtin:mdlm --trajectories 512 \
+      --trajectories-dir "$OUT/trajectories" --steps 800 --no-progress train.seed=$seed
 done
 echo "[adjust-bases] done: $(date -u +%H:%M:%S)"
