@@ -11,14 +11,11 @@ cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
 PD=${PD:-.venv/bin/paradistill} OUT=${OUT:-runs/sdtt-bases} SEEDS=${SEEDS:-0 1 2} STEPS=${STEPS:-120}
 mkdir -p "$OUT"
+source experiments/common/resumable.sh
 for seed in $SEEDS; do
   for protocol in paradistill official; do
-    run="$OUT/$protocol-s$seed"
-    grep -q '"final": true' "$run/latest.json" 2>/dev/null && continue
-    resume=(); [ -f "$run/latest.json" ] && resume=(--resume)
-    echo "[sdtt-bases] $protocol seed $seed: $(date -u +%H:%M:%S)"
-    "$PD" --threads 1 distill sdtt --teacher builtin:mdlm --from-steps 64 --to-steps 8 --protocol "$protocol" \
-        --steps-per-round "$STEPS" --out "$run" "${resume[@]}" train.seed=$seed >> "$run.log" 2>&1
+    run_once sdtt-bases "$OUT/$protocol-s$seed" "$PD" --threads 1 distill sdtt --teacher builtin:mdlm --from-steps 64 \
+        --to-steps 8 --protocol "$protocol" --steps-per-round "$STEPS" train.seed=$seed
   done
 done
 echo "[sdtt-bases] done: $(date -u +%H:%M:%S)"
