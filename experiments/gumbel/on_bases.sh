@@ -14,17 +14,13 @@ cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
 PD=${PD:-.venv/bin/paradistill} OUT=${OUT:-runs/gd-bases} SEEDS=${SEEDS:-0 1 2} STEPS=${STEPS:-500}
 mkdir -p "$OUT"
+source experiments/common/resumable.sh
 for seed in $SEEDS; do
   for arm in gd-add gd-replace ind-add ind-replace; do
-    run="$OUT/$arm-s$seed"
-    grep -q '"final": true' "$run/latest.json" 2>/dev/null && continue
-    resume=(); [ -f "$run/latest.json" ] && resume=(--resume)
     noise=gumbel; [ "${arm%%-*}" = ind ] && noise=independent
-    echo "[gd-bases] $arm seed $seed: $(date -u +%H:%M:%S)"
-    "$PD" --threads 1 distill gumbel --teacher builtin:ar --student mdlm --recipe tiny --init builtin:mdlm \
-        --out "$run" "${resume[@]}" gumbel.noise=$noise gumbel.extra_mode="${arm#*-}" train.seed=$seed \
-        train.max_steps="$STEPS" train.lr=0.0005 train.warmup_steps=20 train.eval_every=100 \
-        train.checkpoint_every=100 >> "$run.log" 2>&1
+    run_once gd-bases "$OUT/$arm-s$seed" "$PD" --threads 1 distill gumbel --teacher builtin:ar --student mdlm \
+        --recipe tiny --init builtin:mdlm gumbel.noise=$noise gumbel.extra_mode="${arm#*-}" train.seed=$seed \
+        train.max_steps="$STEPS" train.lr=0.0005 train.warmup_steps=20 train.eval_every=100 train.checkpoint_every=100
   done
 done
 echo "[gd-bases] done: $(date -u +%H:%M:%S)"
