@@ -49,27 +49,18 @@ class AncestralSampler(Sampler):
         alpha_s, _ = self.schedule(s) if k + 1 < steps else (torch.ones_like(s), None)
         p_unmask = ((alpha_s - alpha_t) / (1.0 - alpha_t)).clamp(0.0, 1.0)  # [B]
         masked = state.masked
+        # which positions unmask does not depend on the prediction: draw it first (float64 uniforms over [B, L])
+        u = torch.rand(state.x.shape, generator=state.generator, dtype=torch.float64).to(state.x.device)
+        unmask = masked & (u < p_unmask[:, None].to(u.device))
+        t = t.float().to(state.x.device)
         if not self.cache:  # the reference rule: a forward pass every step, over every masked position
-            log_probs = state.denoise_at(t.float().to(state.x.device))  # [N, V], row-major over `masked`
-            unmask = masked & self._unmask_draw(state, p_unmask)
-            if unmask.any():
-                state.x = state.x.masked_scatter(unmask, state.draw(log_probs[unmask[masked]]))
-        else:
-            # which positions unmask does not depend on the prediction: decide first, then run the forward pass
-            # only when some position unmasks, with the output head and the draw only where it does (the same
-            # law and the same random stream as the reference rule)
-            unmask = masked & self._unmask_draw(state, p_unmask)
-            if unmask.any():
-                state.x = state.x.masked_scatter(unmask, state.draw(state.denoise_at(t.float().to(state.x.device),
-                                                                                     unmask)))
+            log_probs = state.denoise_at(t)[unmask[masked]]
+        elif unmask.any():  # a pass only when some position unmasks, the head and the draws only there
+            log_probs = state.denoise_at(t, unmask)
+        if unmask.any():
+            state.x = state.x.masked_scatter(unmask, state.draw(log_probs))
         state.step += 1
         return state
-
-    @staticmethod
-    def _unmask_draw(state: SamplerState, p_unmask: torch.Tensor) -> torch.Tensor:
-        """[B, L] bool: each position's uniform (float64, over the full shape) below its row's p_unmask."""
-        u = torch.rand(state.x.shape, generator=state.generator, dtype=torch.float64).to(state.x.device)
-        return u < p_unmask[:, None].to(u.device)
 
 
 class FirstHittingSampler(Sampler):
