@@ -129,3 +129,15 @@ def test_seed_effect_is_the_student_t_interval_of_the_per_seed_effects():
     assert mixed.lo < 0 < mixed.hi and mixed.verdict() == "within noise" and not mixed.same_sign
     assert seed_effect([0.2, 0.25, 0.3]).verdict("lower", "higher") == "higher"
     assert seed_effect([0.1]).verdict() == "one seed: no verdict"
+
+
+def test_bases_evaluation_takes_a_run_in_place_of_a_builtin_and_refuses_unknown_names():
+    from experiments.bases.evaluate import parse_use, ratio
+
+    assert parse_use(["mdlm=runs/x", "bd3lm-b4=runs/y"]) == {"mdlm": "runs/x", "bd3lm-b4": "runs/y"}
+    for bad in ("mdlm", "gpt2=runs/x", "mdlm="):
+        with pytest.raises(SystemExit, match="NAME=RUN"):
+            parse_use([bad])
+    r = ratio({"nll": 2.0, "nll_se": 0.03}, {"nll": 1.5, "nll_se": 0.04})
+    assert r["ratio"] == pytest.approx(math.exp(0.5))
+    assert r["ratio_ci95"] == pytest.approx([math.exp(0.5 - 1.96 * 0.05), math.exp(0.5 + 1.96 * 0.05)])

@@ -56,7 +56,10 @@ def test_report_checks_use_standard_errors():
     assert "better" not in text  # one training seed never makes a method 'better'
     assert "SDTT round 2 T=16 vs its teacher MDLM T=64: Gen PPL 101.00 vs 100.00 (within noise)" in text
     rows.append(row("AR (KV cache)", 40.0, 0.02))
-    assert "MDLM T=64 vs AR: Gen PPL 100.00 vs 40.00 (2.50x; target <= 2x: NOT met)" in "\n".join(checks(rows, plan))
+    rows.append(row("MDLM T=L (first-hitting)", 70.0, 0.02))
+    text = "\n".join(checks(rows, plan))
+    assert "MDLM T=64 (ancestral, 64 steps) vs AR: Gen PPL 100.00 vs 40.00 (2.50x; target <= 2x: NOT met)" in text
+    assert "MDLM T=L (first-hitting) (one token per pass) vs AR: Gen PPL 70.00 vs 40.00 (1.75x; target <= 2x: met)" in text
 
 
 def test_quickstart_starts_from_the_shipped_bases_by_default(tmp_path):
@@ -81,3 +84,18 @@ def test_quickstart_starts_from_the_shipped_bases_by_default(tmp_path):
     deps = {s.name: s.deps for s in build_stages(plan)}
     assert deps["gd"] == ["ar", "mdlm"]  # the GD student starts from the MDLM base
     assert {s.name: s.deps for s in build_stages({**plan, "bases": None})}["gd"] == ["ar"]
+
+
+def test_quickstart_samples_each_diffusion_base_one_token_per_pass_beside_its_ancestral_rows():
+    """T >= L: first-hitting (exactly one token per pass) for the MDLM, B passes per block for BD3-LM (the official
+    BD3-LM sampler's default), beside the ancestral rows at every planned step count."""
+    from paradistill.quickstart.evaluation import settings_for
+
+    plan = {"seq_len": 64, "mdlm_steps": [16, 64], "block_size": 4, "bd3_steps_per_block": [1, 4]}
+    ctx = {"plan": plan, "inputs": {"mdlm": {"run": "m"}, "bd3lm": {"run": "b"}}}
+    mdlm = {(s["sampler"], s["steps"]): s["label"] for s in settings_for("mdlm", ctx)}
+    assert mdlm == {("ancestral", 16): "MDLM T=16", ("ancestral", 64): "MDLM T=64",
+                    ("first-hitting", 64): "MDLM T=L (first-hitting)"}
+    bd3 = {(s["sampler"], s["steps"]): s["label"] for s in settings_for("bd3lm", ctx)}
+    assert bd3 == {("ancestral", 1): "BD3-LM B=4 T=1/block", ("ancestral", 4): "BD3-LM B=4 T=4/block",
+                   ("first-hitting", 4): "BD3-LM B=4 T=4/block (first-hitting)"}

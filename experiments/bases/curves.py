@@ -1,54 +1,120 @@
-"""AR -> MDLM adaptation: validation NELBO of the AR-initialised MDLM against a from-scratch MDLM of the same recipe,
-one figure, and for every evaluation of the from-scratch run the optimizer steps the AR-initialised run needs to
-reach that value (first evaluation at or below it). The issue's target: the from-scratch run's final value within
-1/4 of its steps.
+"""AR -> MDLM adaptation: validation NELBO of AR-initialised MDLMs against from-scratch MDLMs of the same recipe,
+one figure, per training seed. The issue's target: an AR-initialised run reaches the from-scratch run's final
+value within 1/4 of its optimizer steps. Runs come from experiments/bases/adaptation.sh: OUT/scratch-s<seed>
+(the reference) and one folder per adapted arm and seed, OUT/<arm>-s<seed>.
 
-    python -m experiments.bases.curves --adapted runs/bases/mdlm --scratch runs/bases/mdlm-scratch --ar runs/bases/ar \
-        --out results/bases
+    python -m experiments.bases.curves --runs runs/adaptation --out results/bases
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+from collections import defaultdict
 from pathlib import Path
 
 from experiments.common.models import val_curve
-from experiments.common.output import write_json
+from experiments.common.output import write_json, write_text
+from experiments.common.seeds import seed_effect
 
 ROOT = Path(__file__).resolve().parents[2]
+TARGET = 0.25
+ARMS = {"shift": "AR-init, shifted + attention annealed over 50 steps",
+        "unshifted": "AR-init, unshifted, no annealing"}
 
 
 def steps_to_reach(curve: list[tuple[int, float]], value: float) -> int | None:
+    """The first evaluated step at or below `value` (None: never)."""
     return next((s for s, v in curve if v <= value), None)
+
+
+def discover(runs: Path) -> dict[str, dict[int, list[tuple[int, float]]]]:
+    """{arm: {seed: validation curve}} of every OUT/<arm>-s<seed> folder with a metrics.jsonl."""
+    found: dict[str, dict[int, list]] = defaultdict(dict)
+    for d in sorted(runs.iterdir()) if runs.is_dir() else []:
+        m = re.fullmatch(r"(.+)-s(\d+)", d.name)
+        if m and (d / "metrics.jsonl").is_file():
+            found[m.group(1)][int(m.group(2))] = val_curve(d)
+    if "scratch" not in found:
+        raise SystemExit(f"--runs {runs}: no scratch-s<seed> run in it; run experiments/bases/adaptation.sh first")
+    return found
+
+
+def compare(curves: dict[str, dict[int, list]]) -> dict:
+    """Per adapted arm and seed (paired with the scratch run of the same seed): the steps to reach the scratch
+    run's final value, their fraction of its steps, and the final-value difference with its t interval."""
+    scratch, arms = curves["scratch"], {}
+    for arm, by_seed in curves.items():
+        if arm == "scratch":
+            continue
+        seeds = []
+        for seed, curve in sorted(by_seed.items()):
+            if seed not in scratch:
+                continue
+            (ref_step, ref_val), (last_step, last_val) = scratch[seed][-1], curve[-1]
+            reach = steps_to_reach(curve, ref_val)
+            seeds.append({"seed": seed, "scratch_steps": ref_step, "scratch_final": ref_val, "steps": last_step,
+                          "final": last_val, "reaches_at": reach, "fraction": reach / ref_step if reach else None,
+                          "budget_fraction": last_step / ref_step})
+        if not seeds:
+            continue
+        diff = seed_effect([s["final"] - s["scratch_final"] for s in seeds])
+        met = all(s["fraction"] is not None and s["fraction"] <= TARGET for s in seeds)
+        arms[arm] = {"label": ARMS.get(arm, arm), "seeds": seeds, "final_minus_scratch": diff.mean,
+                     "final_minus_scratch_ci95": [diff.low, diff.high], "met": met}
+    return arms
+
+
+def table(arms: dict) -> str:
+    lines = ["| arm | seed | its steps (of scratch's) | its final NELBO | scratch final | reaches scratch's final at "
+             "| fraction | target <= 1/4 |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for arm, a in arms.items():
+        for s in a["seeds"]:
+            frac = f"{s['fraction']:.2f}" if s["fraction"] is not None else "never"
+            ok = s["fraction"] is not None and s["fraction"] <= TARGET
+            lines.append(f"| {a['label']} | {s['seed']} | {s['steps']} ({s['budget_fraction']:.2f}) | {s['final']:.4f} "
+                         f"| {s['scratch_final']:.4f} | {s['reaches_at'] or '-'} | {frac} | {'met' if ok else 'not met'} |")
+    lines.append("")
+    for arm, a in arms.items():
+        lo, hi = a["final_minus_scratch_ci95"]
+        lines.append(f"- {a['label']}: final NELBO minus the scratch run's, paired by seed, {a['final_minus_scratch']:+.4f}"
+                     f" [{lo:+.4f}, {hi:+.4f}] nats/token (95% t interval over {len(a['seeds'])} seeds); "
+                     f"target {'met on every seed' if a['met'] else 'not met on every seed'}")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--adapted", default=str(ROOT / "runs/bases/mdlm"), help="the AR-initialised MDLM run")
-    ap.add_argument("--scratch", default=str(ROOT / "runs/bases/mdlm-scratch"), help="the from-scratch MDLM run")
-    ap.add_argument("--ar", default=str(ROOT / "runs/bases/ar"), help="the AR run (its validation NLL as a line)")
-    ap.add_argument("--out", default=str(ROOT / "results/bases"), help="folder for adaptation.json / .png")
+    ap.add_argument("--runs", default=str(ROOT / "runs" / "adaptation"), help="adaptation.sh's OUT folder")
+    ap.add_argument("--ar", default="builtin:ar", help="the AR base whose validation NLL is drawn as a line")
+    ap.add_argument("--out", default=str(ROOT / "results" / "bases"), help="folder for adaptation.json / .md / .png")
     args = ap.parse_args(argv)
-    adapted, scratch = val_curve(args.adapted, "--adapted"), val_curve(args.scratch, "--scratch")
-    ar = val_curve(Path(args.ar)) if Path(args.ar, "metrics.jsonl").is_file() else []
-    pairs = [{"scratch_step": s, "scratch_val": v, "adapted_step": steps_to_reach(adapted, v)} for s, v in scratch]
-    for p in pairs:
-        p["fraction"] = p["adapted_step"] / p["scratch_step"] if p["adapted_step"] is not None else None
-    final = pairs[-1]
-    summary = {"scratch_final_step": final["scratch_step"], "scratch_final_val_nelbo": final["scratch_val"],
-               "adapted_steps_to_reach_it": final["adapted_step"], "fraction_of_steps": final["fraction"],
-               "target_fraction": 0.25, "met": final["fraction"] is not None and final["fraction"] <= 0.25,
-               "adapted_final": adapted[-1], "ar_final_val_nll": ar[-1][1] if ar else None,
-               "pairs": pairs, "adapted": adapted, "scratch": scratch}
+    curves = discover(Path(args.runs))
+    arms = compare(curves)
+    ar_val = ar_val_loss(args.ar)
     out = Path(args.out)
-    write_json(out / "adaptation.json", summary)
-    plot(out / "adaptation.png", adapted, scratch, ar, final)
-    for p in pairs[::4] + [final]:
-        print(f"scratch step {p['scratch_step']:5d} val {p['scratch_val']:.4f} <- adapted step {p['adapted_step']} "
-              f"({p['fraction']:.3f})" if p["fraction"] is not None else f"scratch step {p['scratch_step']}: not reached")
+    write_json(out / "adaptation.json", {"target_fraction": TARGET, "ar_val_nll": ar_val, "arms": arms,
+                                         "curves": {a: {str(s): c for s, c in v.items()} for a, v in curves.items()}})
+    write_text(out / "adaptation.md", table(arms))
+    plot(out / "adaptation.png", curves, ar_val)
+    print(table(arms))
 
 
-def plot(path: Path, adapted, scratch, ar, final) -> None:
+def ar_val_loss(ref: str) -> float | None:
+    """The recorded validation NLL of an AR base (builtin:NAME's config) or run (its last evaluation)."""
+    if Path(ref, "metrics.jsonl").is_file():
+        return val_curve(ref)[-1][1]
+    if ref.startswith("builtin:"):
+        import json
+
+        from paradistill import bases
+
+        config = json.loads((bases.resolve(ref) / "config.json").read_text())
+        return (config.get("base") or {}).get("val_loss")
+    return None
+
+
+def plot(path: Path, curves: dict, ar_val: float | None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,21 +123,27 @@ def plot(path: Path, adapted, scratch, ar, final) -> None:
     from paradistill.io import atomic_savefig
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    ax.plot(*zip(*scratch), "o-", ms=3, label="MDLM from scratch", color="C0")
-    ax.plot(*zip(*adapted), "s-", ms=3, label="MDLM initialised from the AR base", color="C1")
-    ax.axhline(final["scratch_val"], color="C0", ls=":", lw=1,
-               label=f"from-scratch value at step {final['scratch_step']} ({final['scratch_val']:.3f})")
-    if ar:
-        ax.axhline(ar[-1][1], color="k", ls="--", lw=1, label=f"AR base validation NLL ({ar[-1][1]:.3f})")
-    if final["adapted_step"] is not None:
-        ax.axvline(final["adapted_step"], color="C1", ls=":", lw=1,
-                   label=f"AR-initialised reaches it at step {final['adapted_step']}")
+    colors = {"scratch": "C0", "shift": "C1", "unshifted": "C2"}
+    labels = {"scratch": "MDLM from scratch (1000-step schedule)", **{k: v + " (250-step schedule)"
+                                                                     for k, v in ARMS.items()}}
+    for i, (arm, by_seed) in enumerate(curves.items()):
+        for j, (seed, curve) in enumerate(sorted(by_seed.items())):
+            ax.plot(*zip(*curve), "-", lw=1.2, alpha=0.8, color=colors.get(arm, f"C{3 + i}"),
+                    label=f"{labels.get(arm, arm)}, {len(by_seed)} seed(s)" if j == 0 else None)
+    finals = [c[-1][1] for c in curves["scratch"].values()]
+    ax.axhline(max(finals), color="C0", ls=":", lw=1, label=f"from-scratch final values ({min(finals):.3f}-{max(finals):.3f})")
+    ax.axhline(min(finals), color="C0", ls=":", lw=1)
+    ax.axvline(TARGET * max(s for c in curves["scratch"].values() for s, _ in c), color="k", ls="-.", lw=1,
+               label="1/4 of the from-scratch steps")
+    if ar_val is not None:
+        ax.axhline(ar_val, color="k", ls="--", lw=1, label=f"AR base validation NLL ({ar_val:.3f})")
     ax.set_xscale("log")
+    ax.set_ylim(top=4.5)
     ax.set_xlabel("optimizer steps (log scale)")
     ax.set_ylabel("validation NELBO, nats/token (EMA weights)")
     ax.set_title("AR -> MDLM adaptation (tiny recipe, built-in corpus)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=120)
     plt.close(fig)

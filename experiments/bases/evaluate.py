@@ -1,9 +1,10 @@
 """The targets of the shipped bases: exact Gen PPL under the corpus's generator, slips per sample, entropy.
 
-Every setting draws `--num` samples (fixed seed, batches of 128) from a `builtin:` base (or the --bases folder's
-runs) and scores positions 1..L-1 under the generator itself (experiments.common.scoring). A row's 95% interval
-comes from the per-sample NLLs; a ratio to the AR base carries the interval of the difference of two independent
-mean NLLs. The generator's own samples give the floor.
+Every setting draws `--num` samples (fixed seed, batches of 128) from a `builtin:` base (or, with `--use NAME=RUN`,
+from a trained run in its place, to judge a candidate before packing it) and scores positions 1..L-1 under the
+generator itself (experiments.common.scoring). A row's 95% interval comes from the per-sample NLLs; a ratio to
+the AR base carries the interval of the difference of two independent mean NLLs. The generator's own samples give
+the floor.
 
     python -m experiments.bases.evaluate --num 256 --out results/bases
 """
@@ -21,18 +22,34 @@ from experiments.common.output import write_json, write_text
 from experiments.common.scoring import exact_score
 
 ROOT = Path(__file__).resolve().parents[2]
-# (label, base, sampler, steps); BD3-LM steps are per block; first-hitting unmasks one token per pass (T = L)
+# (label, base, sampler, steps); BD3-LM steps are per block. First-hitting unmasks exactly one token per pass (MDLM:
+# T = L; BD3-LM: B passes per block of B, the official BD3-LM sampler's default); ancestral at the same number of
+# passes commits a random number of tokens per step (several at once in some steps, none in others).
 SETTINGS = [
     ("generator (floor)", None, None, None),
     ("AR", "builtin:ar", "ar", 64),
     ("MDLM T=L (first-hitting)", "builtin:mdlm", "first-hitting", 1),
     ("MDLM T=64 (ancestral)", "builtin:mdlm", "ancestral", 64),
     ("MDLM T=16 (ancestral)", "builtin:mdlm", "ancestral", 16),
-    ("BD3-LM B=4, 4 steps/block", "builtin:bd3lm-b4", "ancestral", 4),
-    ("BD3-LM B=16, 4 steps/block", "builtin:bd3lm-b16", "ancestral", 4),
-    ("BD3-LM B=16, 16 steps/block", "builtin:bd3lm-b16", "ancestral", 16),
+    ("BD3-LM B=4, 4 steps/block (first-hitting)", "builtin:bd3lm-b4", "first-hitting", 4),
+    ("BD3-LM B=4, 4 steps/block (ancestral)", "builtin:bd3lm-b4", "ancestral", 4),
+    ("BD3-LM B=16, 16 steps/block (first-hitting)", "builtin:bd3lm-b16", "first-hitting", 16),
+    ("BD3-LM B=16, 16 steps/block (ancestral)", "builtin:bd3lm-b16", "ancestral", 16),
+    ("BD3-LM B=16, 4 steps/block (ancestral)", "builtin:bd3lm-b16", "ancestral", 4),
 ]
 FIELDS = ("nll", "nll_se", "gen_ppl", "entropy", "num", "slips_per_sample", "clean_samples")
+
+
+def parse_use(items: list[str]) -> dict[str, str]:
+    """--use NAME=RUN pairs -> {NAME: RUN}; NAME must be a base the settings sample."""
+    names = {b.partition(":")[2] for _, b, _, _ in SETTINGS if b}
+    out = {}
+    for item in items:
+        name, sep, run = item.partition("=")
+        if not sep or name not in names or not run:
+            raise SystemExit(f"--use {item!r}: write NAME=RUN with NAME one of {', '.join(sorted(names))}")
+        out[name] = run
+    return out
 
 
 def ci95(nll: float, se: float) -> list[float]:
@@ -76,10 +93,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     ap.add_argument("--length", type=int, default=64, help="sequence length of the generator's samples (default 64)")
     ap.add_argument("--out", default=str(ROOT / "results" / "bases"), help="folder for targets.json / targets.md")
+    ap.add_argument("--use", action="append", default=[], metavar="NAME=RUN",
+                    help="sample this run (or checkpoint) in place of builtin:NAME, e.g. mdlm=runs/bases/mdlm-long "
+                         "(repeatable)")
+    ap.add_argument("--only", nargs="*", default=None, metavar="NAME",
+                    help="evaluate only the settings of these bases (ar is always included: the ratios need it)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    use = parse_use(args.use)
     rows = []
     for label, base, sampler, steps in SETTINGS:
+        name = base.partition(":")[2] if base else None
+        if args.only is not None and name is not None and name not in (*args.only, "ar"):
+            continue
+        base = use.get(name, base)
         start = time.perf_counter()
         tokens, nfe, val = sample_setting(base, sampler, steps, args.num, args.seed, args.length)
         s = exact_score(tokens)

@@ -24,16 +24,19 @@ def settings_for(model: str, ctx: dict[str, Any]) -> list[dict[str, Any]]:
     length = plan["seq_len"]
     if model == "ar":
         return [{"label": "AR (KV cache)", "run": inputs["ar"]["run"], "sampler": "ar", "steps": length}]
-    if model == "mdlm":
+    if model == "mdlm":  # + one token per pass (T = L passes): the sampler to use once T >= L
         return [{"label": f"MDLM T={t}", "run": inputs["mdlm"]["run"], "sampler": "ancestral", "steps": t}
-                for t in plan["mdlm_steps"]]
+                for t in plan["mdlm_steps"]] + [{"label": "MDLM T=L (first-hitting)", "run": inputs["mdlm"]["run"],
+                                                 "sampler": "first-hitting", "steps": length}]
     if model == "gd":
         return [{"label": f"GD-MDLM T={t}", "run": inputs["gd"]["run"], "sampler": "ancestral", "steps": t}
                 for t in plan["gd_steps"]]
     if model == "bd3lm":
         b = plan["block_size"]
         return [{"label": f"BD3-LM B={b} T={t}/block", "run": inputs["bd3lm"]["run"], "sampler": "ancestral",
-                 "steps": t} for t in plan["bd3_steps_per_block"]]
+                 "steps": t} for t in plan["bd3_steps_per_block"]] + [  # one token per pass: BD3-LM's own default
+            {"label": f"BD3-LM B={b} T={b}/block (first-hitting)", "run": inputs["bd3lm"]["run"],
+             "sampler": "first-hitting", "steps": b}]
     if model == "sdtt":
         return [{"label": f"SDTT round {r['round']} T={r['student_steps']}", "run": r["checkpoint"],
                  "sampler": "ancestral", "steps": r["student_steps"]} for r in inputs["sdtt"]["rounds"]]
