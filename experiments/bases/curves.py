@@ -9,6 +9,7 @@ value within 1/4 of its optimizer steps. Runs come from experiments/bases/adapta
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -29,12 +30,17 @@ def steps_to_reach(curve: list[tuple[int, float]], value: float) -> int | None:
 
 
 def discover(runs: Path) -> dict[str, dict[int, list[tuple[int, float]]]]:
-    """{arm: {seed: validation curve}} of every OUT/<arm>-s<seed> folder with a metrics.jsonl."""
+    """{arm: {seed: validation curve}} of every finished OUT/<arm>-s<seed> run (unfinished ones are named, skipped)."""
     found: dict[str, dict[int, list]] = defaultdict(dict)
     for d in sorted(runs.iterdir()) if runs.is_dir() else []:
         m = re.fullmatch(r"(.+)-s(\d+)", d.name)
-        if m and (d / "metrics.jsonl").is_file():
-            found[m.group(1)][int(m.group(2))] = val_curve(d)
+        if not (m and d.is_dir()):
+            continue
+        latest = d / "latest.json"
+        if not (latest.is_file() and json.loads(latest.read_text()).get("final")):
+            print(f"skipping {d}: its training has not finished")
+            continue
+        found[m.group(1)][int(m.group(2))] = val_curve(d)
     if "scratch" not in found:
         raise SystemExit(f"--runs {runs}: no scratch-s<seed> run in it; run experiments/bases/adaptation.sh first")
     return found
@@ -61,7 +67,7 @@ def compare(curves: dict[str, dict[int, list]]) -> dict:
         diff = seed_effect([s["final"] - s["scratch_final"] for s in seeds])
         met = all(s["fraction"] is not None and s["fraction"] <= TARGET for s in seeds)
         arms[arm] = {"label": ARMS.get(arm, arm), "seeds": seeds, "final_minus_scratch": diff.mean,
-                     "final_minus_scratch_ci95": [diff.low, diff.high], "met": met}
+                     "final_minus_scratch_ci95": [diff.lo, diff.hi], "met": met}
     return arms
 
 
@@ -105,8 +111,6 @@ def ar_val_loss(ref: str) -> float | None:
     if Path(ref, "metrics.jsonl").is_file():
         return val_curve(ref)[-1][1]
     if ref.startswith("builtin:"):
-        import json
-
         from paradistill import bases
 
         config = json.loads((bases.resolve(ref) / "config.json").read_text())
@@ -143,7 +147,7 @@ def plot(path: Path, curves: dict, ar_val: float | None) -> None:
     ax.set_ylabel("validation NELBO, nats/token (EMA weights)")
     ax.set_title("AR -> MDLM adaptation (tiny recipe, built-in corpus)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
