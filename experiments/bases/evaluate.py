@@ -22,27 +22,31 @@ from experiments.common.output import write_json, write_text
 from experiments.common.scoring import exact_score
 
 ROOT = Path(__file__).resolve().parents[2]
-# (label, base, sampler, steps); BD3-LM steps are per block. First-hitting unmasks exactly one token per pass (MDLM:
-# T = L; BD3-LM: B passes per block of B, the official BD3-LM sampler's default); ancestral at the same number of
-# passes commits a random number of tokens per step (several at once in some steps, none in others).
+# (label, base, sampler, steps, block); BD3-LM steps are per block. First-hitting unmasks exactly one token per pass
+# (MDLM: T = L; BD3-LM: B passes per block of B, the official BD3-LM sampler's default); ancestral at the same number
+# of passes commits a random number of tokens per step (several at once in some steps, none in others). The MDLM
+# rows with a block decode it semi-autoregressively in that order (block 1: left to right), one token per pass:
+# how much of the gap to the AR is the random decoding order rather than the model.
 SETTINGS = [
-    ("generator (floor)", None, None, None),
-    ("AR", "builtin:ar", "ar", 64),
-    ("MDLM T=L (first-hitting)", "builtin:mdlm", "first-hitting", 1),
-    ("MDLM T=64 (ancestral)", "builtin:mdlm", "ancestral", 64),
-    ("MDLM T=16 (ancestral)", "builtin:mdlm", "ancestral", 16),
-    ("BD3-LM B=4, 4 steps/block (first-hitting)", "builtin:bd3lm-b4", "first-hitting", 4),
-    ("BD3-LM B=4, 4 steps/block (ancestral)", "builtin:bd3lm-b4", "ancestral", 4),
-    ("BD3-LM B=16, 16 steps/block (first-hitting)", "builtin:bd3lm-b16", "first-hitting", 16),
-    ("BD3-LM B=16, 16 steps/block (ancestral)", "builtin:bd3lm-b16", "ancestral", 16),
-    ("BD3-LM B=16, 4 steps/block (ancestral)", "builtin:bd3lm-b16", "ancestral", 4),
+    ("generator (floor)", None, None, None, None),
+    ("AR", "builtin:ar", "ar", 64, None),
+    ("MDLM T=L (first-hitting)", "builtin:mdlm", "first-hitting", 1, None),
+    ("MDLM T=64 (ancestral)", "builtin:mdlm", "ancestral", 64, None),
+    ("MDLM T=16 (ancestral)", "builtin:mdlm", "ancestral", 16, None),
+    ("MDLM T=L, blocks of 4 left to right (first-hitting in each)", "builtin:mdlm", "first-hitting", 4, 4),
+    ("MDLM T=L, left to right", "builtin:mdlm", "first-hitting", 1, 1),
+    ("BD3-LM B=4, 4 steps/block (first-hitting)", "builtin:bd3lm-b4", "first-hitting", 4, None),
+    ("BD3-LM B=4, 4 steps/block (ancestral)", "builtin:bd3lm-b4", "ancestral", 4, None),
+    ("BD3-LM B=16, 16 steps/block (first-hitting)", "builtin:bd3lm-b16", "first-hitting", 16, None),
+    ("BD3-LM B=16, 16 steps/block (ancestral)", "builtin:bd3lm-b16", "ancestral", 16, None),
+    ("BD3-LM B=16, 4 steps/block (ancestral)", "builtin:bd3lm-b16", "ancestral", 4, None),
 ]
 FIELDS = ("nll", "nll_se", "gen_ppl", "entropy", "num", "slips_per_sample", "clean_samples")
 
 
 def parse_use(items: list[str]) -> dict[str, str]:
     """--use NAME=RUN pairs -> {NAME: RUN}; NAME must be a base the settings sample."""
-    names = {b.partition(":")[2] for _, b, _, _ in SETTINGS if b}
+    names = {s[1].partition(":")[2] for s in SETTINGS if s[1]}
     out = {}
     for item in items:
         name, sep, run = item.partition("=")
@@ -62,14 +66,16 @@ def ratio(row: dict, ref: dict) -> dict:
     return {"ratio": math.exp(d), "ratio_ci95": ci95(d, se)}
 
 
-def sample_setting(base: str | None, sampler: str | None, steps: int | None, num: int, seed: int, length: int):
+def sample_setting(base: str | None, sampler: str | None, steps: int | None, block: int | None, num: int, seed: int,
+                   length: int):
     from paradistill import api
     from paradistill.data.grammar import StoryGrammar
 
     if base is None:
         return StoryGrammar().sample(num, length, torch.Generator().manual_seed(seed)), None, None
     loaded = api.load(base)
-    res = api.generate(loaded, num, sampler=sampler, steps=steps, batch_size=128, seed=seed, progress=False)
+    res = api.generate(loaded, num, sampler=sampler, steps=steps, block_size=block, batch_size=128, seed=seed,
+                       progress=False)
     return res.tokens, sum(res.nfe) / len(res.nfe), (loaded.config.get("base") or {}).get("val_loss")
 
 
@@ -102,15 +108,15 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     use = parse_use(args.use)
     rows = []
-    for label, base, sampler, steps in SETTINGS:
+    for label, base, sampler, steps, block in SETTINGS:
         name = base.partition(":")[2] if base else None
         if args.only is not None and name is not None and name not in (*args.only, "ar"):
             continue
         base = use.get(name, base)
         start = time.perf_counter()
-        tokens, nfe, val = sample_setting(base, sampler, steps, args.num, args.seed, args.length)
+        tokens, nfe, val = sample_setting(base, sampler, steps, block, args.num, args.seed, args.length)
         s = exact_score(tokens)
-        row = {"label": label, "base": base, "sampler": sampler, "steps": steps, "seed": args.seed,
+        row = {"label": label, "base": base, "sampler": sampler, "steps": steps, "block": block, "seed": args.seed,
                "nfe_per_batch": nfe, "val_loss": val, "seconds": time.perf_counter() - start, **s.row(FIELDS),
                "gen_ppl_ci95": ci95(s.nll, s.nll_se)}
         rows.append(row)
