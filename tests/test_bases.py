@@ -126,3 +126,28 @@ def test_adjust_trains_on_a_builtin_base(tmp_path):
     assert Path(loaded.method["base"]) == resolve("builtin:mdlm").resolve()
     assert api.generate(loaded, 2, sampler="adjust", tokens_per_pass=2, mode="adjust",
                         progress=False).tokens.shape[0] == 2
+
+
+def test_packing_a_run_that_continued_a_base_keeps_the_chain(tmp_path):
+    """experiments.bases.pack: a run started with --init builtin:mdlm is packed with the base it continued (its
+    steps, validation loss and weights' sha256) and the total steps; an unfinished run is refused."""
+    from experiments.bases.pack import pack_one
+    from paradistill import api
+    from paradistill.bases import manifest
+
+    recipe = api.load_recipe("tiny", ["train.max_steps=2", "train.eval_every=2", "train.eval_batches=1",
+                                      "train.checkpoint_every=2", "data.num_tokens=4096"])
+    api.train_model("mdlm", recipe, tmp_path / "run", init="builtin:mdlm", progress=False, threads=1)
+    previous = manifest()["bases"]["mdlm"]
+    rec = pack_one("mdlm", tmp_path / "run", tmp_path / "dest", previous)
+    config = json.loads((tmp_path / "dest" / "mdlm" / "config.json").read_text())
+    chain = config["base"]["continued_from"]
+    assert chain == {"id": "builtin:mdlm", "step": previous.get("total_steps", previous["step"]),
+                     "val_loss": previous["val_loss"], "sha256": previous["files"]["model.safetensors"]["sha256"]}
+    assert rec["total_steps"] == config["base"]["total_steps"] == chain["step"] + 2 and rec["step"] == 2
+    assert rec["files"]["model.safetensors"]["sha256"] == hashlib.sha256(
+        (tmp_path / "dest" / "mdlm" / "model.safetensors").read_bytes()).hexdigest()
+    latest = tmp_path / "run" / "latest.json"
+    latest.write_text(json.dumps({**json.loads(latest.read_text()), "final": False}))
+    with pytest.raises(SystemExit, match="has not finished"):
+        pack_one("mdlm", tmp_path / "run", tmp_path / "dest", previous)

@@ -19,11 +19,13 @@ from paradistill.io import atomic_write_text, replace_dir
 from experiments.common.models import val_curve
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNS = {"ar": "ar", "mdlm": "mdlm", "bd3lm-b4": "bd3lm-b4", "bd3lm-b16": "bd3lm-b16"}  # base name -> run folder
+RUNS = {"ar": "ar", "mdlm": "mdlm-long", "bd3lm-b4": "bd3lm-b4-long", "bd3lm-b16": "bd3lm-b16"}  # base name -> run folder
 TRAINED_BY = "experiments/bases/train.sh (tiny recipe, built-in corpus, CPU)"
 
 
-def pack_one(name: str, run: Path, dest: Path) -> dict:
+def pack_one(name: str, run: Path, dest: Path, previous: dict | None = None) -> dict:
+    """Copy one finished run into dest/name. `previous`: the manifest record of the base this run continued from
+    (its --init was a builtin: id), kept in the new record so the chain of trainings stays on file."""
     latest = json.loads((run / "latest.json").read_text())
     if not latest.get("final"):
         raise SystemExit(f"{run}: its training has not finished (latest.json is not final); run train.sh first")
@@ -32,6 +34,12 @@ def pack_one(name: str, run: Path, dest: Path) -> dict:
     curve = val_curve(run)
     config["base"] = {"name": name, "step": latest["step"], "val_loss": curve[-1][1] if curve else None,
                       "weights": "EMA, float32", "trained_by": TRAINED_BY}
+    init = str(config.get("method", {}).get("init") or "")
+    if init.startswith("builtin:") and previous:
+        config["base"]["continued_from"] = {"id": init, "step": previous.get("total_steps", previous["step"]),
+                                            "val_loss": previous["val_loss"],
+                                            "sha256": previous["files"]["model.safetensors"]["sha256"]}
+        config["base"]["total_steps"] = config["base"]["continued_from"]["step"] + latest["step"]
     weights = ckpt / "ema.safetensors" if (ckpt / "ema.safetensors").is_file() else ckpt / "model.safetensors"
     with replace_dir(dest / name) as tmp:
         shutil.copyfile(weights, tmp / "model.safetensors")
@@ -43,7 +51,8 @@ def pack_one(name: str, run: Path, dest: Path) -> dict:
     size = files["model.safetensors"]["bytes"]
     if size > bases.MAX_WEIGHT_BYTES:
         raise SystemExit(f"{name}: model.safetensors is {size / 2**20:.2f} MiB, over the 8 MiB budget")
-    return {"kind": config["kind"], "step": latest["step"], "val_loss": config["base"]["val_loss"], "files": files}
+    return {"kind": config["kind"], "step": latest["step"], "val_loss": config["base"]["val_loss"], "files": files,
+            **{k: config["base"][k] for k in ("total_steps", "continued_from") if k in config["base"]}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, folder in RUNS.items():
         if args.only and name not in args.only:
             continue
-        rec = manifest["bases"][name] = pack_one(name, Path(args.runs) / folder, dest)
+        rec = manifest["bases"][name] = pack_one(name, Path(args.runs) / folder, dest, manifest["bases"].get(name))
         print(f"builtin:{name}: {rec['kind']} step {rec['step']} val {rec['val_loss']:.4f} "
               f"({rec['files']['model.safetensors']['bytes'] / 2**20:.2f} MiB)")
     atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
