@@ -141,3 +141,22 @@ def test_bases_evaluation_takes_a_run_in_place_of_a_builtin_and_refuses_unknown_
     r = ratio({"nll": 2.0, "nll_se": 0.03}, {"nll": 1.5, "nll_se": 0.04})
     assert r["ratio"] == pytest.approx(math.exp(0.5))
     assert r["ratio_ci95"] == pytest.approx([math.exp(0.5 - 1.96 * 0.05), math.exp(0.5 + 1.96 * 0.05)])
+
+
+def test_adaptation_study_counts_the_steps_to_reach_the_from_scratch_value_and_compares_arms_by_welch():
+    from scipy import stats
+
+    from experiments.bases.curves import compare, welch
+
+    scratch = {s: [(500, 3.0), (1000, v)] for s, v in ((0, 1.90), (1, 1.96), (2, 1.88))}
+    shift = {0: [(200, 1.95), (250, 1.88)], 1: [(200, 1.90), (250, 1.85)], 2: [(200, 1.99), (250, 1.92)]}
+    arm = compare({"scratch": scratch, "shift": shift})["shift"]
+    assert [s["reaches_at"] for s in arm["seeds"]] == [250, 200, None]
+    assert [s["fraction"] for s in arm["seeds"]] == [0.25, 0.2, None]
+    assert arm["seeds_met"] == 2 and not arm["met"]
+    assert arm["mean_reaches_at"] == 250 and arm["mean_fraction"] == 0.25  # mean 1.8833 <= 1.9133; 1.9467 > 1.9133
+    a, b = [1.88, 1.85, 1.92], [1.90, 1.96, 1.88]
+    diff, lo, hi = welch(a, b)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert diff == pytest.approx(statistics.mean(a) - statistics.mean(b))
+    assert (lo, hi) == pytest.approx((ci.low, ci.high))
