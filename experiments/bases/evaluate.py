@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
                "nfe_per_batch": nfe, "val_loss": val, "seconds": time.perf_counter() - start, **s.row(FIELDS),
                "gen_ppl_ci95": ci95(s.nll, s.nll_se)}
         rows.append(row)
-        print(f"{label:30s} Gen PPL {row['gen_ppl']:8.2f} [{row['gen_ppl_ci95'][0]:.2f}, {row['gen_ppl_ci95'][1]:.2f}]"
+        print(f"{label:60s} Gen PPL {row['gen_ppl']:8.2f} [{row['gen_ppl_ci95'][0]:.2f}, {row['gen_ppl_ci95'][1]:.2f}]"
               f"  slips {row['slips_per_sample']:.2f}  {row['seconds']:.0f}s", flush=True)
     ar = next(r for r in rows if r["label"] == "AR")
     for r in rows:
