@@ -147,6 +147,10 @@ def test_packing_a_run_that_continued_a_base_keeps_the_chain(tmp_path):
     assert rec["total_steps"] == config["base"]["total_steps"] == chain["step"] + 2 and rec["step"] == 2
     assert rec["files"]["model.safetensors"]["sha256"] == hashlib.sha256(
         (tmp_path / "dest" / "mdlm" / "model.safetensors").read_bytes()).hexdigest()
+    api.train_model("mdlm", recipe, tmp_path / "run2", init=str(tmp_path / "run"), progress=False, threads=1)
+    rec2 = pack_one("mdlm", tmp_path / "run2", tmp_path / "dest2")  # continued from a run folder (train.sh's stage 2)
+    assert rec2["continued_from"]["id"] == str(tmp_path / "run") and rec2["continued_from"]["step"] == 2
+    assert rec2["total_steps"] == 4
     latest = tmp_path / "run" / "latest.json"
     latest.write_text(json.dumps({**json.loads(latest.read_text()), "final": False}))
     with pytest.raises(SystemExit, match="has not finished"):

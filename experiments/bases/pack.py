@@ -19,7 +19,8 @@ from paradistill.io import atomic_write_text, replace_dir
 from experiments.common.models import val_curve
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNS = {"ar": "ar", "mdlm": "mdlm-long", "bd3lm-b4": "bd3lm-b4-long", "bd3lm-b16": "bd3lm-b16"}  # base name -> run folder
+# base name -> run folder of train.sh
+RUNS = {"ar": "ar", "mdlm": "mdlm-long", "bd3lm-b4": "bd3lm-b4-long", "bd3lm-b16": "bd3lm-b16"}
 TRAINED_BY = "experiments/bases/train.sh (tiny recipe, built-in corpus, CPU)"
 
 
@@ -35,11 +36,17 @@ def pack_one(name: str, run: Path, dest: Path, previous: dict | None = None) -> 
     config["base"] = {"name": name, "step": latest["step"], "val_loss": curve[-1][1] if curve else None,
                       "weights": "EMA, float32", "trained_by": TRAINED_BY}
     init = str(config.get("method", {}).get("init") or "")
+    chain = None
     if init.startswith("builtin:") and previous:
-        config["base"]["continued_from"] = {"id": init, "step": previous.get("total_steps", previous["step"]),
-                                            "val_loss": previous["val_loss"],
-                                            "sha256": previous["files"]["model.safetensors"]["sha256"]}
-        config["base"]["total_steps"] = config["base"]["continued_from"]["step"] + latest["step"]
+        chain = {"id": init, "step": previous.get("total_steps", previous["step"]), "val_loss": previous["val_loss"],
+                 "sha256": previous["files"]["model.safetensors"]["sha256"]}
+    elif init and (Path(init) / "latest.json").is_file():  # train.sh's stage 2: --init "$OUT/mdlm"
+        before = val_curve(init)
+        chain = {"id": init, "step": json.loads((Path(init) / "latest.json").read_text())["step"],
+                 "val_loss": before[-1][1] if before else None}
+    if chain:
+        config["base"]["continued_from"] = chain
+        config["base"]["total_steps"] = chain["step"] + latest["step"]
     weights = ckpt / "ema.safetensors" if (ckpt / "ema.safetensors").is_file() else ckpt / "model.safetensors"
     with replace_dir(dest / name) as tmp:
         shutil.copyfile(weights, tmp / "model.safetensors")
