@@ -132,12 +132,14 @@ def test_seed_effect_is_the_student_t_interval_of_the_per_seed_effects():
 
 
 def test_bases_evaluation_takes_a_run_in_place_of_a_builtin_and_refuses_unknown_names():
-    from experiments.bases.evaluate import parse_use, ratio
+    from experiments.bases.evaluate import main, parse_use, ratio
 
     assert parse_use(["mdlm=runs/x", "bd3lm-b4=runs/y"]) == {"mdlm": "runs/x", "bd3lm-b4": "runs/y"}
     for bad in ("mdlm", "gpt2=runs/x", "mdlm="):
         with pytest.raises(SystemExit, match="NAME=RUN"):
             parse_use([bad])
+    with pytest.raises(SystemExit, match="--only gpt2: not a base"):  # refused before any sampling
+        main(["--only", "mdlm", "gpt2"])
     r = ratio({"nll": 2.0, "nll_se": 0.03}, {"nll": 1.5, "nll_se": 0.04})
     assert r["ratio"] == pytest.approx(math.exp(0.5))
     assert r["ratio_ci95"] == pytest.approx([math.exp(0.5 - 1.96 * 0.05), math.exp(0.5 + 1.96 * 0.05)])

@@ -59,7 +59,8 @@ def test_report_checks_use_standard_errors():
     rows.append(row("MDLM T=L (first-hitting)", 70.0, 0.02))
     text = "\n".join(checks(rows, plan))
     assert "MDLM T=64 (ancestral, 64 steps) vs AR: Gen PPL 100.00 vs 40.00 (2.50x; target <= 2x: NOT met)" in text
-    assert "MDLM T=L (first-hitting) (one token per pass) vs AR: Gen PPL 70.00 vs 40.00 (1.75x; target <= 2x: met)" in text
+    assert ("MDLM T=L (first-hitting) (one token per pass) vs AR: Gen PPL 70.00 vs 40.00 (1.75x; target <= 2x: met)"
+            in text)
 
 
 def test_quickstart_starts_from_the_shipped_bases_by_default(tmp_path):

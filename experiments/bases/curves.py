@@ -46,8 +46,9 @@ def discover(runs: Path) -> dict[str, dict[int, list[tuple[int, float]]]]:
 
 
 def compare(curves: dict[str, dict[int, list]]) -> dict:
-    """Per adapted arm and seed (paired with the scratch run of the same seed): the steps to reach the scratch
-    run's final value, their fraction of its steps, and the final-value difference with its t interval."""
+    """Per adapted arm: for each seed, the steps to reach the final value of the scratch run of that seed and
+    their fraction of its steps; over seeds, the arm's mean final value against the scratch runs' (Welch interval)
+    and the step at which the arm's mean curve reaches the scratch runs' mean final value."""
     scratch, arms = curves["scratch"], {}
     for arm, by_seed in curves.items():
         if arm == "scratch":
@@ -58,9 +59,10 @@ def compare(curves: dict[str, dict[int, list]]) -> dict:
                 continue
             (ref_step, ref_val), (last_step, last_val) = scratch[seed][-1], curve[-1]
             reach = steps_to_reach(curve, ref_val)
+            fraction = reach / ref_step if reach else None
             seeds.append({"seed": seed, "scratch_steps": ref_step, "scratch_final": ref_val, "steps": last_step,
-                          "final": last_val, "reaches_at": reach, "fraction": reach / ref_step if reach else None,
-                          "budget_fraction": last_step / ref_step})
+                          "final": last_val, "reaches_at": reach, "fraction": fraction,
+                          "budget_fraction": last_step / ref_step, "met": fraction is not None and fraction <= TARGET})
         if not seeds:
             continue
         finals, refs = [s["final"] for s in seeds], [c[-1][1] for c in scratch.values()]
@@ -69,13 +71,11 @@ def compare(curves: dict[str, dict[int, list]]) -> dict:
                       for i, (step, _) in enumerate(by_seed[min(by_seed)])]
         mean_reach = steps_to_reach(mean_curve, sum(refs) / len(refs))
         ref_steps = scratch[min(scratch)][-1][0]
-        met = all(s["fraction"] is not None and s["fraction"] <= TARGET for s in seeds)
         arms[arm] = {"label": ARMS.get(arm, arm), "seeds": seeds, "final_mean": sum(finals) / len(finals),
                      "scratch_final_mean": sum(refs) / len(refs), "final_minus_scratch": diff,
-                     "final_minus_scratch_ci95": [lo, hi], "seeds_met": sum(s["fraction"] is not None
-                                                                           and s["fraction"] <= TARGET for s in seeds),
+                     "final_minus_scratch_ci95": [lo, hi], "seeds_met": sum(s["met"] for s in seeds),
                      "mean_reaches_at": mean_reach, "mean_fraction": mean_reach / ref_steps if mean_reach else None,
-                     "met": met}
+                     "met": all(s["met"] for s in seeds)}
     return arms
 
 
@@ -97,16 +97,16 @@ def table(arms: dict) -> str:
     for arm, a in arms.items():
         for s in a["seeds"]:
             frac = f"{s['fraction']:.2f}" if s["fraction"] is not None else "never"
-            ok = s["fraction"] is not None and s["fraction"] <= TARGET
             lines.append(f"| {a['label']} | {s['seed']} | {s['steps']} ({s['budget_fraction']:.2f}) | {s['final']:.4f} "
-                         f"| {s['scratch_final']:.4f} | {s['reaches_at'] or '-'} | {frac} | {'met' if ok else 'not met'} |")
+                         f"| {s['scratch_final']:.4f} | {s['reaches_at'] or '-'} | {frac} | "
+                         f"{'met' if s['met'] else 'not met'} |")
     lines.append("")
     for arm, a in arms.items():
         lo, hi = a["final_minus_scratch_ci95"]
         lines.append(f"- {a['label']}: final NELBO {a['final_mean']:.4f} (mean of {len(a['seeds'])} seeds) vs the "
                      f"from-scratch runs' {a['scratch_final_mean']:.4f}: {a['final_minus_scratch']:+.4f} [{lo:+.4f}, "
-                     f"{hi:+.4f}] nats/token (95% Welch interval); its mean curve reaches the from-scratch mean at step "
-                     f"{a['mean_reaches_at'] or 'never'}; target met on {a['seeds_met']} of {len(a['seeds'])} seeds")
+                     f"{hi:+.4f}] nats/token (95% Welch interval); its mean curve reaches the from-scratch mean at "
+                     f"step {a['mean_reaches_at'] or 'never'}; target met on {a['seeds_met']} of {len(a['seeds'])} seeds")
     return "\n".join(lines) + "\n"
 
 
@@ -156,7 +156,8 @@ def plot(path: Path, curves: dict, ar_val: float | None) -> None:
             ax.plot(*zip(*curve), "-", lw=1.2, alpha=0.8, color=colors.get(arm, f"C{3 + i}"),
                     label=f"{labels.get(arm, arm)}, {len(by_seed)} seed(s)" if j == 0 else None)
     finals = [c[-1][1] for c in curves["scratch"].values()]
-    ax.axhline(max(finals), color="C0", ls=":", lw=1, label=f"from-scratch final values ({min(finals):.3f}-{max(finals):.3f})")
+    ax.axhline(max(finals), color="C0", ls=":", lw=1,
+               label=f"from-scratch final values ({min(finals):.3f}-{max(finals):.3f})")
     ax.axhline(min(finals), color="C0", ls=":", lw=1)
     ax.axvline(TARGET * max(s for c in curves["scratch"].values() for s, _ in c), color="k", ls="-.", lw=1,
                label="1/4 of the from-scratch steps")

@@ -44,9 +44,14 @@ SETTINGS = [
 FIELDS = ("nll", "nll_se", "gen_ppl", "entropy", "num", "slips_per_sample", "clean_samples")
 
 
+def base_names() -> set[str]:
+    """The names of the `builtin:` bases the settings sample."""
+    return {s[1].partition(":")[2] for s in SETTINGS if s[1]}
+
+
 def parse_use(items: list[str]) -> dict[str, str]:
     """--use NAME=RUN pairs -> {NAME: RUN}; NAME must be a base the settings sample."""
-    names = {s[1].partition(":")[2] for s in SETTINGS if s[1]}
+    names = base_names()
     out = {}
     for item in items:
         name, sep, run = item.partition("=")
@@ -107,6 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     use = parse_use(args.use)
+    known = base_names()
+    if args.only is not None and set(args.only) - known:
+        raise SystemExit(f"--only {' '.join(sorted(set(args.only) - known))}: not a base the settings sample; "
+                         f"choose from {', '.join(sorted(known))}")
     rows = []
     for label, base, sampler, steps, block in SETTINGS:
         name = base.partition(":")[2] if base else None

@@ -85,6 +85,7 @@ def describe() -> list[str]:
     lines = []
     for name, rec in sorted(manifest()["bases"].items()):
         val = rec.get("val_loss")
-        lines.append(f"{SCHEME}:{name:10s} {rec.get('kind', '?'):6s} {rec.get('total_steps', rec.get('step', '?'))} steps"
+        steps = rec.get("total_steps", rec.get("step", "?"))
+        lines.append(f"{SCHEME}:{name:10s} {rec.get('kind', '?'):6s} {steps} steps"
                      + (f", val loss {val:.4f}" if isinstance(val, (int, float)) else ""))
     return lines
