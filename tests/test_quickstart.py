@@ -58,9 +58,28 @@ def test_report_checks_use_standard_errors():
     rows.append(row("AR (KV cache)", 40.0, 0.02))
     rows.append(row("MDLM T=L (first-hitting)", 70.0, 0.02))
     text = "\n".join(checks(rows, plan))
-    assert "MDLM T=64 (ancestral, 64 steps) vs AR: Gen PPL 100.00 vs 40.00 (2.50x; target <= 2x: NOT met)" in text
-    assert ("MDLM T=L (first-hitting) (one token per pass) vs AR: Gen PPL 70.00 vs 40.00 (1.75x; target <= 2x: met)"
-            in text)
+    assert ("MDLM T=64 (ancestral, 64 steps) vs AR: Gen PPL 100.00 vs 40.00 (2.50x [95% CI 2.37, 2.64]; target "
+            "<= 2x: NOT met)") in text
+    assert ("MDLM T=L (first-hitting) (one token per pass) vs AR: Gen PPL 70.00 vs 40.00 (1.75x [95% CI 1.66, 1.85]; "
+            "target <= 2x: met)") in text
+
+
+def test_target_check_needs_the_whole_interval():
+    """A 1.81x point estimate with a wide interval is neither met nor missed; the interval is exp(+-1.96 s.e.)."""
+    import math
+
+    from paradistill.quickstart.report import target_check
+
+    def row(ppl, se):
+        return {"exact_ppl": ppl, "exact_nll_se": se}
+
+    wide = target_check(row(9.27, 0.08), row(5.11, 0.06), 2.0)
+    assert wide.startswith("1.81x [95% CI") and wide.endswith("not settled: the interval contains the target")
+    lo = 9.27 / 5.11 * math.exp(-1.96 * 0.1)
+    assert f"{lo:.2f}," in wide
+    assert target_check(row(6.0, 0.01), row(5.0, 0.01), 2.0).endswith(": met")
+    assert target_check(row(12.0, 0.01), row(5.0, 0.01), 2.0).endswith(": NOT met")
+    assert target_check({"gen_ppl": 9.0}, {"gen_ppl": 5.0}, 2.0).endswith("met (point estimate)")
 
 
 def test_quickstart_starts_from_the_shipped_bases_by_default(tmp_path):
