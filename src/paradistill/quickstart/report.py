@@ -158,7 +158,8 @@ def write_report(out: Path, plan: dict[str, Any], results: dict[str, Any], elaps
                 else "the AR teacher is the judge") + "), always with unigram entropy beside it. "
              "**Bold**: the best quality within a latency budget (multiples of the AR row's seconds per sample). "
              + ("Slips/sample: tokens the generator's grammar forbids (each costs ~12 nats). A check calls two exact "
-                "scores 'within noise' when their NLLs per token differ by less than 2 standard errors; a target counts as met only when the ratio's whole 95% interval is inside it. "
+                "scores 'within noise' when their NLLs per token differ by less than 2 standard errors; a target "
+                "counts as met only when the ratio's whole 95% interval is inside it. "
                 if plan["builtin"] else ""), ""]
     for prefix, title in GROUPS:
         group = [r for r in rows if r["label"].startswith(prefix)]
