@@ -162,3 +162,18 @@ def test_adaptation_study_counts_the_steps_to_reach_the_from_scratch_value_and_c
     ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
     assert diff == pytest.approx(statistics.mean(a) - statistics.mean(b))
     assert (lo, hi) == pytest.approx((ci.low, ci.high))
+
+
+def test_adjust_evaluation_reuses_base_rows_only_for_the_same_base_and_settings(tmp_path):
+    """Several ADJUST samplers on one base share its sequential and marginal rows; a cache written for other
+    weights, sample counts or Ks is ignored (the rows would then be recomputed)."""
+    from experiments.adjust.sampler_quality import cached_rows
+    from experiments.common.output import write_json
+
+    key = {"base": "abc", "num": 512, "batch_size": 128, "ks": [2, 4]}
+    row = ({"method": "marginal", "nll": 2.5}, ["a story", "another"])
+    write_json(tmp_path / "rows.json", {"key": key, "rows": [[["marginal", 2, 1], list(row)]]})
+    assert cached_rows(str(tmp_path / "rows.json"), key) == {("marginal", 2, 1): list(row)}
+    for change in ({"base": "abd"}, {"num": 256}, {"ks": [2, 4, 8]}):
+        assert cached_rows(str(tmp_path / "rows.json"), {**key, **change}) == {}
+    assert cached_rows(str(tmp_path / "missing.json"), key) == {} and cached_rows(None, key) == {}

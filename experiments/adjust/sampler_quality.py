@@ -57,6 +57,18 @@ def run_row(loaded, label, k, mode, args, seed, threshold=None):
     return row, texts
 
 
+def cached_rows(path: str | None, key: dict):
+    """The base-only rows (sequential and marginal: they do not depend on the ADJUST sampler) of an earlier run
+    with the same `key` (base weights' fingerprint, sample count, batch size, Ks), or {} when there are none. The
+    rows are seeded, so reusing them for another sampler trained on the same base changes no number."""
+    if path is None or not Path(path).is_file():
+        return {}
+    import json
+
+    saved = json.loads(Path(path).read_text())
+    return {tuple(k): v for k, v in saved["rows"]} if saved.get("key") == key else {}
+
+
 def table(rows, seq) -> str:
     lines = ["| sampler | K | MAUVE vs sequential | exact Gen PPL | NLL/token (± s.e.) | slips / sample | "
              "entropy | full passes | sampler passes | ms / sample | speed-up vs sequential | NLL gap closed |",
@@ -81,6 +93,10 @@ def main() -> None:
     p.add_argument("--threshold", type=float, default=None, help="also: ADJUST with adaptive K at the largest K")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="results/adjust")
+    p.add_argument("--base-rows", default=None,
+                   help="JSON file caching the sequential and marginal rows (with their texts, for MAUVE): read when "
+                        "it holds rows of the same base weights, sample count, batch size and Ks, else written; lets "
+                        "several ADJUST samplers trained on one base share those rows")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from paradistill.eval.mauve import featurize, mauve_score
@@ -89,11 +105,23 @@ def main() -> None:
     warm_up(loaded, args.adjust, "--adjust")
     started = time.perf_counter()
     # the MAUVE reference set (seed 0) is independent of every evaluated set (seed 1, common random numbers)
-    results = [run_row(loaded, "sequential (MAUVE reference)", 1, "marginal", args, seed=0),
-               run_row(loaded, "sequential", 1, "marginal", args, seed=1)]
+    from paradistill.distill.adjust_adapters import weights_fingerprint
+
+    key = {"base": weights_fingerprint(loaded.model), "num": args.num, "batch_size": args.batch_size, "ks": args.ks}
+    cache = cached_rows(args.base_rows, key)
+
+    def base_row(label, k, seed):
+        if (label, k, seed) not in cache:
+            cache[(label, k, seed)] = run_row(loaded, label, k, "marginal", args, seed=seed)
+        else:
+            print(f"{label:22s} K={k}  reused from {args.base_rows}", flush=True)
+        return cache[(label, k, seed)]
+
+    results = [base_row("sequential (MAUVE reference)", 1, 0), base_row("sequential", 1, 1)]
     for k in args.ks:
-        results += [run_row(loaded, "marginal", k, "marginal", args, seed=1),
-                    run_row(loaded, "ADJUST", k, "adjust", args, seed=1)]
+        results += [base_row("marginal", k, 1), run_row(loaded, "ADJUST", k, "adjust", args, seed=1)]
+    if args.base_rows:
+        write_json(Path(args.base_rows), {"key": key, "rows": [[list(k), v] for k, v in cache.items()]})
     if args.threshold is not None:
         results.append(run_row(loaded, f"ADJUST adaptive (H<={args.threshold:g})", max(args.ks), "adjust", args,
                                seed=1, threshold=args.threshold))
@@ -114,7 +142,7 @@ def main() -> None:
             "threads": args.threads, "ks": args.ks, "mauve_features": "minilm (paradistill.eval.mauve)",
             "reference": "sequential samples, seed 0 (its own MAUVE row is 1 by construction); all other rows use "
                          "seed 1; the sequential seed-1 row is MAUVE's ceiling at this sample size",
-            "seconds_total": time.perf_counter() - started}
+            "seconds_total": time.perf_counter() - started, "base_rows": args.base_rows}
     write_json(out / "results.json", {"meta": meta, "rows": rows})
     write_text(out / "table.md", table(rows, seq))
     print(table(rows, seq))
