@@ -177,3 +177,21 @@ def test_adjust_evaluation_reuses_base_rows_only_for_the_same_base_and_settings(
     for change in ({"base": "abd"}, {"num": 256}, {"ks": [2, 4, 8]}):
         assert cached_rows(str(tmp_path / "rows.json"), {**key, **change}) == {}
     assert cached_rows(str(tmp_path / "missing.json"), key) == {} and cached_rows(None, key) == {}
+
+
+def test_a_reference_shared_by_every_seed_widens_the_interval_by_its_own_error():
+    """SDTT's students are all compared with one teacher evaluation: the spread over seeds cannot see that
+    evaluation's sampling error, so nll_effect_row folds it in (and only when the reference row is shared)."""
+    import math
+
+    from experiments.common.seeds import nll_effect_row, seed_effect
+
+    teacher = {"nll": 4.17, "nll_se": 0.058}
+    students = [{"nll": 4.17 + e, "nll_se": 0.05} for e in (-0.076, -0.122, -0.099)]
+    plain = seed_effect([s["nll"] - 4.17 for s in students])
+    shared, _ = nll_effect_row("c", "l", [(s, teacher) for s in students], "better", "worse")
+    half = math.hypot(plain.hi - plain.mean, 1.959964 * 0.058)
+    assert plain.verdict() == "better" and shared["verdict"].startswith("within noise")
+    assert shared["hi"] - shared["mean"] == pytest.approx(half, rel=1e-5) and shared["shared_se"] == 0.058
+    copies, _ = nll_effect_row("c", "l", [(s, dict(teacher)) for s in students], "better", "worse")
+    assert copies["shared_se"] is None and copies["hi"] == pytest.approx(plain.hi)  # per-seed references: plain t

@@ -17,6 +17,7 @@ class SeedEffect:
     lo: float  # 95% Student-t interval of the mean over seeds (df = seeds - 1)
     hi: float
     same_sign: bool  # every seed's effect has the mean's sign
+    shared_se: float | None = None  # s.e. of a reference evaluated once for all seeds, folded into lo / hi
 
     def verdict(self, lower_is: str = "better", higher_is: str = "worse") -> str:
         if len(self.effects) < 2:
@@ -31,8 +32,11 @@ class SeedEffect:
         return asdict(self)
 
 
-def seed_effect(effects: list[float], ses: list[float] | None = None) -> SeedEffect:
-    """effects: one paired difference per seed -> SeedEffect with the t interval of their mean."""
+def seed_effect(effects: list[float], ses: list[float] | None = None, shared_se: float | None = None) -> SeedEffect:
+    """effects: one paired difference per seed -> SeedEffect with the t interval of their mean. When every seed is
+    compared with one and the same reference evaluation (a teacher sampled once), that evaluation's sampling error
+    moves all effects together and the spread over seeds cannot see it: `shared_se` (its standard error) is then
+    added in quadrature, half-width sqrt(t_half^2 + (1.96 shared_se)^2)."""
     n = len(effects)
     if n == 0:
         raise ValueError("seed_effect: no seeds")
@@ -42,8 +46,10 @@ def seed_effect(effects: list[float], ses: list[float] | None = None) -> SeedEff
         half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
     else:
         half = float("inf")
+    if shared_se is not None:
+        half = math.hypot(half, stats.norm.ppf(0.975) * shared_se)
     same = all((e > 0) == (mean > 0) and e != 0 for e in effects)
-    return SeedEffect(list(effects), list(ses or [float("nan")] * n), mean, mean - half, mean + half, same)
+    return SeedEffect(list(effects), list(ses or [float("nan")] * n), mean, mean - half, mean + half, same, shared_se)
 
 
 EFFECT_HEADER = ["| claim | comparison | seeds | NLL effect per seed (nats/token, ± s.e.) | mean [95% t CI] | "
@@ -52,8 +58,11 @@ EFFECT_HEADER = ["| claim | comparison | seeds | NLL effect per seed (nats/token
 
 def nll_effect_row(claim: str, label: str, pairs: list[tuple[dict, dict]], lower: str, higher: str):
     """Rows (arm, reference) of the same seeds -> (verdict record, markdown line under EFFECT_HEADER): the mean
-    NLL per token of arm minus reference per seed, their t interval, and its Gen PPL ratio exp(effect)."""
-    eff = seed_effect([a["nll"] - c["nll"] for a, c in pairs], [math.hypot(a["nll_se"], c["nll_se"]) for a, c in pairs])
+    NLL per token of arm minus reference per seed, their t interval, and its Gen PPL ratio exp(effect). A reference
+    row shared by every seed (the same evaluation) has its standard error folded into the interval (seed_effect)."""
+    shared = pairs[0][1]["nll_se"] if len(pairs) > 1 and all(c is pairs[0][1] for _, c in pairs) else None
+    eff = seed_effect([a["nll"] - c["nll"] for a, c in pairs], [math.hypot(a["nll_se"], c["nll_se"]) for a, c in pairs],
+                      shared)
     per_seed = ", ".join(f"{e:+.3f} ± {s:.3f}" for e, s in zip(eff.effects, eff.ses))
     verdict = eff.verdict(lower, higher)
     text = (f"| {claim} | {label} | {len(pairs)} | {per_seed} | {eff.mean:+.3f} [{eff.lo:+.3f}, {eff.hi:+.3f}] | "
