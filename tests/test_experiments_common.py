@@ -177,6 +177,9 @@ def test_adjust_evaluation_reuses_base_rows_only_for_the_same_base_and_settings(
     for change in ({"base": "abd"}, {"num": 256}, {"ks": [2, 4, 8]}):
         assert cached_rows(str(tmp_path / "rows.json"), {**key, **change}) == {}
     assert cached_rows(str(tmp_path / "missing.json"), key) == {} and cached_rows(None, key) == {}
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(SystemExit, match=r"--base-rows .*bad.json: not a rows cache"):
+        cached_rows(str(tmp_path / "bad.json"), key)
 
 
 def test_a_reference_shared_by_every_seed_widens_the_interval_by_its_own_error():

@@ -65,8 +65,13 @@ def cached_rows(path: str | None, key: dict):
         return {}
     import json
 
-    saved = json.loads(Path(path).read_text())
-    return {tuple(k): v for k, v in saved["rows"]} if saved.get("key") == key else {}
+    try:
+        saved = json.loads(Path(path).read_text())
+        rows = {tuple(k): v for k, v in saved["rows"]}
+    except (ValueError, KeyError, TypeError) as err:
+        raise SystemExit(f"--base-rows {path}: not a rows cache this script wrote ({err!r}); delete it or name "
+                         "another file") from None
+    return rows if saved.get("key") == key else {}
 
 
 def table(rows, seq) -> str:
@@ -104,7 +109,6 @@ def main() -> None:
     loaded = load_run(args.base, "--base")
     warm_up(loaded, args.adjust, "--adjust")
     started = time.perf_counter()
-    # the MAUVE reference set (seed 0) is independent of every evaluated set (seed 1, common random numbers)
     from paradistill.distill.adjust_adapters import weights_fingerprint
 
     key = {"base": weights_fingerprint(loaded.model), "num": args.num, "batch_size": args.batch_size, "ks": args.ks}
@@ -117,6 +121,7 @@ def main() -> None:
             print(f"{label:22s} K={k}  reused from {args.base_rows}", flush=True)
         return cache[(label, k, seed)]
 
+    # the MAUVE reference set (seed 0) is independent of every evaluated set (seed 1, common random numbers)
     results = [base_row("sequential (MAUVE reference)", 1, 0), base_row("sequential", 1, 1)]
     for k in args.ks:
         results += [base_row("marginal", k, 1), run_row(loaded, "ADJUST", k, "adjust", args, seed=1)]
