@@ -67,8 +67,10 @@ def ci95(nll: float, se: float) -> list[float]:
 
 def ratio(row: dict, ref: dict) -> dict:
     """Gen PPL ratio row / ref with the 95% interval of the difference of the two mean NLLs."""
-    d, se = row["nll"] - ref["nll"], math.hypot(row["nll_se"], ref["nll_se"])
-    return {"ratio": math.exp(d), "ratio_ci95": ci95(d, se)}
+    from paradistill.eval.metrics import ppl_ratio
+
+    r, lo, hi = ppl_ratio(row["nll"], row["nll_se"], ref["nll"], ref["nll_se"])
+    return {"ratio": r, "ratio_ci95": [lo, hi]}
 
 
 def sample_setting(base: str | None, sampler: str | None, steps: int | None, block: int | None, num: int, seed: int,

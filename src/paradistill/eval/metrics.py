@@ -68,6 +68,13 @@ def nll_summary(totals: Sequence[float], counts: Sequence[int]) -> dict:
             "num_tokens": int(n.sum()), "num_samples": m, "nll_se": se}
 
 
+def ppl_ratio(nll_a: float, se_a: float, nll_b: float, se_b: float) -> tuple[float, float, float]:
+    """Perplexity ratio exp(nll_a - nll_b) of two independent sample sets and its 95% interval, from the standard
+    errors of their mean NLLs per token: (ratio, lo, hi)."""
+    d, half = nll_a - nll_b, 1.96 * math.hypot(se_a, se_b)
+    return math.exp(d), math.exp(d - half), math.exp(d + half)
+
+
 # ---------------------------------------------------------------------------------------------- judges
 class Judge(Protocol):
     name: str

@@ -38,13 +38,14 @@ def target_check(a: dict[str, Any], ref: dict[str, Any], limit: float) -> str:
     by the point estimate, and say so."""
     import math
 
-    r = quality(a) / quality(ref)
+    from ..eval.metrics import ppl_ratio
+
     sa, sb = a.get("exact_nll_se"), ref.get("exact_nll_se")
     if sa is None or sb is None or not (a.get("exact_ppl") and ref.get("exact_ppl")):
+        r = quality(a) / quality(ref)
         met = "met" if r <= limit else "NOT met"
         return f"{r:.2f}x, no standard errors; target <= {limit:g}x: {met} (point estimate)"
-    half = 1.96 * math.hypot(sa, sb)
-    lo, hi = r * math.exp(-half), r * math.exp(half)
+    r, lo, hi = ppl_ratio(math.log(a["exact_ppl"]), sa, math.log(ref["exact_ppl"]), sb)
     if hi <= limit:
         verdict = "met"
     elif lo > limit:
