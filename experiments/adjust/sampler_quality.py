@@ -24,6 +24,7 @@ import torch
 from experiments.common.models import load_run
 from experiments.common.output import write_json, write_text
 from experiments.common.scoring import ADJUST_FIELDS, exact_score
+from experiments.common.cli import positive_int
 
 
 def warm_up(loaded, adjust_run, option: str) -> None:
@@ -92,11 +93,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", required=True)
     p.add_argument("--adjust", required=True, help="ADJUST run / checkpoint trained on --base")
-    p.add_argument("--ks", type=int, nargs="+", default=[2, 4, 8])
-    p.add_argument("--num", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--ks", type=positive_int, nargs="+", default=[2, 4, 8])
+    p.add_argument("--num", type=positive_int, default=128)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--threshold", type=float, default=None, help="also: ADJUST with adaptive K at the largest K")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--out", default="results/adjust")
     p.add_argument("--base-rows", default=None,
                    help="JSON file caching the sequential and marginal rows (with their texts, for MAUVE): read when "

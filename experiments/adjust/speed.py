@@ -17,6 +17,7 @@ import torch
 from experiments.adjust.sampler_quality import warm_up
 from experiments.common.models import load_run, model_args
 from experiments.common.output import write_json
+from experiments.common.cli import positive_int
 
 
 def main() -> None:
@@ -24,10 +25,10 @@ def main() -> None:
     p.add_argument("--base", required=True)
     p.add_argument("--adjust", required=True, action="append", metavar="[LABEL=]RUN",
                    help="an ADJUST sampler run; repeat to time several samplers side by side (rows 'LABEL K=k')")
-    p.add_argument("--ks", type=int, nargs="+", default=[4, 8])
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ks", type=positive_int, nargs="+", default=[4, 8])
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--reps", type=positive_int, default=3)
+    p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--out", default="results/adjust/timing.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -20,6 +20,7 @@ import torch
 
 from experiments.common.output import write_json, write_text
 from experiments.common.scoring import exact_score
+from experiments.common.cli import positive_int
 
 ROOT = Path(__file__).resolve().parents[2]
 # (label, base, sampler, steps, block); BD3-LM steps are per block. First-hitting unmasks exactly one token per pass
@@ -102,9 +103,9 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--num", type=int, default=256, help="samples per setting (default 256)")
+    ap.add_argument("--num", type=positive_int, default=256, help="samples per setting (default 256)")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    ap.add_argument("--length", type=int, default=64, help="sequence length of the generator's samples (default 64)")
+    ap.add_argument("--length", type=positive_int, default=64, help="sequence length of the generator's samples (default 64)")
     ap.add_argument("--out", default=str(ROOT / "results" / "bases"), help="folder for targets.json / targets.md")
     ap.add_argument("--use", action="append", default=[], metavar="NAME=RUN",
                     help="sample this run (or checkpoint) in place of builtin:NAME, e.g. mdlm=runs/bases/mdlm-long "

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from experiments.common.output import write_command, write_text
+from experiments.common.cli import positive_int
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository root
 
@@ -83,11 +84,11 @@ def train_until(runs: dict[int, Path], stop: int, threads: int) -> dict[int, flo
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stop-step", type=int, default=300, help="compare at this step (a validation step of the base runs)")
-    p.add_argument("--blocks", type=int, nargs="+", default=[4, 16])
+    p.add_argument("--stop-step", type=positive_int, default=300, help="compare at this step (a validation step of the base runs)")
+    p.add_argument("--blocks", type=positive_int, nargs="+", default=[4, 16])
     p.add_argument("--base", default="runs/base", help="folder with the ar/ and mdlm/ base runs")
     p.add_argument("--runs", default="runs/bd3lm")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--out", default="results/bd3lm_ordering")
     args = p.parse_args(argv)
     base, runs, stop = ROOT / args.base, ROOT / args.runs, args.stop_step

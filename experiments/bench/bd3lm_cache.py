@@ -28,6 +28,7 @@ from paradistill.sampling.blocks import BlockwiseSampler
 from paradistill.sampling.registry import build_sampler
 
 from experiments.common.output import write_command, write_text
+from experiments.common.cli import positive_int
 
 OUT = Path(__file__).resolve().parents[2] / "results" / "bd3lm_cache"
 
@@ -56,14 +57,14 @@ def measure(model, tok, args, use_cache: bool) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--length", type=int, default=256)
+    p.add_argument("--length", type=positive_int, default=256)
     p.add_argument("--block", type=int, default=16)
-    p.add_argument("--steps", type=int, default=16, help="denoising steps per block")
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--steps", type=positive_int, default=16, help="denoising steps per block")
+    p.add_argument("--batch", type=positive_int, default=4)
+    p.add_argument("--reps", type=positive_int, default=3)
     p.add_argument("--sampler", default="ancestral")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

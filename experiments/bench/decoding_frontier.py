@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from paradistill.io import atomic_savefig, atomic_write_text
+from experiments.common.cli import positive_int
 
 
 def load_average():
@@ -162,11 +163,11 @@ def main(argv=None) -> int:
     ap.add_argument("--bd3lm", default=None, help="BD3-LM checkpoint (optional)")
     ap.add_argument("--sdtt", nargs="*", default=None, help="SDTT student checkpoints (optional)")
     ap.add_argument("--adjust", default=None, help="ADJUST sampler trained on --mdlm (optional; else marginal)")
-    ap.add_argument("--length", type=int, default=64)
+    ap.add_argument("--length", type=positive_int, default=64)
     ap.add_argument("--block", type=int, default=16)
     ap.add_argument("--block-steps", type=int, default=4)
-    ap.add_argument("--num", type=int, default=64, help="samples per setting for the quality columns")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds at batch 1")
+    ap.add_argument("--num", type=positive_int, default=64, help="samples per setting for the quality columns")
+    ap.add_argument("--rounds", type=positive_int, default=3, help="interleaved timing rounds at batch 1")
     ap.add_argument("--timing-samples", type=int, default=2, help="batch-1 samples per setting per round")
     ap.add_argument("--ancestral", type=int, nargs="*", default=[8, 16, 32])
     ap.add_argument("--topk", type=int, nargs="*", default=[2, 4, 8])
@@ -182,7 +183,7 @@ def main(argv=None) -> int:
     ap.add_argument("--families", default=None,
                     help="comma-separated families to run (e.g. sdtt,bd3lm); AR always runs as the reference")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=positive_int, default=1)
     ap.add_argument("--out", default="results/decoding_frontier")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from experiments.common.output import write_command, write_text
+from experiments.common.cli import positive_int
 
 VARIANTS = ("naive", "chunked-dense", "chunked-topk")
 ROOT = Path(__file__).resolve().parents[2]  # the repository root
@@ -72,10 +73,10 @@ def child(variant: str, model_dir: str, batch: int, length: int, chunk: int, top
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--length", type=int, default=128)
-    ap.add_argument("--vocab", type=int, default=50257)
-    ap.add_argument("--chunk", type=int, default=8, help="positions per chunk")
+    ap.add_argument("--batch", type=positive_int, default=8)
+    ap.add_argument("--length", type=positive_int, default=128)
+    ap.add_argument("--vocab", type=positive_int, default=50257)
+    ap.add_argument("--chunk", type=positive_int, default=8, help="positions per chunk")
     ap.add_argument("--topk", type=int, default=32)
     ap.add_argument("--out", default="results/gumbel_extraction")
     ap.add_argument("--child", nargs=2, metavar=("VARIANT", "MODEL_DIR"), help=argparse.SUPPRESS)

@@ -20,14 +20,15 @@ from paradistill.eval.bench_cases import load_average
 from paradistill.eval.bench_extra import sampler_overhead
 from paradistill.io import atomic_write_json
 from paradistill.models.transformer import ModelConfig
+from experiments.common.cli import positive_int
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=list(SIZES), default="tiny-gpt2vocab", help="model size (default: V=50258)")
-    ap.add_argument("--length", type=int, default=256)
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--length", type=positive_int, default=256)
+    ap.add_argument("--rounds", type=positive_int, default=3, help="interleaved timing rounds")
+    ap.add_argument("--threads", type=positive_int, default=1)
     ap.add_argument("--out", default="results/bench/overhead_v50258.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

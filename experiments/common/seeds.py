@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from scipy import stats
+from experiments.common.cli import positive_int
 
 
 @dataclass
@@ -87,10 +88,10 @@ def add_study_arguments(ap, runs: str, out: str, num: int = 256) -> None:
     """The options every seeded study over a folder of runs shares (its own options come before)."""
     ap.add_argument("--runs", default=runs, help="the run folder its training script wrote")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds to evaluate")
-    ap.add_argument("--num", type=int, default=num, help="samples per model and setting")
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--num", type=positive_int, default=num, help="samples per model and setting")
+    ap.add_argument("--batch-size", type=positive_int, default=128)
     ap.add_argument("--sample-seed", type=int, default=0, help="sampling seed (the same for every model)")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=positive_int, default=1)
     ap.add_argument("--summarize", action="store_true", help="only rewrite the tables from OUT/rows.json")
     ap.add_argument("--out", default=out)
 

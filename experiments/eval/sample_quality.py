@@ -27,6 +27,7 @@ import torch
 from experiments.common.models import load_model, model_args
 from experiments.common.output import save
 from experiments.common.scoring import GUMBEL_FIELDS, exact_score
+from experiments.common.cli import positive_int
 
 
 def run_setting(loaded, label: str, sampler: str, steps: int, args, noise_temperature: float | None) -> dict:
@@ -69,10 +70,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", required=True, metavar="LABEL=RUN",
                     help="a model to evaluate; the first one is the baseline of the table")
-    ap.add_argument("--steps", type=int, nargs="*", default=[4, 8, 16, 32], help="ancestral step counts")
+    ap.add_argument("--steps", type=positive_int, nargs="*", default=[4, 8, 16, 32], help="ancestral step counts")
     ap.add_argument("--first-hitting", action="store_true", help="also sample with first-hitting (T = L)")
-    ap.add_argument("--num", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--num", type=positive_int, default=128)
+    ap.add_argument("--batch-size", type=positive_int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--noise-temperature", type=float, default=None, help="GD students (default: checkpoint's)")
     ap.add_argument("--temperature", type=float, default=1.0,
@@ -85,7 +86,7 @@ def main() -> None:
     ap.add_argument("--reuse", action="append", default=[], metavar="LABEL=JSON",
                     help="take LABEL's rows from an earlier --json of this script (same --num and --seed) instead of "
                          "sampling it again; reused models come first, so the first one is the baseline")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=positive_int, default=1)
     ap.add_argument("--json", default=None, help="write the rows here (and a table.md beside it)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

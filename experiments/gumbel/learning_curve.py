@@ -22,6 +22,7 @@ import torch
 from experiments.common.models import load_model, model_args, val_curve
 from experiments.common.output import save
 from experiments.gumbel.noise_map import agreement_rows
+from experiments.common.cli import positive_int
 
 
 def checkpoints(run: Path) -> list[tuple[int, Path]]:
@@ -79,10 +80,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", action="append", required=True, metavar="LABEL=RUN",
                     help="a GD student run or an MDLM run (chance level), with several kept checkpoints")
-    ap.add_argument("--steps", type=int, nargs="*", default=[16], help="ancestral step counts")
+    ap.add_argument("--steps", type=positive_int, nargs="*", default=[16], help="ancestral step counts")
     ap.add_argument("--first-hitting", action="store_true", help="also first-hitting (T = L)")
-    ap.add_argument("--num", type=int, default=128, help="noise draws (samples) per checkpoint and setting")
-    ap.add_argument("--length", type=int, default=64)
+    ap.add_argument("--num", type=positive_int, default=128, help="noise draws (samples) per checkpoint and setting")
+    ap.add_argument("--length", type=positive_int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--noise-temperature", type=float, default=1.0, help="noise scale the GD students see")
     ap.add_argument("--json", default=None, help="write the rows here (and a .md table beside it)")

@@ -35,6 +35,7 @@ import torch
 from experiments.common.models import load_model, model_args
 from experiments.common.output import save
 from experiments.gumbel.noise_map import STUDENT_KINDS, prior_noise_and_sample
+from experiments.common.cli import positive_int
 
 DEPTHS = (0, 1, 2, 3, 5, 7, 11, 15)
 
@@ -195,13 +196,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", default=[], metavar="LABEL=RUN",
                     help="mdlm / bd3lm runs (chance level) or their gd-* students")
-    ap.add_argument("--num", type=int, default=128, help="noise draws (teacher samples)")
-    ap.add_argument("--length", type=int, default=64)
+    ap.add_argument("--num", type=positive_int, default=128, help="noise draws (teacher samples)")
+    ap.add_argument("--length", type=positive_int, default=64)
     ap.add_argument("--depths", type=int, nargs="*", default=list(DEPTHS), help="masked positions before the target")
     ap.add_argument("--noise-temperature", type=float, default=1.0, help="scale of the noise the GD students see")
-    ap.add_argument("--coupling-num", type=int, default=4096, help="runs for the teacher coupling curve")
-    ap.add_argument("--coupling-depth", type=int, default=40, help="largest d of the coupling curve")
-    ap.add_argument("--demand-steps", type=int, nargs="*", default=[4, 8, 16, 32],
+    ap.add_argument("--coupling-num", type=positive_int, default=4096, help="runs for the teacher coupling curve")
+    ap.add_argument("--coupling-depth", type=positive_int, default=40, help="largest d of the coupling curve")
+    ap.add_argument("--demand-steps", type=positive_int, nargs="*", default=[4, 8, 16, 32],
                     help="ancestral step counts (and first-hitting) at which to count the links an MDLM sampler "
                          "demands per token, run on the first MDLM-family --model")
     ap.add_argument("--seed", type=int, default=0)

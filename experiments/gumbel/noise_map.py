@@ -22,6 +22,7 @@ import torch
 
 from experiments.common.models import load_model, model_args
 from experiments.common.output import save
+from experiments.common.cli import positive_int
 
 
 @torch.no_grad()
@@ -116,10 +117,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", required=True, metavar="LABEL=RUN",
                     help="mdlm / bd3lm runs (chance level) or their gd-* students")
-    ap.add_argument("--steps", type=int, nargs="*", default=[8, 16], help="ancestral step counts")
+    ap.add_argument("--steps", type=positive_int, nargs="*", default=[8, 16], help="ancestral step counts")
     ap.add_argument("--first-hitting", action="store_true", help="also first-hitting (T = L)")
-    ap.add_argument("--num", type=int, default=128)
-    ap.add_argument("--length", type=int, default=64)
+    ap.add_argument("--num", type=positive_int, default=128)
+    ap.add_argument("--length", type=positive_int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--noise-temperature", type=float, default=1.0,
                     help="scale of the noise the GD students see (default 1: the teacher's own noise)")

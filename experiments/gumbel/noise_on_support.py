@@ -19,6 +19,7 @@ import torch
 
 from experiments.common.output import save
 from experiments.gumbel.noise_map import prior_noise_and_sample
+from experiments.common.cli import positive_int
 
 
 @torch.no_grad()
@@ -40,8 +41,8 @@ def noise_info(teacher, xi: torch.Tensor, x: torch.Tensor, threshold: float) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--num", type=int, default=128, help="noise draws (sequences)")
-    ap.add_argument("--length", type=int, default=64)
+    ap.add_argument("--num", type=positive_int, default=128, help="noise draws (sequences)")
+    ap.add_argument("--length", type=positive_int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threshold", type=float, default=1e-3, help="teacher probability that puts a token in S_i")
     ap.add_argument("--json", default=None, help="write the result here (and a .md table beside it)")

@@ -13,12 +13,13 @@ import torch
 
 from experiments.common.models import load_run
 from experiments.common.output import save
+from experiments.common.cli import positive_int
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="an MDLM run directory")
-    ap.add_argument("--rows", type=int, default=256, help="validation rows")
+    ap.add_argument("--rows", type=positive_int, default=256, help="validation rows")
     ap.add_argument("--betas", type=float, nargs="*", default=[0, 0.25, 0.5, 1, 2])
     ap.add_argument("--times", type=float, nargs="*", default=[0.1, 0.3, 0.5, 0.7, 0.9, 1.0])
     ap.add_argument("--json", default=None, help="write the rows here (and a .md table beside it)")

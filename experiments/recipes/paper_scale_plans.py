@@ -19,6 +19,7 @@ from paradistill.commands.dry_run import run_dry
 from paradistill.io import atomic_write_text
 from paradistill.loading.dit import dit_parameter_count
 from paradistill.plan import make_plan
+from experiments.common.cli import positive_int
 
 RECIPES = {"sdtt-owt": ("sdtt", "distill sdtt"), "gd-owt-mdlm": ("gumbel", "distill gumbel"),
            "gd-owt-bd3lm": ("gumbel-bd3lm", "distill gumbel")}
@@ -28,7 +29,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--assume-tflops", type=float, required=True, help="sustained TFLOP/s of the stated device")
     ap.add_argument("--device-name", required=True, help="the stated device")
-    ap.add_argument("--devices", type=int, nargs="+", default=[1, 8], help="device counts to plan for")
+    ap.add_argument("--devices", type=positive_int, nargs="+", default=[1, 8], help="device counts to plan for")
     ap.add_argument("--out", default="results/recipes")
     args = ap.parse_args()
     out = Path(args.out)

@@ -25,6 +25,7 @@ import torch
 
 from experiments.common.output import write_text
 from experiments.sdtt.runs import sdtt_config, sdtt_summary, teacher_checkpoint
+from experiments.common.cli import positive_int
 
 
 def divergence_mean(student_lp, targets, kind, counted):
@@ -79,8 +80,8 @@ def main() -> None:
     ap.add_argument("--run", required=True, help="an SDTT run folder (its sdtt.json lists the rounds)")
     ap.add_argument("--teacher", required=True, help="the round-1 teacher checkpoint")
     ap.add_argument("--recipe", default="tiny", help="recipe whose validation data is used")
-    ap.add_argument("--batches", type=int, default=4, help="validation batches of 32 rows")
-    ap.add_argument("--draws", type=int, default=16, help="first-step draws to fit the oracle (as many to score it)")
+    ap.add_argument("--batches", type=positive_int, default=4, help="validation batches of 32 rows")
+    ap.add_argument("--draws", type=positive_int, default=16, help="first-step draws to fit the oracle (as many to score it)")
     ap.add_argument("--divergence", default=None, help="default: the run's")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 from experiments.common.models import load_model
 from experiments.common.output import write_json
 from experiments.common.seeds import EFFECT_HEADER, add_study_arguments, nll_effect_row, rows_table, run_study
+from experiments.common.cli import positive_int
 
 PROTOCOLS = ("paradistill", "official")
 TEACHER = "builtin:mdlm"
@@ -77,9 +78,9 @@ def summarize(rows: list[dict], seeds: list[int], steps: list[int]) -> tuple[lis
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, nargs="+", default=[8, 16, 64], help="sampling steps T (the largest is "
+    ap.add_argument("--steps", type=positive_int, nargs="+", default=[8, 16, 64], help="sampling steps T (the largest is "
                     "the teacher's reference)")
-    ap.add_argument("--teacher-num", type=int, default=None, help="samples of the teacher per T (default --num): "
+    ap.add_argument("--teacher-num", type=positive_int, default=None, help="samples of the teacher per T (default --num): "
                     "one teacher evaluation is shared by every seed, so its sampling error enters every effect; "
                     "more teacher samples narrow the intervals")
     add_study_arguments(ap, "runs/sdtt-bases", "results/sdtt/on_bases")

@@ -31,6 +31,7 @@ import torch
 from experiments.common.models import load_run
 from experiments.common.output import write_json, write_text
 from experiments.common.scoring import GUMBEL_FIELDS, exact_score
+from experiments.common.cli import positive_int
 
 
 class OracleDenoiser:
@@ -102,13 +103,13 @@ def summarise(paths: list[str]) -> tuple[list[dict], str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", help="an MDLM run or checkpoint (EMA weights)")
-    ap.add_argument("--steps", type=int, help="T: the student's step count (the teacher's is 2T)")
-    ap.add_argument("--draws", type=int, default=16, help="two-step teacher draws averaged per sampling step")
-    ap.add_argument("--rounds", type=int, default=1, help="perfect SDTT rounds from the teacher at T * 2^rounds steps")
-    ap.add_argument("--num", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--steps", type=positive_int, help="T: the student's step count (the teacher's is 2T)")
+    ap.add_argument("--draws", type=positive_int, default=16, help="two-step teacher draws averaged per sampling step")
+    ap.add_argument("--rounds", type=positive_int, default=1, help="perfect SDTT rounds from the teacher at T * 2^rounds steps")
+    ap.add_argument("--num", type=positive_int, default=128)
+    ap.add_argument("--batch-size", type=positive_int, default=64)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=positive_int, default=1)
     ap.add_argument("--json", required=True)
     ap.add_argument("--table", nargs="+", metavar="JSON", help="instead of sampling: tabulate earlier --json outputs "
                     "(writes --json and a markdown table beside it)")

@@ -14,6 +14,7 @@ import torch
 
 from experiments.common.output import write_text
 from experiments.sdtt.runs import sdtt_config, sdtt_summary, teacher_checkpoint
+from experiments.common.cli import positive_int
 
 
 def main() -> None:
@@ -21,7 +22,7 @@ def main() -> None:
     ap.add_argument("--run", required=True)
     ap.add_argument("--teacher", required=True)
     ap.add_argument("--recipe", default="tiny")
-    ap.add_argument("--eval-batches", type=int, default=8)
+    ap.add_argument("--eval-batches", type=positive_int, default=8)
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
     torch.set_num_threads(1)

@@ -26,6 +26,7 @@ import torch
 from experiments.common.models import load_run
 from experiments.common.output import write_json
 from experiments.common.scoring import SDTT_FIELDS, exact_score
+from experiments.common.cli import positive_int
 
 
 def judge_ppl(tokens: torch.Tensor, judge) -> dict:
@@ -92,16 +93,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", required=True, help="teacher checkpoint / run directory")
     ap.add_argument("--run", required=True, help="SDTT output directory (holds round_<r>_<m>steps/)")
-    ap.add_argument("--teacher-steps", type=int, nargs="+", default=[8, 16, 32, 64, 128])
-    ap.add_argument("--num", type=int, default=128, help="samples per row")
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--teacher-steps", type=positive_int, nargs="+", default=[8, 16, 32, 64, 128])
+    ap.add_argument("--num", type=positive_int, default=128, help="samples per row")
+    ap.add_argument("--batch-size", type=positive_int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--recipe", default="tiny", help="recipe of the data reference row")
     ap.add_argument("--label", default="teacher", help="name of the teacher in the table")
     ap.add_argument("--json", required=True, help="output JSON")
     ap.add_argument("--judge", default="runs/base/ar", help="AR checkpoint scoring the samples ('' to skip)")
     ap.add_argument("--samples-dir", default=None, help="save each row's sampled tokens here (.pt)")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=positive_int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if not Path(args.run).is_dir():
