@@ -198,3 +198,44 @@ def test_a_reference_shared_by_every_seed_widens_the_interval_by_its_own_error()
     assert shared["hi"] - shared["mean"] == pytest.approx(half, rel=1e-5) and shared["shared_se"] == 0.058
     copies, _ = nll_effect_row("c", "l", [(s, dict(teacher)) for s in students], "better", "worse")
     assert copies["shared_se"] is None and copies["hi"] == pytest.approx(plain.hi)  # per-seed references: plain t
+
+
+@pytest.mark.parametrize("name, argv", [("experiments.bases.evaluate", ["--num", "0"]),
+                                         ("experiments.sdtt.on_bases", ["--teacher-num", "-4"]),
+                                         ("experiments.gumbel.noise_map", ["--num", "many"])])
+def test_a_count_that_is_not_positive_is_refused_by_argparse_before_any_work(name, argv, capsys, monkeypatch):
+    import importlib
+
+    mod = importlib.import_module(name)
+    monkeypatch.setattr("sys.argv", [name, *argv])
+    with pytest.raises(SystemExit) as done:
+        mod.main(argv) if "argv" in mod.main.__code__.co_varnames else mod.main()
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert done.value.code == 2 and f"argument {argv[0]}" in err and ("positive count" in err or "not an integer" in err)
+
+
+def test_growing_a_model_deeper_keeps_its_outputs_and_zeroes_only_the_new_blocks_write_outs(tmp_path):
+    from experiments.bases.grow import ZERO_OUT, grow_depth, main
+    from paradistill.loading import load
+    from paradistill.models.transformer import ModelConfig, Transformer
+
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=50, dim=32, n_layers=2, n_heads=2, max_len=16)).eval()
+    for p in model.parameters():  # trained-looking weights: no zero write-outs to begin with
+        torch.nn.init.normal_(p, std=0.1)
+    grown = grow_depth(model, 3)
+    assert grown.cfg.n_layers == 6
+    x = torch.randint(0, 50, (3, 16))
+    with torch.no_grad():
+        assert torch.allclose(grown(x).logits, model(x).logits, atol=1e-5)
+    state, old = grown.state_dict(), model.state_dict()
+    assert torch.equal(state["blocks.3.mlp.0.weight"], old["blocks.1.mlp.0.weight"])  # old block i -> i * factor
+    for i in (1, 2, 4, 5):
+        assert all(not state[f"blocks.{i}.{n}"].any() for n in ZERO_OUT)
+        assert state[f"blocks.{i}.attn.qkv.weight"].std() > 0  # the rest of a new block is initialised, not zero
+    # the command writes a loadable checkpoint and refuses to overwrite one
+    main(["builtin:mdlm", str(tmp_path / "g")])
+    loaded = load(str(tmp_path / "g"))
+    assert loaded.model.cfg.n_layers == 8 and loaded.config["method"]["grown_from"]["n_layers"] == 4
+    with pytest.raises(SystemExit, match="exists"):
+        main(["builtin:mdlm", str(tmp_path / "g")])
