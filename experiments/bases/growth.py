@@ -1,0 +1,176 @@
+"""More steps or more depth for `builtin:mdlm`? Compares continued trainings of the shipped MDLM (experiments/bases/
+growth.sh: the same 4 layers, and 8 layers grown from it by experiments.bases.grow, same schedule) with the shipped
+model itself, on what the MDLM targets ask for:
+
+- validation NELBO on the first --eval-batches batches of the training's own validation split, with the same mask
+  draws for every model, so differences are paired per batch (mean difference with a 95% t interval over batches;
+  this is the models' difference, not the spread over training seeds, which one run per arm cannot give);
+- exact Gen PPL under the corpus's generator at T = L (first-hitting, one token per pass, random order: the target's
+  setting) and left to right, --num samples each, with the ratio to `builtin:ar` and to the shipped MDLM (95%
+  intervals of the difference of independent mean NLLs);
+- the validation curves of the runs in one figure.
+
+    python -m experiments.bases.growth --run "4 layers=runs/grow/mdlm-4l" --run "8 layers=runs/grow/mdlm-8l" \\
+        --out results/bases/growth
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from experiments.bases.evaluate import ratio, sample_setting
+from experiments.common.cli import positive_int
+from experiments.common.models import model_args, val_curve
+from experiments.common.output import write_command, write_json, write_text
+from experiments.common.scoring import exact_score
+
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE = "builtin:mdlm"
+# the data section every MDLM of the chain was trained with (train.sh stage 2 and growth.sh): its validation split
+RECIPE_OVERRIDES = ["data.num_tokens=8000000"]
+SETTINGS = [("T=L (first-hitting)", 1, None), ("T=L, left to right", 1, 1)]
+
+
+def batch_nelbos(model, objective, val, batches: int, batch_size: int, seed: int) -> list[float]:
+    """NELBO per token of each of the first `batches` validation batches, with the training loop's evaluation
+    masks (train.loop.step_generator(seed, i, salt=99)), so every model sees the same masked inputs."""
+    from paradistill.train.loop import step_generator
+
+    out = []
+    with torch.no_grad():
+        for i in range(batches):
+            rows = torch.from_numpy(val[i * batch_size:(i + 1) * batch_size].astype("int64"))
+            s, n = objective.eval_terms(model, rows, step_generator(seed, i, salt=99))
+            out.append(float(s) / int(n))
+    return out
+
+
+def paired(a: list[float], b: list[float]) -> dict:
+    """Mean of a - b over batches with its 95% t interval."""
+    from scipy import stats
+
+    d = [x - y for x, y in zip(a, b)]
+    mean, se = statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d))
+    half = stats.t.ppf(0.975, len(d) - 1) * se
+    return {"diff": mean, "ci95": [mean - half, mean + half]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", action="append", default=[], metavar="LABEL=RUN", required=True,
+                    help="a continued training of builtin:mdlm to compare (repeatable)")
+    ap.add_argument("--eval-batches", type=positive_int, default=200,
+                    help="validation batches of 32 rows for the paired NELBO (default 200 of the split's 205; the "
+                         "training's own evaluation uses the first 16)")
+    ap.add_argument("--num", type=positive_int, default=256, help="samples per Gen PPL setting (default 256)")
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    ap.add_argument("--out", default=str(ROOT / "results" / "bases" / "growth"), help="output folder")
+    args = ap.parse_args(argv)
+    runs = model_args(args.run, "--run")
+    curves = {label: val_curve(path) for label, path in runs}  # refuses a missing / unfinished run in one line
+    torch.set_num_threads(1)
+    from paradistill import api
+    from paradistill.methods.base import build_objective
+    from paradistill.recipes import load_recipe, prepare
+
+    recipe = load_recipe("tiny", RECIPE_OVERRIDES)
+    data = prepare(recipe, progress=False)
+    objective, _ = build_objective("mdlm", recipe, data.tokenizer)
+    bsz = recipe.train.batch_size
+    if len(data.val) < args.eval_batches * bsz:
+        raise SystemExit(f"--eval-batches {args.eval_batches}: the validation split has {len(data.val) // bsz} "
+                         f"batches of {bsz}; pass at most that")
+    models = [("shipped builtin:mdlm", REFERENCE)] + runs
+    ar = exact_score(sample_setting("builtin:ar", "ar", 64, None, args.num, args.seed, 64)[0])
+    ar_row = {"nll": ar.nll, "nll_se": ar.nll_se, "gen_ppl": ar.gen_ppl}
+    rows, nelbos = [], {}
+    for label, ref in models:
+        loaded = api.load(ref)
+        n_params = sum(p.numel() for p in loaded.model.parameters())
+        nelbos[label] = batch_nelbos(loaded.model, objective, data.val, args.eval_batches, bsz, recipe.train.seed)
+        row = {"model": label, "ref": ref, "n_layers": loaded.model.cfg.n_layers, "params": n_params,
+               "val_nelbo": statistics.fmean(nelbos[label]), "batch_nelbos": nelbos[label], "settings": {},
+               "train_eval_val_loss": (loaded.config.get("base") or {}).get("val_loss") or curves[label][-1][1]}
+        if label != models[0][0]:
+            row["val_nelbo_vs_shipped"] = paired(nelbos[label], nelbos[models[0][0]])
+            row["steps"] = curves[label][-1][0]
+        for name, steps, block in SETTINGS:
+            start = time.perf_counter()
+            s = exact_score(sample_setting(ref, "first-hitting", steps, block, args.num, args.seed, 64)[0])
+            cell = {"gen_ppl": s.gen_ppl, "nll": s.nll, "nll_se": s.nll_se, "slips_per_sample": s.slips_per_sample,
+                    "entropy": s.entropy, "seconds": time.perf_counter() - start}
+            cell["vs_ar"] = ratio(cell, ar_row)
+            if label != models[0][0]:
+                cell["vs_shipped"] = ratio(cell, rows[0]["settings"][name])
+            row["settings"][name] = cell
+            print(f"{label:24s} {name:22s} Gen PPL {s.gen_ppl:6.2f} ({cell['vs_ar']['ratio']:.2f}x AR)  slips "
+                  f"{s.slips_per_sample:.2f}  {cell['seconds']:.0f}s", flush=True)
+        rows.append(row)
+    out = Path(args.out)
+    write_json(out / "growth.json", {"ar": ar_row, "rows": rows, "curves": curves, "num": args.num,
+                                     "seed": args.seed, "eval_batches": args.eval_batches,
+                                     "recipe_overrides": RECIPE_OVERRIDES})
+    write_text(out / "table.md", table(rows, ar_row, args))
+    plot(curves, rows, out / "growth.png")
+    write_command(out, "experiments.bases.growth", [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)])
+    print(f"wrote {out}/growth.json, table.md, growth.png, COMMAND.md")
+
+
+def fmt_ci(c: dict, key: str = "ratio", unit: str = "x") -> str:
+    lo, hi = c[f"{key}_ci95"] if key == "ratio" else c["ci95"]
+    v = c[key]
+    return f"{v:.2f}{unit} [{lo:.2f}, {hi:.2f}]" if unit == "x" else f"{v:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+
+
+def table(rows: list[dict], ar: dict, args) -> str:
+    head = (f"| model | layers | params | steps after the shipped | val NELBO ({args.eval_batches} batches) | vs shipped "
+            f"(paired, 95% CI) | setting | exact Gen PPL | vs AR [95% CI] | vs shipped [95% CI] | slips / sample "
+            f"| entropy |\n|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|")
+    lines = [head]
+    for r in rows:
+        for i, (name, c) in enumerate(r["settings"].items()):
+            first = i == 0
+            vs = fmt_ci(r["val_nelbo_vs_shipped"], "diff", "") if first and "val_nelbo_vs_shipped" in r else "-"
+            model = [r["model"], r["n_layers"], f"{r['params'] / 1e6:.2f}M", r.get("steps", 0), f"{r['val_nelbo']:.4f}",
+                     vs] if first else [""] * 6
+            lines.append(
+                "| " + " | ".join(map(str, model)) + f" | {name} | {c['gen_ppl']:.2f} | "
+                f"{fmt_ci(c['vs_ar'])} | {fmt_ci(c['vs_shipped']) if 'vs_shipped' in c else '-'} | "
+                f"{c['slips_per_sample']:.2f} | {c['entropy']:.3f} |")
+    lines.append(f"\nAR (`builtin:ar`): exact Gen PPL {ar['gen_ppl']:.2f}. {args.num} samples per setting, seed "
+                 f"{args.seed}; positions 1..63 scored under the corpus's generator.")
+    return "\n".join(lines) + "\n"
+
+
+def plot(curves: dict, rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from paradistill.io import atomic_savefig
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for label, curve in curves.items():
+        ax.plot([s for s, _ in curve], [v for _, v in curve], marker="o", ms=3, label=label)
+    ax.axhline(rows[0]["train_eval_val_loss"], color="gray", ls="--", lw=1, label="shipped builtin:mdlm")
+    ax.set_xlabel("optimizer steps after the shipped builtin:mdlm")
+    ax.set_ylabel("validation NELBO (nats/token, training's eval)")
+    ax.set_title("builtin:mdlm trained on: 4 layers vs grown to 8")
+    ax.legend()
+    fig.tight_layout()
+    atomic_savefig(fig, path)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# More steps or more depth for builtin:mdlm (results/bases/growth): two continued trainings of the shipped MDLM with
+# the same schedule (6000 steps, lr 5e-4 cosine, warm-up 100, the 8M-token data of train.sh's stage 2), side by side,
+# one CPU thread each. Re-running resumes a stopped training; finished ones are skipped.
+#   mdlm-4l   the shipped 4 layers, trained on
+#   mdlm-8l   grown to 8 layers first (experiments.bases.grow: the new blocks start as identities, so step 0 is the
+#             shipped model exactly), then trained
+# Then: python -m experiments.bases.growth --run "4 layers=$OUT/mdlm-4l" --run "8 layers (grown)=$OUT/mdlm-8l"
+# PD: the paradistill command (default .venv/bin/paradistill); PY: python (default .venv/bin/python); OUT: run
+# folder (default runs/grow).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export OMP_NUM_THREADS=1
+PD=${PD:-.venv/bin/paradistill} PY=${PY:-.venv/bin/python} OUT=${OUT:-runs/grow}
+mkdir -p "$OUT"
+common=(train.max_steps=6000 train.lr=0.0005 train.warmup_steps=100 data.num_tokens=8000000 train.eval_every=500
+        train.checkpoint_every=500)
+train() {  # name args...
+  local name=$1; shift
+  if grep -q '"final": true' "$OUT/$name/latest.json" 2>/dev/null; then return 0; fi
+  [ -f "$OUT/$name/latest.json" ] && set -- --resume "$@"
+  echo "[growth] $name: $(date -u +%H:%M:%S)"
+  "$PD" --threads 1 train mdlm --recipe tiny --out "$OUT/$name" "$@" "${common[@]}" >> "$OUT/$name.log" 2>&1
+}
+[ -d "$OUT/mdlm-8l-init" ] || "$PY" -m experiments.bases.grow builtin:mdlm "$OUT/mdlm-8l-init" --factor 2
+train mdlm-8l --init "$OUT/mdlm-8l-init" model.n_layers=8 &
+train mdlm-4l --init builtin:mdlm &
+wait
+echo "[growth] done: $(date -u +%H:%M:%S)"
