@@ -146,6 +146,11 @@ def table(rows: list[dict], ar: dict, args) -> str:
                 "| " + " | ".join(map(str, model)) + f" | {name} | {c['gen_ppl']:.2f} | "
                 f"{fmt_ci(c['vs_ar'])} | {fmt_ci(c['vs_shipped']) if 'vs_shipped' in c else '-'} | "
                 f"{c['slips_per_sample']:.2f} | {c['entropy']:.3f} |")
+    for r in rows[2:]:  # each further run against the first continued one: the effect of its change alone
+        d = paired(r["batch_nelbos"], rows[1]["batch_nelbos"])
+        lines.append(f"\n{r['model']} vs {rows[1]['model']}: validation NELBO {fmt_ci(d, 'diff', '')} nats/token "
+                     f"(paired); T=L (first-hitting) Gen PPL "
+                     f"{fmt_ci(ratio(r['settings'][SETTINGS[0][0]], rows[1]['settings'][SETTINGS[0][0]]))}.")
     lines.append(f"\nAR (`builtin:ar`): exact Gen PPL {ar['gen_ppl']:.2f}. {args.num} samples per setting, seed "
                  f"{args.seed}; positions 1..63 scored under the corpus's generator.")
     return "\n".join(lines) + "\n"
