@@ -51,7 +51,7 @@ def target_check(a: dict[str, Any], ref: dict[str, Any], limit: float) -> str:
     elif lo > limit:
         verdict = "NOT met"
     else:
-        verdict = "not settled: the interval contains the target"
+        verdict = "not settled: the interval contains the target (more --num-samples narrow it)"
     return f"{r:.2f}x [95% CI {lo:.2f}, {hi:.2f}]; target <= {limit:g}x: {verdict}"
 
 
