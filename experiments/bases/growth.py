@@ -132,7 +132,7 @@ def fmt_ci(c: dict, key: str = "ratio", unit: str = "x") -> str:
 
 
 def table(rows: list[dict], ar: dict, args) -> str:
-    head = (f"| model | layers | params | steps after the shipped | val NELBO ({args.eval_batches} batches) | vs shipped "
+    head = (f"| model | layers | params | its training steps | val NELBO ({args.eval_batches} batches) | vs shipped "
             f"(paired, 95% CI) | setting | exact Gen PPL | vs AR [95% CI] | vs shipped [95% CI] | slips / sample "
             f"| entropy |\n|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|")
     lines = [head]
@@ -168,7 +168,7 @@ def plot(curves: dict, rows: list[dict], path: Path) -> None:
     for label, curve in curves.items():
         ax.plot([s for s, _ in curve], [v for _, v in curve], marker="o", ms=3, label=label)
     ax.axhline(rows[0]["train_eval_val_loss"], color="gray", ls="--", lw=1, label="shipped builtin:mdlm")
-    ax.set_xlabel("optimizer steps after the shipped builtin:mdlm")
+    ax.set_xlabel("optimizer steps of the run (continued runs: after the shipped builtin:mdlm)")
     ax.set_ylabel("validation NELBO (nats/token, training's eval)")
     ax.set_title("builtin:mdlm trained on: 4 layers vs grown to 8")
     ax.legend()

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Does the shifted adaptation (Dream's convention: the AR's next-token head kept, outputs shifted; attention annealed
+# from causal over 50 steps) also converge to a better MDLM than the unshifted one, not only start faster
+# (results/bases/adaptation.md)? Two MDLMs from builtin:ar with one schedule (15000 steps at lr 1e-3, cosine; the
+# 8M-token data of train.sh's stage 2), one CPU thread each; ~1 h 50 min each on this 2-core machine.
+#   shift       adapt.shift=true adapt.anneal_steps=50
+#   unshifted   the shipped MDLM's convention (its chain: 3000 steps at the recipe's lr, then 12000 at 1e-3)
+# Re-running resumes a stopped training; finished ones are skipped. `bash shifted.sh shift|unshifted` runs one arm.
+# Then compare the two with experiments.bases.growth (--run shift=$OUT/shift --run unshifted=$OUT/unshifted; its
+# "its training steps" column then counts steps from builtin:ar).
+# PD: the paradistill command (default .venv/bin/paradistill); OUT: run folder (default runs/shifted).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export OMP_NUM_THREADS=1
+PD=${PD:-.venv/bin/paradistill} OUT=${OUT:-runs/shifted}
+mkdir -p "$OUT"
+common=(train.max_steps=15000 train.lr=0.001 data.num_tokens=8000000 train.eval_every=500 train.checkpoint_every=500)
+train() {  # name args...
+  local name=$1; shift
+  if grep -q '"final": true' "$OUT/$name/latest.json" 2>/dev/null; then return 0; fi
+  [ -f "$OUT/$name/latest.json" ] && set -- --resume "$@"
+  echo "[shifted] $name: $(date -u +%H:%M:%S)"
+  "$PD" --threads 1 train mdlm --recipe tiny --init-from-ar builtin:ar --out "$OUT/$name" "$@" "${common[@]}" \
+      >> "$OUT/$name.log" 2>&1
+}
+case "${1:-both}" in
+  shift) train shift adapt.shift=true adapt.anneal_steps=50 ;;
+  unshifted) train unshifted ;;
+  both) train shift adapt.shift=true adapt.anneal_steps=50 & train unshifted & wait ;;
+  *) echo "usage: $0 [shift|unshifted|both]" >&2; exit 2 ;;
+esac
