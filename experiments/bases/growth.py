@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", action="append", default=[], metavar="LABEL=RUN", required=True,
-                    help="a continued training of builtin:mdlm to compare (repeatable)")
+                    help="an MDLM training run to compare with the shipped builtin:mdlm (repeatable)")
     ap.add_argument("--eval-batches", type=positive_int, default=200,
                     help="validation batches of 32 rows for the paired NELBO (default 200 of the split's 205; the "
                          "training's own evaluation uses the first 16)")
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=str(ROOT / "results" / "bases" / "growth"), help="output folder")
     args = ap.parse_args(argv)
     runs = model_args(args.run, "--run")
-    curves = {label: val_curve(path) for label, path in runs}  # refuses a missing / unfinished run in one line
+    curves = {label: val_curve(path) for label, path in runs}  # a folder without metrics.jsonl: one-line exit
     torch.set_num_threads(1)
     from paradistill import api
     from paradistill.methods.base import build_objective
