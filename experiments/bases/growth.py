@@ -17,7 +17,6 @@ model itself, on what the MDLM targets ask for:
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import statistics
 import sys
@@ -31,6 +30,7 @@ from experiments.common.cli import positive_int
 from experiments.common.models import model_args, val_curve
 from experiments.common.output import write_command, write_json, write_text
 from experiments.common.scoring import exact_score
+from experiments.common.seeds import seed_effect
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = "builtin:mdlm"
@@ -54,13 +54,9 @@ def batch_nelbos(model, objective, val, batches: int, batch_size: int, seed: int
 
 
 def paired(a: list[float], b: list[float]) -> dict:
-    """Mean of a - b over batches with its 95% t interval."""
-    from scipy import stats
-
-    d = [x - y for x, y in zip(a, b)]
-    mean, se = statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d))
-    half = stats.t.ppf(0.975, len(d) - 1) * se
-    return {"diff": mean, "ci95": [mean - half, mean + half]}
+    """Mean of a - b over batches with its 95% t interval (the same interval the seeded studies use)."""
+    effect = seed_effect([x - y for x, y in zip(a, b)])
+    return {"diff": effect.mean, "ci95": [effect.lo, effect.hi]}
 
 
 def main(argv: list[str] | None = None) -> None:
