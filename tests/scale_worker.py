@@ -30,7 +30,7 @@ def tiny_data(n=64, length=12, vocab=12, seed=0):
 
 
 def train_config(steps: int, devices: int, strategy: str, micro: int):
-    from paradistill.train.loop import TrainConfig
+    from paradistill.train.config import TrainConfig
 
     # constant lr after warm-up, so a run stopped early and resumed sees the same schedule
     return TrainConfig(max_steps=steps, batch_size=8, lr=3e-3, warmup_steps=2, min_lr_ratio=1.0, eval_every=0,

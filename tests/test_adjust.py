@@ -23,7 +23,7 @@ from paradistill.errors import UserError
 from paradistill.sampling.base import SamplingOptions
 from paradistill.checkpoint import save_checkpoint
 from paradistill.loader import load_checkpoint
-from paradistill.train.loop import TrainConfig
+from paradistill.train.config import TrainConfig
 
 L = 12
 

@@ -21,7 +21,7 @@ from paradistill.sampling.base import Denoiser, SamplerState, SamplingOptions
 from paradistill.sampling.samplers import AncestralSampler
 from paradistill.checkpoint import load_weights, save_checkpoint
 from paradistill.loader import load_checkpoint
-from paradistill.train.loop import TrainConfig
+from paradistill.train.config import TrainConfig
 
 L = 16
 

@@ -13,7 +13,8 @@ from paradistill.diffusion.objectives import DiffusionConfig, MDLMObjective
 from paradistill.errors import TrainingDiverged, UserError
 from paradistill.checkpoint import resolve_checkpoint, save_checkpoint
 from paradistill.loader import load_checkpoint
-from paradistill.train.loop import TrainConfig, train
+from paradistill.train.config import TrainConfig
+from paradistill.train.loop import train
 
 
 def tiny_data(n=64, length=12, vocab=12, seed=0):

@@ -28,7 +28,8 @@ def main() -> None:
     torch.set_num_threads(1)
     from paradistill import api
     from paradistill.methods.sdtt import build_round
-    from paradistill.train.loop import TrainConfig, evaluate
+    from paradistill.train.config import TrainConfig
+    from paradistill.train.loop import evaluate
 
     summary = sdtt_summary(args.run)
     cfg = sdtt_config(summary)

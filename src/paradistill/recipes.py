@@ -19,7 +19,7 @@ from .distill.sdtt import SDTTConfig
 from .errors import UserError
 from .models.dlm import DLMConfig
 from .models.transformer import ModelConfig
-from .train.loop import TrainConfig
+from .train.config import TrainConfig
 
 
 @dataclass

@@ -66,7 +66,7 @@ def run(args) -> int:
     if args.devices is not None:  # sharded over devices (paradistill/sharded.py); rank 0 writes the file
         from ..sharded import generate_sharded
         from ..train.distributed import make_fabric
-        from ..train.loop import TrainConfig
+        from ..train.config import TrainConfig
 
         fabric = make_fabric(TrainConfig(devices=args.devices, accelerator=args.accelerator, precision="32-true",
                                          strategy="ddp" if args.devices > 1 else "auto"))
