@@ -241,11 +241,11 @@ def test_growing_a_model_deeper_keeps_its_outputs_and_zeroes_only_the_new_blocks
         main(["builtin:mdlm", str(tmp_path / "g")])
 
 
-def test_growth_study_pairs_validation_batches_and_refuses_a_missing_run(tmp_path):
-    from experiments.bases.growth import main, paired
+def test_run_comparison_pairs_validation_batches_and_refuses_a_missing_run(tmp_path):
+    from experiments.bases.compare import main, paired
 
     d = paired([1.0, 2.0, 3.0, 4.0], [0.5, 1.5, 2.6, 3.4])  # differences 0.5, 0.5, 0.4, 0.6
     assert d["diff"] == pytest.approx(0.5) and d["ci95"][0] < 0.5 < d["ci95"][1]
     assert d["ci95"][1] - 0.5 == pytest.approx(3.182446 * statistics.stdev([0.5, 0.5, 0.4, 0.6]) / 2, rel=1e-5)
     with pytest.raises(SystemExit, match=r"^--run .*missing: no metrics.jsonl"):
-        main(["--run", f"a={tmp_path / 'missing'}"])
+        main(["--run", f"a={tmp_path / 'missing'}", "--out", str(tmp_path / "out")])

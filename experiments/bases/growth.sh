@@ -5,7 +5,7 @@
 #   mdlm-4l   the shipped 4 layers, trained on
 #   mdlm-8l   grown to 8 layers first (experiments.bases.grow: the new blocks start as identities, so step 0 is the
 #             shipped model exactly), then trained
-# Then: python -m experiments.bases.growth --run "4 layers=$OUT/mdlm-4l" --run "8 layers (grown)=$OUT/mdlm-8l"
+# Then: python -m experiments.bases.compare --run "4 layers=$OUT/mdlm-4l" --run "8 layers (grown)=$OUT/mdlm-8l"
 # PD: the paradistill command (default .venv/bin/paradistill); PY: python (default .venv/bin/python); OUT: run
 # folder (default runs/grow).
 set -euo pipefail

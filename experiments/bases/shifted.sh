@@ -6,7 +6,7 @@
 #   shift       adapt.shift=true adapt.anneal_steps=50
 #   unshifted   the shipped MDLM's convention (its chain: 3000 steps at the recipe's lr, then 12000 at 1e-3)
 # Re-running resumes a stopped training; finished ones are skipped. `bash shifted.sh shift|unshifted` runs one arm.
-# Then compare the two with experiments.bases.growth (--run shift=$OUT/shift --run unshifted=$OUT/unshifted; its
+# Then compare the two with experiments.bases.compare (--run shift=$OUT/shift --run unshifted=$OUT/unshifted; its
 # "its training steps" column then counts steps from builtin:ar).
 # PD: the paradistill command (default .venv/bin/paradistill); OUT: run folder (default runs/shifted).
 set -euo pipefail

@@ -1,16 +1,19 @@
-"""More steps or more depth for `builtin:mdlm`? Compares continued trainings of the shipped MDLM (experiments/bases/
-growth.sh: the same 4 layers, and 8 layers grown from it by experiments.bases.grow, same schedule) with the shipped
-model itself, on what the MDLM targets ask for:
+"""Compare MDLM training runs with the shipped `builtin:mdlm` on what the MDLM targets ask for. Any MDLM runs of the
+tiny recipe on the 8M-token data: continued trainings of the shipped model (experiments/bases/growth.sh: more
+steps, or more depth via experiments.bases.grow) or new adaptations from `builtin:ar` (experiments/bases/shifted.sh).
+For each run and for the shipped model:
 
 - validation NELBO on the first --eval-batches batches of the training's own validation split, with the same mask
   draws for every model, so differences are paired per batch (mean difference with a 95% t interval over batches;
   this is the models' difference, not the spread over training seeds, which one run per arm cannot give);
 - exact Gen PPL under the corpus's generator at T = L (first-hitting, one token per pass, random order: the target's
   setting) and left to right, --num samples each, with the ratio to `builtin:ar` and to the shipped MDLM (95%
-  intervals of the difference of independent mean NLLs);
+  intervals of the difference of independent mean NLLs); each further run is also compared with the first one;
 - the validation curves of the runs in one figure.
 
-    python -m experiments.bases.growth --run "4 layers=runs/grow/mdlm-4l" --run "8 layers=runs/grow/mdlm-8l" \\
+Writes compare.json, table.md, curves.png and COMMAND.md into --out.
+
+    python -m experiments.bases.compare --run "4 layers=runs/grow/mdlm-4l" --run "8 layers=runs/grow/mdlm-8l" \\
         --out results/bases/growth
 """
 
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
                          "training's own evaluation uses the first 16)")
     ap.add_argument("--num", type=positive_int, default=256, help="samples per Gen PPL setting (default 256)")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    ap.add_argument("--out", default=str(ROOT / "results" / "bases" / "growth"), help="output folder")
+    ap.add_argument("--out", required=True, help="output folder (results/bases/NAME)")
     args = ap.parse_args(argv)
     runs = model_args(args.run, "--run")
     curves = {label: val_curve(path) for label, path in runs}  # a folder without metrics.jsonl: one-line exit
@@ -112,13 +115,13 @@ def main(argv: list[str] | None = None) -> None:
                   f"{s.slips_per_sample:.2f}  {cell['seconds']:.0f}s", flush=True)
         rows.append(row)
     out = Path(args.out)
-    write_json(out / "growth.json", {"ar": ar_row, "rows": rows, "curves": curves, "num": args.num,
+    write_json(out / "compare.json", {"ar": ar_row, "rows": rows, "curves": curves, "num": args.num,
                                      "seed": args.seed, "eval_batches": args.eval_batches,
                                      "recipe_overrides": RECIPE_OVERRIDES})
     write_text(out / "table.md", table(rows, ar_row, args))
-    plot(curves, rows, out / "growth.png")
-    write_command(out, "experiments.bases.growth", [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)])
-    print(f"wrote {out}/growth.json, table.md, growth.png, COMMAND.md")
+    plot(curves, rows, out / "curves.png")
+    write_command(out, "experiments.bases.compare", [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)])
+    print(f"wrote {out}/compare.json, table.md, curves.png, COMMAND.md")
 
 
 def fmt_ratio(c: dict) -> str:
@@ -168,7 +171,7 @@ def plot(curves: dict, rows: list[dict], path: Path) -> None:
     for label, curve in curves.items():
         ax.plot([s for s, _ in curve], [v for _, v in curve], marker="o", ms=3, label=label)
     ax.axhline(rows[0]["train_eval_val_loss"], color="gray", ls="--", lw=1, label="shipped builtin:mdlm")
-    ax.set_xlabel("optimizer steps of the run (continued runs: after the shipped builtin:mdlm)")
+    ax.set_xlabel("optimizer steps of the run (from its starting checkpoint)")
     ax.set_ylabel("validation NELBO (nats/token, training's eval)")
     ax.set_title(" vs ".join(curves))
     ax.legend()
