@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -103,10 +104,13 @@ def table(arms: dict) -> str:
     lines.append("")
     for arm, a in arms.items():
         lo, hi = a["final_minus_scratch_ci95"]
-        lines.append(f"- {a['label']}: final NELBO {a['final_mean']:.4f} (mean of {len(a['seeds'])} seeds) vs the "
-                     f"from-scratch runs' {a['scratch_final_mean']:.4f}: {a['final_minus_scratch']:+.4f} [{lo:+.4f}, "
-                     f"{hi:+.4f}] nats/token (95% Welch interval); its mean curve reaches the from-scratch mean at "
-                     f"step {a['mean_reaches_at'] or 'never'}; target met on {a['seeds_met']} of {len(a['seeds'])} seeds")
+        n = len(a["seeds"])
+        ci = (f"[{lo:+.4f}, {hi:+.4f}] (95% Welch interval)" if math.isfinite(lo) and math.isfinite(hi)
+              else "(no interval: one seed on a side)")
+        lines.append(f"- {a['label']}: final NELBO {a['final_mean']:.4f} ({f'mean of {n} seeds' if n > 1 else 'one seed'}) "
+                     f"vs the from-scratch runs' {a['scratch_final_mean']:.4f}: {a['final_minus_scratch']:+.4f} "
+                     f"nats/token {ci}; its mean curve reaches the from-scratch mean at "
+                     f"step {a['mean_reaches_at'] or 'never'}; target met on {a['seeds_met']} of {n} seeds")
     return "\n".join(lines) + "\n"
 
 
