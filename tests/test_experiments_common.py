@@ -164,6 +164,25 @@ def test_adaptation_study_counts_the_steps_to_reach_the_from_scratch_value_and_c
     assert (lo, hi) == pytest.approx((ci.low, ci.high))
 
 
+def test_bases_evaluation_only_keeps_the_other_rows_of_an_earlier_run_with_the_same_draws(tmp_path):
+    import argparse
+    import json
+
+    from experiments.bases.evaluate import SETTINGS, keep_other_rows
+
+    labels = [label for label, *_ in SETTINGS]
+    old = {"args": {"num": 256, "seed": 0, "length": 64}, "rows": [{"label": x, "v": "old"} for x in labels]}
+    (tmp_path / "targets.json").write_text(json.dumps(old))
+    args = argparse.Namespace(num=256, seed=0, length=64)
+    new = [{"label": "AR", "v": "new"}, {"label": labels[2], "v": "new"}]
+    merged = keep_other_rows(new, tmp_path / "targets.json", args)
+    assert [r["label"] for r in merged] == labels  # every setting, in the table's order
+    assert [r["v"] for r in merged] == ["old", "new", "new"] + ["old"] * (len(labels) - 3)
+    # other draws (here another seed) are not mixed in; no earlier file: only the new rows
+    assert keep_other_rows(new, tmp_path / "targets.json", argparse.Namespace(num=256, seed=1, length=64)) == new
+    assert keep_other_rows(new, tmp_path / "missing.json", args) == new
+
+
 def test_adjust_evaluation_reuses_base_rows_only_for_the_same_base_and_settings(tmp_path):
     """Several ADJUST samplers on one base share its sequential and marginal rows; a cache written for other
     weights, sample counts or Ks is ignored (the rows would then be recomputed)."""

@@ -12,6 +12,7 @@ the floor.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
@@ -101,6 +102,20 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def keep_other_rows(rows: list[dict], previous: Path, args) -> list[dict]:
+    """`rows` (the --only settings just measured) merged in SETTINGS order with the other settings' rows of an
+    earlier targets.json drawn with the same --num, --seed and --length, so that --only does not drop them."""
+    if not previous.is_file():
+        return rows
+    old = json.loads(previous.read_text())
+    if any(old["args"].get(k) != getattr(args, k) for k in ("num", "seed", "length")):
+        print(f"{previous}: drawn with other --num/--seed/--length; writing only the --only rows", flush=True)
+        return rows
+    new = {r["label"]: r for r in rows}
+    kept = {r["label"]: r for r in old["rows"] if r["label"] not in new}
+    return [new.get(label) or kept[label] for label, *_ in SETTINGS if label in new or label in kept]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num", type=positive_int, default=256, help="samples per setting (default 256)")
@@ -111,7 +126,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="sample this run (or checkpoint) in place of builtin:NAME, e.g. mdlm=runs/bases/mdlm-long "
                          "(repeatable)")
     ap.add_argument("--only", nargs="*", default=None, metavar="NAME",
-                    help="evaluate only the settings of these bases (ar is always included: the ratios need it)")
+                    help="evaluate only the settings of these bases (ar is always included: the ratios need it); "
+                         "the other rows are kept from --out's targets.json when it has the same --num, --seed and "
+                         "--length")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     use = parse_use(args.use)
@@ -134,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(row)
         print(f"{label:60s} Gen PPL {row['gen_ppl']:8.2f} [{row['gen_ppl_ci95'][0]:.2f}, {row['gen_ppl_ci95'][1]:.2f}]"
               f"  slips {row['slips_per_sample']:.2f}  {row['seconds']:.0f}s", flush=True)
+    rows = keep_other_rows(rows, Path(args.out) / "targets.json", args) if args.only is not None else rows
     ar = next(r for r in rows if r["label"] == "AR")
     for r in rows:
         if r is not ar:
