@@ -1,7 +1,7 @@
 """Compare MDLM training runs with the shipped `builtin:mdlm` on what the MDLM targets ask for. Any MDLM runs of the
 tiny recipe on the 8M-token data: continued trainings of the shipped model (experiments/bases/growth.sh: more
 steps, or more depth via experiments.bases.grow) or new adaptations from `builtin:ar` (experiments/bases/shifted.sh).
-For each run and for the shipped model:
+For each run and for the reference (--reference, default the shipped model):
 
 - validation NELBO on the first --eval-batches batches of the training's own validation split, with the same mask
   draws for every model, so differences are paired per batch (mean difference with a 95% t interval over batches;
@@ -36,7 +36,6 @@ from experiments.common.scoring import exact_score
 from experiments.common.seeds import seed_effect
 
 ROOT = Path(__file__).resolve().parents[2]
-REFERENCE = "builtin:mdlm"
 # the data section every MDLM of the chain was trained with (train.sh stage 2 and growth.sh): its validation split
 RECIPE_OVERRIDES = ["data.num_tokens=8000000"]
 SETTINGS = [("T=L (first-hitting)", 1, None), ("T=L, left to right", 1, 1)]
@@ -66,7 +65,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", action="append", default=[], metavar="LABEL=RUN", required=True,
-                    help="an MDLM training run to compare with the shipped builtin:mdlm (repeatable)")
+                    help="an MDLM training run to compare with the reference (repeatable)")
+    ap.add_argument("--reference", default="shipped builtin:mdlm=builtin:mdlm", metavar="LABEL=REF",
+                    help="the model every run is compared with (default: the shipped builtin:mdlm; a checkpoint "
+                         "folder pins an earlier one, e.g. one restored from git)")
     ap.add_argument("--eval-batches", type=positive_int, default=200,
                     help="validation batches of 32 rows for the paired NELBO (default 200 of the split's 205; the "
                          "training's own evaluation uses the first 16)")
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True, help="output folder (results/bases/NAME)")
     args = ap.parse_args(argv)
     runs = model_args(args.run, "--run")
+    reference = model_args([args.reference], "--reference")[0]
     curves = {label: val_curve(path) for label, path in runs}  # a folder without metrics.jsonl: one-line exit
     torch.set_num_threads(1)
     from paradistill import api
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(data.val) < args.eval_batches * bsz:
         raise SystemExit(f"--eval-batches {args.eval_batches}: the validation split has {len(data.val) // bsz} "
                          f"batches of {bsz}; pass at most that")
-    models = [("shipped builtin:mdlm", REFERENCE)] + runs
+    models = [reference] + runs
     ar = exact_score(sample_setting("builtin:ar", "ar", 64, None, args.num, args.seed, 64)[0])
     ar_row = {"nll": ar.nll, "nll_se": ar.nll_se, "gen_ppl": ar.gen_ppl}
     rows, nelbos = [], {}
@@ -135,8 +138,8 @@ def fmt_diff(d: dict) -> str:
 
 
 def table(rows: list[dict], ar: dict, args) -> str:
-    head = (f"| model | layers | params | its training steps | val NELBO ({args.eval_batches} batches) | vs shipped "
-            f"(paired, 95% CI) | setting | exact Gen PPL | vs AR [95% CI] | vs shipped [95% CI] | slips / sample "
+    head = (f"| model | layers | params | its training steps | val NELBO ({args.eval_batches} batches) | vs reference "
+            f"(paired, 95% CI) | setting | exact Gen PPL | vs AR [95% CI] | vs reference [95% CI] | slips / sample "
             f"| entropy |\n|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
@@ -170,7 +173,7 @@ def plot(curves: dict, rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for label, curve in curves.items():
         ax.plot([s for s, _ in curve], [v for _, v in curve], marker="o", ms=3, label=label)
-    ax.axhline(rows[0]["train_eval_val_loss"], color="gray", ls="--", lw=1, label="shipped builtin:mdlm")
+    ax.axhline(rows[0]["train_eval_val_loss"], color="gray", ls="--", lw=1, label=rows[0]["model"])
     ax.set_xlabel("optimizer steps of the run (from its starting checkpoint)")
     ax.set_ylabel("validation NELBO (nats/token, training's eval)")
     ax.set_title(" vs ".join(curves))

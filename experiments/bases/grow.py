@@ -1,5 +1,5 @@
 """Grow a trained paradistill model deeper without changing what it computes, to continue training it with more
-capacity (the lever left for `builtin:mdlm`, whose validation NELBO falls only slowly at 4 layers).
+capacity (results/bases/growth tried it on an MDLM whose validation NELBO fell only slowly at 4 layers).
 
 Every old block i becomes block i * factor; the factor - 1 new blocks after it are freshly initialised except their
 two residual write-outs (attention `proj` and the MLP's second linear, weight and bias), which start at zero. A

@@ -20,7 +20,7 @@ from experiments.common.models import val_curve
 
 ROOT = Path(__file__).resolve().parents[2]
 # base name -> run folder of train.sh
-RUNS = {"ar": "ar", "mdlm": "mdlm-long", "bd3lm-b4": "bd3lm-b4-long", "bd3lm-b16": "bd3lm-b16"}
+RUNS = {"ar": "ar", "mdlm": "mdlm", "bd3lm-b4": "bd3lm-b4-long", "bd3lm-b16": "bd3lm-b16"}
 TRAINED_BY = "experiments/bases/train.sh (tiny recipe, built-in corpus, CPU)"
 
 
