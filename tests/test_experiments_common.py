@@ -268,3 +268,5 @@ def test_run_comparison_pairs_validation_batches_and_refuses_a_missing_run(tmp_p
     assert d["ci95"][1] - 0.5 == pytest.approx(3.182446 * statistics.stdev([0.5, 0.5, 0.4, 0.6]) / 2, rel=1e-5)
     with pytest.raises(SystemExit, match=r"^--run .*missing: no metrics.jsonl"):
         main(["--run", f"a={tmp_path / 'missing'}", "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="labels must differ"):
+        main(["--run", f"a={tmp_path}", "--reference", "a=builtin:mdlm", "--out", str(tmp_path / "out")])

@@ -7,14 +7,14 @@ For each run and for the reference (--reference, default the shipped model):
   draws for every model, so differences are paired per batch (mean difference with a 95% t interval over batches;
   this is the models' difference, not the spread over training seeds, which one run per arm cannot give);
 - exact Gen PPL under the corpus's generator at T = L (first-hitting, one token per pass, random order: the target's
-  setting) and left to right, --num samples each, with the ratio to `builtin:ar` and to the shipped MDLM (95%
+  setting) and left to right, --num samples each, with the ratio to `builtin:ar` and to the reference (95%
   intervals of the difference of independent mean NLLs); each further run is also compared with the first one;
 - the validation curves of the runs in one figure.
 
 Writes compare.json, table.md, curves.png and COMMAND.md into --out.
 
-    python -m experiments.bases.compare --run "4 layers=runs/grow/mdlm-4l" --run "8 layers=runs/grow/mdlm-8l" \\
-        --out results/bases/growth
+    python -m experiments.bases.compare --run unshifted=runs/shifted/unshifted --run shifted=runs/shifted/shift \\
+        --out results/bases/shifted
 """
 
 from __future__ import annotations
@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     runs = model_args(args.run, "--run")
     reference = model_args([args.reference], "--reference")[0]
+    labels = [reference[0]] + [label for label, _ in runs]
+    if len(set(labels)) < len(labels):
+        raise SystemExit(f"--run/--reference labels must differ: {', '.join(labels)}")
     curves = {label: val_curve(path) for label, path in runs}  # a folder without metrics.jsonl: one-line exit
     torch.set_num_threads(1)
     from paradistill import api
@@ -101,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         nelbos[label] = batch_nelbos(loaded.model, objective, data.val, args.eval_batches, bsz, recipe.train.seed)
         row = {"model": label, "ref": ref, "n_layers": loaded.model.cfg.n_layers, "params": n_params,
                "val_nelbo": statistics.fmean(nelbos[label]), "batch_nelbos": nelbos[label], "settings": {},
-               "train_eval_val_loss": (loaded.config.get("base") or {}).get("val_loss") or curves[label][-1][1]}
+               "train_eval_val_loss": (loaded.config.get("base") or {}).get("val_loss")
+               or (curves[label][-1][1] if label in curves else None)}
         if label != models[0][0]:
             row["val_nelbo_vs_shipped"] = paired(nelbos[label], nelbos[models[0][0]])
             row["steps"] = curves[label][-1][0]
@@ -173,7 +177,8 @@ def plot(curves: dict, rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for label, curve in curves.items():
         ax.plot([s for s, _ in curve], [v for _, v in curve], marker="o", ms=3, label=label)
-    ax.axhline(rows[0]["train_eval_val_loss"], color="gray", ls="--", lw=1, label=rows[0]["model"])
+    if rows[0]["train_eval_val_loss"] is not None:  # a reference without a recorded validation loss has no line
+        ax.axhline(rows[0]["train_eval_val_loss"], color="gray", ls="--", lw=1, label=rows[0]["model"])
     ax.set_xlabel("optimizer steps of the run (from its starting checkpoint)")
     ax.set_ylabel("validation NELBO (nats/token, training's eval)")
     ax.set_title(" vs ".join(curves))
