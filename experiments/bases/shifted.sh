@@ -2,12 +2,12 @@
 # Does the shifted adaptation (Dream's convention: the AR's next-token head kept, outputs shifted; attention annealed
 # from causal over 50 steps) also converge to a better MDLM than the unshifted one, not only start faster
 # (results/bases/adaptation.md)? Two MDLMs from builtin:ar with one schedule (15000 steps at lr 1e-3, cosine; the
-# 8M-token data of train.sh's stage 2), one CPU thread each; ~1 h 50 min each on this 2-core machine.
+# 8M-token data), one CPU thread each; about 2 h 10 min each side by side on this 2-core machine.
 #   shift       adapt.shift=true adapt.anneal_steps=50
-#   unshifted   the shipped MDLM's convention (its chain: 3000 steps at the recipe's lr, then 12000 at 1e-3)
+#   unshifted   the MDLM's own convention; this run became builtin:mdlm (results/bases/shifted)
 # Re-running resumes a stopped training; finished ones are skipped. `bash shifted.sh shift|unshifted` runs one arm.
-# Then compare the two with experiments.bases.compare (--run shift=$OUT/shift --run unshifted=$OUT/unshifted; its
-# "its training steps" column then counts steps from builtin:ar).
+# Then compare the two with experiments.bases.compare (results/bases/shifted/COMMAND.md; its "its training steps"
+# column counts steps from builtin:ar).
 # PD: the paradistill command (default .venv/bin/paradistill); OUT: run folder (default runs/shifted).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
