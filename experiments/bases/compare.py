@@ -1,5 +1,5 @@
-"""Compare MDLM training runs with the shipped `builtin:mdlm` on what the MDLM targets ask for. Any MDLM runs of the
-tiny recipe on the 8M-token data: continued trainings of the shipped model (experiments/bases/growth.sh: more
+"""Compare MDLM training runs with a reference MDLM (default `builtin:mdlm`) on what the MDLM targets ask for. Any
+MDLM runs of the tiny recipe on the 8M-token data: continued trainings of a base (experiments/bases/growth.sh: more
 steps, or more depth via experiments.bases.grow) or new adaptations from `builtin:ar` (experiments/bases/shifted.sh).
 For each run and for the reference (--reference, default the shipped model):
 
