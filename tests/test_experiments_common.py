@@ -270,3 +270,29 @@ def test_run_comparison_pairs_validation_batches_and_refuses_a_missing_run(tmp_p
         main(["--run", f"a={tmp_path / 'missing'}", "--out", str(tmp_path / "out")])
     with pytest.raises(SystemExit, match="labels must differ"):
         main(["--run", f"a={tmp_path}", "--reference", "a=builtin:mdlm", "--out", str(tmp_path / "out")])
+
+
+def _run_once(tmp_path, run_dir):
+    """Source experiments/common/resumable.sh and call run_once with a command that records its arguments."""
+    import subprocess
+    from pathlib import Path
+    script = Path(__file__).resolve().parent.parent / "experiments" / "common" / "resumable.sh"
+    record = tmp_path / "args.txt"
+    cmd = f'source "{script}"; run_once t "{run_dir}" sh -c \'echo "$@" > "{record}"\' x a'
+    subprocess.run(["bash", "-c", cmd], check=True, capture_output=True)
+    return record.read_text().split() if record.exists() else None
+
+
+def test_run_once_starts_new_runs_resumes_interrupted_ones_and_skips_finished_ones(tmp_path):
+    run = tmp_path / "run"
+    assert _run_once(tmp_path, run) == ["a", "--out", str(run)]  # nothing there: a new run
+    run.mkdir()
+    (run / ".lock").write_text("{}")
+    assert _run_once(tmp_path, run) == ["a", "--out", str(run)]  # only a stale lock: still nothing to resume
+    (run / "round_1_32steps").mkdir()  # an SDTT run stopped after its first round: no top-level latest.json yet
+    assert _run_once(tmp_path, run) == ["a", "--out", str(run), "--resume"]
+    (run / "latest.json").write_text('{"path": "checkpoints/step_10", "final": false}')
+    assert _run_once(tmp_path, run) == ["a", "--out", str(run), "--resume"]
+    (tmp_path / "args.txt").unlink()
+    (run / "latest.json").write_text('{"path": "checkpoints/final", "final": true}')
+    assert _run_once(tmp_path, run) is None  # finished: skipped
