@@ -67,6 +67,35 @@ def test_entropy_matched_reference_interpolates_log_gen_ppl_and_never_extrapolat
     assert entropy_matched.temperature_of({"noise_temperature": None, "temperature": 0.8}) == 0.8
 
 
+
+def test_entropy_matched_summary_is_the_geometric_mean_ratio_over_points_with_a_t_interval():
+    from scipy import stats
+
+    ref = {"series": "ref", "steps": 8, "change_at_same_entropy": None}
+    pts = [{"series": "s", "steps": 8, "change_at_same_entropy": c} for c in (0.18, 0.22, 0.2)]
+    out_of_range = {"series": "s", "steps": 8, "change_at_same_entropy": None}
+    (row,) = entropy_matched.series_summary([ref, *pts, out_of_range], "ref")
+    logs = [math.log(1.18), math.log(1.22), math.log(1.2)]
+    mean = sum(logs) / 3
+    sd = math.sqrt(sum((v - mean) ** 2 for v in logs) / 2)
+    half = stats.t.ppf(0.975, 2) * sd / math.sqrt(3)
+    assert (row["points"], row["outside_range"]) == (3, 1)
+    assert row["ratio"] == pytest.approx(math.exp(mean))
+    assert (row["lo"], row["hi"]) == (pytest.approx(math.exp(mean - half)), pytest.approx(math.exp(mean + half)))
+    assert row["verdict"] == "higher than the reference"  # every point well above: the interval excludes 1
+    # the reference curve is one shared evaluation: its s.e. (known for every point) widens the interval
+    shared = [{**p, "reference_nll_se": se} for p, se in zip(pts, (0.02, 0.04, 0.03))]
+    (wide,) = entropy_matched.series_summary([ref, *shared], "ref")
+    wide_half = math.hypot(half, stats.norm.ppf(0.975) * 0.03)
+    assert wide["ratio"] == pytest.approx(row["ratio"]) and wide["reference_nll_se"] == pytest.approx(0.03)
+    assert (wide["lo"], wide["hi"]) == (pytest.approx(math.exp(mean - wide_half)),
+                                        pytest.approx(math.exp(mean + wide_half)))
+    ref_curve = [{"entropy": 3.0, "gen_ppl": 100.0, "nll_se": 0.01}, {"entropy": 3.2, "gen_ppl": 200.0, "nll_se": 0.03}]
+    assert entropy_matched.matched_se(ref_curve, 3.1) == 0.03 and entropy_matched.matched_se(ref_curve, 3.3) is None
+    (alone,) = entropy_matched.series_summary([{**out_of_range}], "ref")
+    assert alone["points"] == 0 and "ratio" not in alone
+    assert "no point in range" in entropy_matched.summary_lines([alone])[-1]
+
 def test_noise_info_sees_the_chosen_token_favoured_by_its_noise(setting):
     """experiments/gumbel/noise_on_support.py: x* = f(xi) favours tokens with high noise, so the chosen token's softmax(xi)
     weight is above the average 1/V; a uniform spread of mass is |S|/V; all shares lie in [0, 1]."""

@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 
 from experiments.common.output import write_text
+from experiments.common.seeds import seed_effect
 
 
 def eval_rows(path: Path) -> list[dict]:
@@ -51,6 +52,51 @@ def matched(reference: list[dict], entropy: float) -> float | None:
             w = 0.0 if e1 == e0 else (entropy - e0) / (e1 - e0)
             return math.exp(l0 + w * (l1 - l0))
     return None
+
+
+def matched_se(reference: list[dict], entropy: float) -> float | None:
+    """Standard error of the reference's log Gen PPL (its NLL per token) at `entropy`: the larger of the two
+    neighbours' `nll_se` (an upper bound for the interpolated value); None outside the range or when a row lacks it."""
+    pts = sorted((r["entropy"], r.get("nll_se")) for r in reference)
+    for (e0, s0), (e1, s1) in zip(pts, pts[1:]):
+        if e0 <= entropy <= e1:
+            return None if s0 is None or s1 is None else max(s0, s1)
+    return None
+
+
+def series_summary(out: list[dict], ref_name: str) -> list[dict]:
+    """Per series (other than the reference) and step count: the points' ratios to the reference at the same
+    entropy, combined as a geometric mean with a 95% t interval over the points (each point one training seed, say).
+    The reference curve is one evaluation shared by every point, so its sampling error (the mean of the points'
+    `reference_nll_se`, when known) is added in quadrature, as `seed_effect`'s shared_se. Points outside the
+    reference's entropy range are left out and counted."""
+    groups: dict[tuple[str, object], list[dict]] = {}
+    for r in out:
+        if r["series"] != ref_name:
+            groups.setdefault((r["series"], r["steps"]), []).append(r)
+    summary = []
+    for (name, steps), members in groups.items():
+        logs = [math.log1p(r["change_at_same_entropy"]) for r in members if r["change_at_same_entropy"] is not None]
+        ses = [r.get("reference_nll_se") for r in members if r["change_at_same_entropy"] is not None]
+        shared = sum(ses) / len(ses) if ses and None not in ses else None
+        row = {"series": name, "steps": steps, "points": len(logs), "outside_range": len(members) - len(logs),
+               "reference_nll_se": shared}
+        if logs:
+            e = seed_effect(logs, shared_se=shared)
+            row |= {"ratio": math.exp(e.mean), "lo": math.exp(e.lo), "hi": math.exp(e.hi),
+                    "verdict": e.verdict("lower than the reference", "higher than the reference")}
+        summary.append(row)
+    return summary
+
+
+def summary_lines(summary: list[dict]) -> list[str]:
+    lines = ["| series | T | points (outside the reference's range) | Gen PPL / reference at same entropy [95% t CI] "
+             "| verdict |", "|---|---|---|---|---|"]
+    for r in sorted(summary, key=lambda r: (step_order(r["steps"]), r["series"])):
+        ratio = f"{r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]" if "ratio" in r else ""
+        lines.append(f"| {r['series']} | {r['steps']} | {r['points']} ({r['outside_range']}) | {ratio} | "
+                     f"{r.get('verdict', 'no point in range')} |")
+    return lines
 
 
 def step_order(steps):
@@ -91,7 +137,8 @@ def main() -> None:
             m = None if name == ref_name else matched(ref, r["entropy"])
             out.append({"series": name, "model": r["model"], "steps": r["steps"], "temperature": temperature_of(r),
                         "entropy": r["entropy"], "gen_ppl": r["gen_ppl"], "reference_at_same_entropy": m,
-                        "change_at_same_entropy": None if m is None else r["gen_ppl"] / m - 1})
+                        "change_at_same_entropy": None if m is None else r["gen_ppl"] / m - 1,
+                        "reference_nll_se": None if name == ref_name else matched_se(ref, r["entropy"])})
     lines = [f"Reference: {ref_name}. 'at same entropy': its Gen PPL interpolated to the point's entropy.\n",
              "| series | T | temperature | entropy | exact Gen PPL | reference at same entropy | change |",
              "|---|---|---:|---:|---:|---:|---:|"]
@@ -100,10 +147,13 @@ def main() -> None:
         chg = "" if r["change_at_same_entropy"] is None else f"{100 * r['change_at_same_entropy']:+.1f}%"
         lines.append(f"| {r['series']} | {r['steps']} | {r['temperature']} | {r['entropy']:.3f} | {r['gen_ppl']:.1f} | "
                      f"{ref} | {chg} |")
+    summary = series_summary(out, ref_name)
+    lines += ["", "Each series at each T, its points combined (geometric mean of the ratios, 95% t interval over the "
+              "points, widened by the reference's own sampling error where its rows give it):", ""] + summary_lines(summary)
     md = "\n".join(lines)
     print(md)
     if args.out:
-        write_text(args.out, json.dumps({"args": vars(args), "rows": out}, indent=2))
+        write_text(args.out, json.dumps({"args": vars(args), "rows": out, "summary": summary}, indent=2))
         write_text(Path(args.out).with_suffix(".md"), md + "\n")
     if args.png:
         import matplotlib
@@ -116,7 +166,9 @@ def main() -> None:
             for name in series:
                 pts = sorted((r["entropy"], r["gen_ppl"], r["temperature"]) for r in out
                              if r["series"] == name and r["steps"] == t)
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+                joined = len({p[2] for p in pts}) > 1  # a temperature sweep is a curve; seeds are separate points
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name,
+                        linestyle="-" if joined else "none")
                 for e, g, temp in pts:
                     ax.annotate(f"{temp:g}", (e, g), fontsize=7, xytext=(3, 3), textcoords="offset points")
             ax.set(xlabel="entropy (nats)", ylabel="exact Gen PPL", yscale="log", title=args.panel_title.format(t))
