@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# SDTT on the shipped base (issue #29), the entropy check: its students sample with a lower unigram entropy than
+# their teacher, and a lower entropy alone lowers Gen PPL. The teacher (builtin:mdlm) is sampled at softmax
+# temperatures 0.7 ... 1.0 at T = 8 and 16, each last student of experiments/sdtt/on_bases.sh at temperature 1;
+# experiments.eval.entropy_matched compares every student with the teacher at the same T and the same entropy.
+# Needs the runs of experiments/sdtt/on_bases.sh. RUNS: their folder (default runs/sdtt-bases); OUT: output folder
+# (default results/sdtt/on_bases/entropy_matched); NUM: samples per row (default 512). Existing JSON is kept.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export OMP_NUM_THREADS=1
+RUNS=${RUNS:-runs/sdtt-bases} OUT=${OUT:-results/sdtt/on_bases/entropy_matched} NUM=${NUM:-512}
+PY=${PY:-.venv/bin/python}
+EVAL="$PY -m experiments.eval.sample_quality --num $NUM --batch-size 128 --seed 0 --steps 8 16"
+mkdir -p "$OUT"
+for t in 1.0 0.95 0.9 0.85 0.8 0.75 0.7; do
+  [ -f "$OUT/teacher_temp$t.json" ] || $EVAL --model "teacher-temp$t=builtin:mdlm" --temperature "$t" \
+      --json "$OUT/teacher_temp$t.json"
+done
+models=()
+for protocol in paradistill official; do
+  for seed in 0 1 2; do models+=(--model "$protocol-s$seed=$RUNS/$protocol-s$seed"); done
+done
+[ -f "$OUT/students.json" ] || $EVAL "${models[@]}" --json "$OUT/students.json"
+$PY -m experiments.eval.entropy_matched "$OUT"/teacher_temp*.json "$OUT/students.json" \
+    --series "teacher (builtin:mdlm), softmax temperature=teacher-temp.*" \
+    --series "SDTT students, ours=paradistill-s.*" --series "SDTT students, official=official-s.*" \
+    --panel-title "T = {} steps" --json "$OUT/frontier.json" --png "$OUT/frontier.png"
