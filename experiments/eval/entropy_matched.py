@@ -90,7 +90,7 @@ def series_summary(out: list[dict], ref_name: str) -> list[dict]:
 
 
 def summary_lines(summary: list[dict]) -> list[str]:
-    lines = ["| series | T | points (outside the reference's range) | Gen PPL / reference at same entropy [95% t CI] "
+    lines = ["| series | T | points (outside the reference's range) | Gen PPL / reference at same entropy [95% CI] "
              "| verdict |", "|---|---|---|---|---|"]
     for r in sorted(summary, key=lambda r: (step_order(r["steps"]), r["series"])):
         ratio = f"{r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]" if "ratio" in r else ""
