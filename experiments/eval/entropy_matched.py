@@ -44,24 +44,31 @@ def temperature_of(row: dict) -> float:
     return row["noise_temperature"] if row.get("noise_temperature") is not None else row.get("temperature", 1.0)
 
 
+def _neighbours(reference: list[dict], entropy: float) -> tuple[dict, dict] | None:
+    """The two reference rows whose entropies bracket `entropy` (nearest on each side); None outside the range."""
+    pts = sorted(reference, key=lambda r: r["entropy"])
+    for r0, r1 in zip(pts, pts[1:]):
+        if r0["entropy"] <= entropy <= r1["entropy"]:
+            return r0, r1
+    return None
+
+
 def matched(reference: list[dict], entropy: float) -> float | None:
     """Reference Gen PPL at `entropy` (log-linear interpolation between neighbours); None outside its range."""
-    pts = sorted((r["entropy"], math.log(r["gen_ppl"])) for r in reference)
-    for (e0, l0), (e1, l1) in zip(pts, pts[1:]):
-        if e0 <= entropy <= e1:
-            w = 0.0 if e1 == e0 else (entropy - e0) / (e1 - e0)
-            return math.exp(l0 + w * (l1 - l0))
-    return None
+    pair = _neighbours(reference, entropy)
+    if pair is None:
+        return None
+    (e0, l0), (e1, l1) = ((r["entropy"], math.log(r["gen_ppl"])) for r in pair)
+    w = 0.0 if e1 == e0 else (entropy - e0) / (e1 - e0)
+    return math.exp(l0 + w * (l1 - l0))
 
 
 def matched_se(reference: list[dict], entropy: float) -> float | None:
     """Standard error of the reference's log Gen PPL (its NLL per token) at `entropy`: the larger of the two
     neighbours' `nll_se` (an upper bound for the interpolated value); None outside the range or when a row lacks it."""
-    pts = sorted((r["entropy"], r.get("nll_se")) for r in reference)
-    for (e0, s0), (e1, s1) in zip(pts, pts[1:]):
-        if e0 <= entropy <= e1:
-            return None if s0 is None or s1 is None else max(s0, s1)
-    return None
+    pair = _neighbours(reference, entropy)
+    ses = [r.get("nll_se") for r in pair] if pair else [None]
+    return None if None in ses else max(ses)
 
 
 def series_summary(out: list[dict], ref_name: str) -> list[dict]:

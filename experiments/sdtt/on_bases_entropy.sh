@@ -11,20 +11,19 @@ export OMP_NUM_THREADS=1
 RUNS=${RUNS:-runs/sdtt-bases} OUT=${OUT:-results/sdtt/on_bases/entropy_matched} NUM=${NUM:-512}
 PY=${PY:-.venv/bin/python}
 EVAL="$PY -m experiments.eval.sample_quality --num $NUM --batch-size 128 --seed 0 --steps 8 16"
+models=()
 for protocol in paradistill official; do
   for seed in 0 1 2; do
-    [ -d "$RUNS/$protocol-s$seed" ] || { echo "on_bases_entropy.sh: no SDTT run '$RUNS/$protocol-s$seed': run" \
-        "experiments/sdtt/on_bases.sh first, or point RUNS at its run folder" >&2; exit 2; }
+    run="$RUNS/$protocol-s$seed"
+    [ -d "$run" ] || { echo "on_bases_entropy.sh: no SDTT run '$run': run experiments/sdtt/on_bases.sh first, or" \
+        "point RUNS at its run folder" >&2; exit 2; }
+    models+=(--model "$protocol-s$seed=$run")
   done
 done
 mkdir -p "$OUT"
 for t in 1.0 0.95 0.9 0.85 0.8 0.75 0.7; do
   [ -f "$OUT/teacher_temp$t.json" ] || $EVAL --model "teacher-temp$t=builtin:mdlm" --temperature "$t" \
       --json "$OUT/teacher_temp$t.json"
-done
-models=()
-for protocol in paradistill official; do
-  for seed in 0 1 2; do models+=(--model "$protocol-s$seed=$RUNS/$protocol-s$seed"); done
 done
 [ -f "$OUT/students.json" ] || $EVAL "${models[@]}" --json "$OUT/students.json"
 $PY -m experiments.eval.entropy_matched "$OUT"/teacher_temp*.json "$OUT/students.json" \
