@@ -17,12 +17,10 @@ PD=${PD:-.venv/bin/paradistill} PY=${PY:-.venv/bin/python} OUT=${OUT:-runs/grow}
 mkdir -p "$OUT"
 common=(train.max_steps=6000 train.lr=0.0005 train.warmup_steps=100 data.num_tokens=8000000 train.eval_every=500
         train.checkpoint_every=500)
+source experiments/common/resumable.sh
 train() {  # name args...
   local name=$1; shift
-  if grep -q '"final": true' "$OUT/$name/latest.json" 2>/dev/null; then return 0; fi
-  [ -f "$OUT/$name/latest.json" ] && set -- --resume "$@"
-  echo "[growth] $name: $(date -u +%H:%M:%S)"
-  "$PD" --threads 1 train mdlm --recipe tiny --out "$OUT/$name" "$@" "${common[@]}" >> "$OUT/$name.log" 2>&1
+  run_once growth "$OUT/$name" "$PD" --threads 1 train mdlm --recipe tiny "$@" "${common[@]}"
 }
 prev=$OUT/prev-mdlm
 if [ ! -f "$prev/model.safetensors" ]; then

@@ -15,13 +15,10 @@ export OMP_NUM_THREADS=1
 PD=${PD:-.venv/bin/paradistill} OUT=${OUT:-runs/shifted}
 mkdir -p "$OUT"
 common=(train.max_steps=15000 train.lr=0.001 data.num_tokens=8000000 train.eval_every=500 train.checkpoint_every=500)
+source experiments/common/resumable.sh
 train() {  # name args...
   local name=$1; shift
-  if grep -q '"final": true' "$OUT/$name/latest.json" 2>/dev/null; then return 0; fi
-  [ -f "$OUT/$name/latest.json" ] && set -- --resume "$@"
-  echo "[shifted] $name: $(date -u +%H:%M:%S)"
-  "$PD" --threads 1 train mdlm --recipe tiny --init-from-ar builtin:ar --out "$OUT/$name" "$@" "${common[@]}" \
-      >> "$OUT/$name.log" 2>&1
+  run_once shifted "$OUT/$name" "$PD" --threads 1 train mdlm --recipe tiny --init-from-ar builtin:ar "$@" "${common[@]}"
 }
 case "${1:-both}" in
   shift) train shift adapt.shift=true adapt.anneal_steps=50 ;;

@@ -17,18 +17,10 @@ cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
 PD=${PD:-.venv/bin/paradistill} OUT=${OUT:-runs/bases}
 mkdir -p "$OUT"
-state() {  # final | partial | none
-  if grep -q '"final": true' "$1/latest.json" 2>/dev/null; then echo final
-  elif [ -f "$1/latest.json" ]; then echo partial; else echo none; fi
-}
+source experiments/common/resumable.sh
 train() {  # name kind args...
   local name=$1 kind=$2; shift 2
-  case "$(state "$OUT/$name")" in
-    final) return 0 ;;
-    partial) set -- --resume "$@" ;;
-  esac
-  echo "[bases] $name: $(date -u +%H:%M:%S)"
-  "$PD" --threads 1 train "$kind" --recipe tiny --out "$OUT/$name" "$@" >> "$OUT/$name.log" 2>&1
+  run_once bases "$OUT/$name" "$PD" --threads 1 train "$kind" --recipe tiny "$@"
 }
 train ar-stage1 ar train.max_steps=500 train.eval_every=100 train.checkpoint_every=100
 train ar ar --init "$OUT/ar-stage1" train.max_steps=800 train.warmup_steps=20 train.lr=0.001 \
