@@ -55,6 +55,12 @@ def add_parser(sub) -> None:
     p.add_argument("--compile", action="store_true",
                    help="also time the AR, MDLM T=16 and BD3-LM cached cases with the backbone under torch.compile "
                         "(rows marked '(compiled)', side by side with the eager ones; needs a C++ compiler on CPU)")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu",
+                   help="where the models run and are timed: cpu (default), cuda (a GPU: every timed call is "
+                        "synchronized, peak memory is the CUDA allocator's), or auto (cuda when torch sees a GPU)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="weights, activations and KV caches of every model, and the peak matmul's dtype (default "
+                        "float32; bfloat16 is the usual choice on a GPU)")
     p.add_argument("--out", default="results/bench", help="output folder for bench.json, table.md, bench.png")
     p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
     p.set_defaults(run=run)
@@ -81,7 +87,8 @@ def run(args) -> int:
                      block=args.block_size, block_steps=args.block_steps, ar_no_cache=not args.no_baselines,
                      mdlm_no_cache=not args.no_baselines, heavy_tokens=args.heavy_tokens,
                      overhead_rounds=args.overhead_rounds, heavy_cases=_names(args.heavy_cases),
-                     compile_cases=_names(args.compile_cases), forward_tokens=args.forward_tokens)
+                     compile_cases=_names(args.compile_cases), forward_tokens=args.forward_tokens,
+                     device=args.device, dtype=args.dtype)
     bc.validate()
     from ..io import guard_output_dir
 

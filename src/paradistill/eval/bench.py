@@ -2,8 +2,10 @@
 
 Speed does not depend on the weights, so models are randomly initialised (trained checkpoints optional).
 Each case: warm-up, then `reps` timed repetitions, median reported; tokens/s = batch * length / latency.
-Also measured: the machine's peak fp32 matmul GFLOP/s and copy bandwidth, the achieved GFLOP/s of one full
-forward pass, and a roofline table (FLOPs and bytes per generated token for each method).
+Also measured: the device's peak matmul GFLOP/s (in the benchmark's dtype) and copy bandwidth, the achieved GFLOP/s
+of one full forward pass, and a roofline table (FLOPs and bytes per generated token for each method).
+Runs on CPU or a CUDA GPU (`device`), in float32, bfloat16 or float16 (`dtype`); on a GPU every timed call is
+bracketed by a synchronize and peak memory is the CUDA allocator's (see bench_device).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from ..checkpoint import LoadedCheckpoint
 from ..errors import UserError
 from ..models.transformer import ModelConfig, Transformer
+from .bench_device import check_device, element_bytes, is_cuda, peak_memory, sync, torch_dtype
 
 
 @dataclass
@@ -49,9 +52,13 @@ class BenchConfig:
     compile_cases: list[str] | None = None  # the eager cases given a compiled twin (None: bench_cases.COMPILED)
     overhead_rounds: int = 0  # > 0: measure the sampler's work outside the forward at `overhead_length`
     overhead_length: int = 256
+    device: str = "cpu"  # cpu | cuda (| cuda:N); "auto" is resolved by validate()
+    dtype: str = "float32"  # float32 | bfloat16 | float16: the models' weights, activations and KV caches
 
     def validate(self) -> None:
         from ..config import closest_hint
+
+        self.device = check_device(self.device, self.dtype)
 
         known = ["ar", "hf", "mdlm", "blockcache", "bd3lm", "gd", "adjust"]
         bad = [m for m in self.methods if m not in known]
@@ -139,42 +146,62 @@ class PeakRSS:
             self.peak = max(self.peak, hwm - self.base)
 
 
-def timings(fn: Callable[[], Any], reps: int, warmup: int) -> tuple[list[float], Any, int]:
-    """(seconds of each of `reps` timed calls, last result, peak RSS bytes) of `fn`; the peak is taken over the
-    first (warm-up) calls, which are the ones that allocate."""
-    with PeakRSS() as mem:
+def timed(fn: Callable[[], Any], device="cpu") -> tuple[float, Any]:
+    """(seconds, result) of one call of `fn`; on a GPU the queued work is waited for before and after."""
+    sync(device)
+    start = time.perf_counter()
+    result = fn()
+    sync(device)
+    return time.perf_counter() - start, result
+
+
+def timings(fn: Callable[[], Any], reps: int, warmup: int, device="cpu") -> tuple[list[float], Any, int]:
+    """(seconds of each of `reps` timed calls, last result, peak memory bytes) of `fn`; the peak is taken over
+    the first (warm-up) calls, which are the ones that allocate (resident memory on CPU, CUDA allocator's on GPU)."""
+    with peak_memory(device) as mem:
         for _ in range(max(warmup, 1)):
             fn()
     times, result = [], None
     for _ in range(reps):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
+        sec, result = timed(fn, device)
+        times.append(sec)
     return times, result, mem.peak
 
 
-def median_time(fn: Callable[[], Any], reps: int, warmup: int) -> tuple[float, Any, int]:
-    """(median seconds, last result, peak RSS bytes) of `fn` (see `timings`)."""
-    times, result, peak = timings(fn, reps, warmup)
+def median_time(fn: Callable[[], Any], reps: int, warmup: int, device="cpu") -> tuple[float, Any, int]:
+    """(median seconds, last result, peak memory bytes) of `fn` (see `timings`)."""
+    times, result, peak = timings(fn, reps, warmup, device)
     return statistics.median(times), result, peak
 
 
-def _fastest(fn, reps: int, warmup: int) -> float:
+def _fastest(fn, reps: int, warmup: int, device="cpu") -> float:
     """Seconds of the fastest of `reps` calls after `warmup` calls: a peak is the best the machine sustains, and
     on a shared machine the median of a short burst reads low (clocks ramp up, neighbours steal cycles)."""
-    return min(timings(fn, reps, warmup)[0])
+    return min(timings(fn, reps, warmup, device)[0])
 
 
-def peak_matmul_gflops(n: int = 1024, reps: int = 30) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / _fastest(lambda: a @ b, reps, 10) / 1e9
+def peak_matmul_gflops(n: int | None = None, reps: int = 30, device="cpu", dtype: str = "float32",
+                       budget_s: float = 1.0) -> float:
+    """GFLOP/s of the fastest n x n matmul in `dtype` on `device` (n: 8192 on a GPU; 1024 on CPU, 512 there in a
+    16-bit dtype, which CPUs without bf16 / fp16 matmul units run ~100x slower). Fewer than `reps` calls (>= 3)
+    where `reps` would take over `budget_s` seconds."""
+    n = n or (8192 if is_cuda(device) else 1024 if dtype == "float32" else 512)
+    a = torch.randn(n, n, device=device, dtype=torch_dtype(dtype))
+    b = torch.randn(n, n, device=device, dtype=torch_dtype(dtype))
+    timed(lambda: a @ b, device)  # the first call pays the library's set-up
+    once = timed(lambda: a @ b, device)[0]
+    reps = max(3, min(reps, int(budget_s / max(once, 1e-9))))
+    return 2 * n**3 / _fastest(lambda: a @ b, reps, max(1, min(10, reps // 3)), device) / 1e9
 
 
-def copy_bandwidth_gbs(mbytes: float = 256, reps: int = 8) -> float:
-    """Read + write GB/s of copying an `mbytes` buffer (a small one stays in cache: the cache's rate)."""
-    src = torch.ones(max(int(mbytes * 2**20) // 4, 1024))
+def copy_bandwidth_gbs(mbytes: float | None = None, reps: int = 8, device="cpu", dtype: str = "float32") -> float:
+    """Read + write GB/s of copying an `mbytes` buffer of `dtype` values on `device` (default 256 MB on CPU,
+    1 GiB on a GPU; a small one stays in cache: the cache's rate)."""
+    mbytes = mbytes if mbytes is not None else (1024 if is_cuda(device) else 256)
+    size = element_bytes(dtype)
+    src = torch.ones(max(int(mbytes * 2**20) // size, 1024), device=device, dtype=torch_dtype(dtype))
     dst = torch.empty_like(src)
-    return 2 * src.numel() * 4 / _fastest(lambda: dst.copy_(src), reps, 2) / 1e9
+    return 2 * src.numel() * size / _fastest(lambda: dst.copy_(src), reps, 2, device) / 1e9
 
 
 def forward_flops(cfg: ModelConfig, batch: int, length: int, context: int | None = None) -> float:
@@ -189,20 +216,26 @@ def weight_bytes(model: Transformer) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def make_loaded(kind: str, cfg: ModelConfig, tokenizer, method: dict[str, Any]) -> LoadedCheckpoint:
+def bench_model(cfg: ModelConfig, device="cpu", dtype: str = "float32") -> Transformer:
+    """A randomly initialised model (seed 0: the same weights whatever the device) on `device` in `dtype`."""
     torch.manual_seed(0)
-    model = Transformer(cfg).eval()
-    return LoadedCheckpoint(path=None, kind=kind, model=model, tokenizer=tokenizer,
+    return Transformer(cfg).eval().to(device=device, dtype=torch_dtype(dtype))
+
+
+def make_loaded(kind: str, cfg: ModelConfig, tokenizer, method: dict[str, Any], device="cpu",
+                dtype: str = "float32") -> LoadedCheckpoint:
+    return LoadedCheckpoint(path=None, kind=kind, model=bench_model(cfg, device, dtype), tokenizer=tokenizer,
                             config={"kind": kind, "method": method})
 
 
 def forward_case(cfg: ModelConfig, bc: BenchConfig, peak: float) -> dict[str, Any]:
-    model = Transformer(cfg).eval()
+    model = bench_model(cfg, bc.device, bc.dtype)
     length = 256
     batch = max(1, bc.forward_tokens // length)
-    x = torch.randint(0, cfg.vocab_size, (batch, length))
+    x = torch.randint(0, cfg.vocab_size, (batch, length), device=bc.device)
     with torch.no_grad():
-        times, _, mem = timings(lambda: model(x, attn="bidirectional"), 2 * bc.reps + 4, bc.warmup + 1)
+        times, _, mem = timings(lambda: model(x, attn="bidirectional"), 2 * bc.reps + 4, bc.warmup + 1,
+                                bc.device)
     sec, best = statistics.median(times), min(times)
     flops = forward_flops(cfg, batch, length)
     # against the peak (the fastest matmul) the fair figure is the fastest pass; the median is reported beside it

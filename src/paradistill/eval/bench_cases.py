@@ -26,15 +26,8 @@ from ..errors import UserError
 from ..generation import generate
 from ..io import atomic_write_json, atomic_write_text
 from ..models.transformer import ModelConfig
-from .bench import (
-    BenchConfig,
-    PeakRSS,
-    copy_bandwidth_gbs,
-    forward_case,
-    forward_flops,
-    make_loaded,
-    peak_matmul_gflops,
-)
+from .bench import BenchConfig, copy_bandwidth_gbs, forward_case, forward_flops, make_loaded, peak_matmul_gflops, timed
+from .bench_device import element_bytes, is_cuda, machine_info, peak_memory
 from .bench_extra import HFCase, last_level_cache_bytes, sampler_overhead
 from .bench_report import markdown_table, plot
 
@@ -71,23 +64,24 @@ def heavy_default(bc: BenchConfig, length: int) -> list[str]:
 
 def _all_cases(bc: BenchConfig, cfg: ModelConfig, tok, length: int) -> list[tuple[str, Any, dict[str, Any]]]:
     base = {"seq_len": length, "keep_bos": True}
+    on = (bc.device, bc.dtype)  # every model lives there, in that dtype
     cases = []
     if "ar" in bc.methods:
-        ar = make_loaded("ar", cfg, tok, base)
+        ar = make_loaded("ar", cfg, tok, base, *on)
         cases.append(("ar kv-cache", ar, {"kv_cache": True}))
         if bc.ar_no_cache:
             cases.append(("ar no-cache", ar, {"kv_cache": False}))
     if "mdlm" in bc.methods:
-        mdlm = make_loaded("mdlm", cfg, tok, base)
+        mdlm = make_loaded("mdlm", cfg, tok, base, *on)
         for steps in bc.mdlm_steps:
             steps = steps or length
             for sampler in ("ancestral", "ancestral-nocache") if bc.mdlm_no_cache else ("ancestral",):
                 label = "cached" if sampler == "ancestral" else "no-cache"
                 cases.append((f"mdlm T={steps} {label}", mdlm, {"sampler": sampler, "steps": steps}))
     if "hf" in bc.methods:
-        cases.append(("hf-gpt2 generate", HFCase.build(cfg, cfg.max_len, tok.bos_id), {}))
+        cases.append(("hf-gpt2 generate", HFCase.build(cfg, cfg.max_len, tok.bos_id, *on), {}))
     if "blockcache" in bc.methods and length % bc.block == 0:
-        mdlm = make_loaded("mdlm", cfg, tok, base)
+        mdlm = make_loaded("mdlm", cfg, tok, base, *on)
         for cache in ("none", "prefix", "dual"):
             opts = {"sampler": "confidence", "steps": bc.block_steps, "block_size": bc.block}
             if cache != "none":
@@ -95,7 +89,7 @@ def _all_cases(bc: BenchConfig, cfg: ModelConfig, tok, length: int) -> list[tupl
             cases.append((f"mdlm B={bc.block} S={bc.block_steps} {'no-cache' if cache == 'none' else cache}",
                           mdlm, opts))
     if "bd3lm" in bc.methods and length % bc.bd3_block == 0:
-        bd3 = make_loaded("bd3lm", cfg, tok, {**base, "block_size": bc.bd3_block})
+        bd3 = make_loaded("bd3lm", cfg, tok, {**base, "block_size": bc.bd3_block}, *on)
         for cache in (True, False):
             cases.append((f"bd3lm B={bc.bd3_block} {'kv-cache' if cache else 'no-cache'}", bd3,
                           {"sampler": "ancestral", "steps": bc.bd3_steps_per_block, "kv_cache": cache}))
@@ -151,17 +145,20 @@ def _gd_cases(bc, cfg, tok, base):
     from dataclasses import replace
 
     gd_cfg = replace(cfg, noise_embed="topk")
-    loaded = make_loaded("gd-mdlm", gd_cfg, tok, {**base, "gumbel": _asdict(GumbelConfig())})
+    loaded = make_loaded("gd-mdlm", gd_cfg, tok, {**base, "gumbel": _asdict(GumbelConfig())}, bc.device, bc.dtype)
     return [(f"gd-mdlm T={steps} (noise incl.)", loaded, {"sampler": "ancestral", "steps": steps})
             for steps in (8, 16)]
 
 
 def _adjust_cases(bc, cfg, tok, base, length):
-    """ADJUST on an MDLM base: a randomly initialised sampler layer (speed does not depend on its weights)."""
-    mdlm = make_loaded("mdlm", cfg, tok, base)
+    """ADJUST on an MDLM base: a randomly initialised sampler layer (speed does not depend on its weights). The
+    base is in the bench's dtype; the sampler layer stays float32, as the adapter hands it float32 hidden states
+    and embeddings (and casts its output back to the head's dtype)."""
+    mdlm = make_loaded("mdlm", cfg, tok, base, bc.device, bc.dtype)
     adapter = ParadistillAdapter.from_loaded(mdlm)
     sampler = SamplerLayer(sampler_config_for(adapter, AdjustConfig(init_gain=1.0), cfg.n_heads)).eval()
-    loaded = make_loaded("mdlm", cfg, tok, base)
+    sampler = sampler.to(bc.device)
+    loaded = make_loaded("mdlm", cfg, tok, base, bc.device, bc.dtype)
     loaded.model = AdjustModel(mdlm.model, sampler).eval()
     loaded.kind = "adjust"
     loaded.config = {"kind": "adjust", "method": {**base, "base": "", "base_kind": "mdlm"}}
@@ -209,7 +206,7 @@ def run_interleaved(cases, batch: int, length: int, bc: BenchConfig, bar=None,
     with torch.no_grad():
         for name, loaded, options in cases:
             fn = case_fn(loaded, options, batch, length)
-            with PeakRSS() as mem:
+            with peak_memory(bc.device) as mem:
                 for _ in range(max(bc.warmup, 1)):
                     counts[name] = fn()
             peaks[name] = mem.peak
@@ -219,9 +216,8 @@ def run_interleaved(cases, batch: int, length: int, bc: BenchConfig, bar=None,
             if loads is not None:
                 loads.append({"length": length, "batch": batch, "round": i, "loadavg": load_average()})
             for name, fn in fns:
-                start = time.perf_counter()
-                counts[name] = fn()
-                times[name].append(time.perf_counter() - start)
+                sec, counts[name] = timed(fn, bc.device)  # waits for the GPU before and after
+                times[name].append(sec)
                 if bar is not None:
                     bar.update(1)
     rows = []
@@ -240,7 +236,7 @@ def roofline(cfg: ModelConfig, wbytes: int, length: int, batch: int, peak: float
     `cache_bandwidth` (GB/s, given when the weights fit in the last-level cache): the rate at which a KV-cached AR
     step re-reads its cache-resident weights (the DRAM bandwidth would overstate the bound there)."""
     rows = []
-    kv_per_token = 2 * cfg.n_layers * cfg.dim * 4
+    kv_per_token = 2 * cfg.n_layers * cfg.dim * element_bytes(bc.dtype)  # K and V per layer, in the bench's dtype
     avg_ctx = length / 2
 
     def add(name, passes, tokens_per_pass, context, kv_bytes, weight_bw=bandwidth):
@@ -263,19 +259,20 @@ def roofline(cfg: ModelConfig, wbytes: int, length: int, batch: int, peak: float
 
 
 def run_benchmark(bc: BenchConfig, out: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    peak = peak_matmul_gflops()
-    bandwidth = copy_bandwidth_gbs()
+    bc.validate()  # resolves --device auto; UserError for CUDA asked where there is none
+    peak = peak_matmul_gflops(device=bc.device, dtype=bc.dtype)
+    bandwidth = copy_bandwidth_gbs(device=bc.device, dtype=bc.dtype)
     cfg = ModelConfig(vocab_size=bc.vocab_size, dim=bc.dim, n_layers=bc.n_layers, n_heads=bc.n_heads,
                       max_len=max(bc.lengths) * 2)
-    wbytes = cfg.num_parameters() * 4
-    llc = last_level_cache_bytes()
-    # weights that fit in the last-level cache are re-read from it by every AR step: measure that rate
-    cache_bw = copy_bandwidth_gbs(wbytes / 2 / 2**20, reps=30) if llc and wbytes <= llc else None
+    wbytes = cfg.num_parameters() * element_bytes(bc.dtype)
+    # CPU: weights that fit in the last-level cache are re-read from it by every AR step: measure that rate
+    llc = None if is_cuda(bc.device) else last_level_cache_bytes()
+    cache_bw = copy_bandwidth_gbs(wbytes / 2 / 2**20, 30, bc.device, bc.dtype) if llc and wbytes <= llc else None
     tok = bench_tokenizer(bc.vocab_size)
     results: dict[str, Any] = {
         "config": asdict(bc), "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(),
                                           "torch": torch.__version__, "cuda": torch.cuda.is_available(),
-                                          "last_level_cache_bytes": llc},
+                                          "last_level_cache_bytes": llc, **machine_info(bc.device, bc.dtype)},
         "peak_matmul_gflops": peak, "copy_bandwidth_gbs": bandwidth, "cache_bandwidth_gbs": cache_bw,
         "parameters": cfg.num_parameters(), "weight_bytes": wbytes,
         "forward": forward_case(cfg, bc, peak), "cases": [], "roofline": [],
@@ -299,7 +296,8 @@ def run_benchmark(bc: BenchConfig, out: str | Path | None = None, progress: bool
             for row in roofline(cfg, wbytes, length, batch, peak, bandwidth, bc, cache_bw):
                 results["roofline"].append({"length": length, "batch": batch, **row})
     if bc.overhead_rounds:
-        results["sampler_overhead"] = sampler_overhead(cfg, bc.overhead_length, 1, bc.overhead_rounds)
+        results["sampler_overhead"] = sampler_overhead(cfg, bc.overhead_length, 1, bc.overhead_rounds,
+                                                       device=bc.device, dtype=bc.dtype)
     results["load_average"].append({"when": "end", "loadavg": load_average()})
     results["wall_s"] = time.perf_counter() - started
     results["ratios"] = ratios(results["cases"], bc)

@@ -4,7 +4,6 @@ bounds a KV-cached AR step when the weights fit in the last-level cache."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +16,7 @@ from ..diffusion.mdlm import subs_log_probs
 from ..models.transformer import ModelConfig, Transformer
 from ..sampling.base import Denoiser, SamplingOptions
 from ..sampling.registry import build_sampler
+from .bench_device import torch_dtype
 
 
 def last_level_cache_bytes() -> int | None:
@@ -44,12 +44,12 @@ class HFCase:
     kind: str = "hf-gpt2"
 
     @classmethod
-    def build(cls, cfg: ModelConfig, max_len: int, bos_id: int) -> "HFCase":
+    def build(cls, cfg: ModelConfig, max_len: int, bos_id: int, device="cpu", dtype: str = "float32") -> "HFCase":
         torch.manual_seed(0)
         hf = GPT2Config(vocab_size=cfg.vocab_size, n_embd=cfg.dim, n_layer=cfg.n_layers, n_head=cfg.n_heads,
                         n_inner=int(cfg.mlp_ratio * cfg.dim), n_positions=max_len, bos_token_id=bos_id,
                         eos_token_id=bos_id, tie_word_embeddings=True)
-        return cls(GPT2LMHeadModel(hf).eval(), bos_id)
+        return cls(GPT2LMHeadModel(hf).eval().to(device=device, dtype=torch_dtype(dtype)), bos_id)
 
     def parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -57,7 +57,7 @@ class HFCase:
     @torch.no_grad()
     def run(self, batch: int, length: int, seed: int = 0) -> dict[str, Any]:
         torch.manual_seed(seed)
-        prompt = torch.full((batch, 1), self.bos_id, dtype=torch.long)
+        prompt = torch.full((batch, 1), self.bos_id, dtype=torch.long, device=self.model.device)
         out = self.model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True, top_k=0,
                                   top_p=1.0, max_new_tokens=length - 1, min_new_tokens=length - 1,
                                   pad_token_id=self.bos_id)
@@ -83,18 +83,22 @@ class _Replay(torch.nn.Module):
 
 @torch.no_grad()
 def sampler_overhead(cfg: ModelConfig, length: int, batch: int, rounds: int, masked_fraction: float = 0.5,
-                     samplers: tuple[str, ...] = ("ancestral", "confidence", "threshold")) -> dict[str, Any]:
+                     samplers: tuple[str, ...] = ("ancestral", "confidence", "threshold"), device="cpu",
+                     dtype: str = "float32") -> dict[str, Any]:
     """The sampler's work in one step against the forward pass at the masked rows, interleaved over `rounds`, at a
     state with `masked_fraction` of the positions masked (ancestral: T = 16 from t = 1). The sampler's work is
     timed on a replay of precomputed logits (`_Replay`), so a sampler that asks the head for fewer rows is not
     credited with the forward time it saves; the whole step with the real model is timed too. Also the
-    pre-issue-27 path: the full [B, L, V] log-softmax."""
-    torch.manual_seed(0)
-    model = Transformer(cfg).eval()
+    pre-issue-27 path: the full [B, L, V] log-softmax. `device` / `dtype`: the model's (a GPU is synchronized
+    around every timed call)."""
+    from .bench import bench_model, timed
+
+    model = bench_model(cfg, device, dtype)
     mask_id = 3
     g = torch.Generator().manual_seed(0)
     x = torch.randint(4, cfg.vocab_size, (batch, length), generator=g)
     x[torch.rand(batch, length, generator=g) < masked_fraction] = mask_id
+    x = x.to(device)
     where = x == mask_id
     built = {name: build_sampler(name) for name in samplers}
     fns = {"forward (head at masked rows)": lambda: model(x, attn="bidirectional", logits_at=where),
@@ -111,9 +115,7 @@ def sampler_overhead(cfg: ModelConfig, length: int, batch: int, rounds: int, mas
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(timed(fn, device)[0])
     fwd = times["forward (head at masked rows)"]
     out = {"length": length, "batch": batch, "vocab_size": cfg.vocab_size, "masked_fraction": masked_fraction,
            "seconds": {k: sorted(v)[len(v) // 2] for k, v in times.items()}, "overhead": {}}

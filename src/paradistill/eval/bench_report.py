@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_savefig
+from .bench_device import SHORT
 
 
 def verdict(r: dict[str, Any]) -> list[str]:
@@ -25,14 +26,24 @@ def verdict(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def where(machine: dict[str, Any]) -> str:
+    """Where a run was timed, for the table's title: 'NVIDIA H200, bfloat16' on a GPU, '8 threads, float32' on CPU
+    (results written before the GPU path have no device / dtype: float32 on CPU)."""
+    dtype = machine.get("dtype", "float32")
+    if str(machine.get("device", "cpu")).startswith("cuda"):
+        return f"{machine.get('device_name', 'CUDA GPU')}, {dtype}"
+    return f"{machine['threads']} threads, {dtype}"
+
+
 def markdown_table(r: dict[str, Any]) -> str:
     fwd = r["forward"]
     rounds = r.get("config", {}).get("rounds")
+    short = SHORT.get(r["machine"].get("dtype", "float32"), r["machine"].get("dtype"))
     lines = [f"# Speed benchmark ({r['parameters'] / 1e6:.2f}M parameters, V={r['config'].get('vocab_size')}, "
-             f"{r['machine']['threads']} threads, torch {r['machine']['torch']})", "",
+             f"{where(r['machine'])}, torch {r['machine']['torch']})", "",
              "**Verdict** (ratios of tokens/s, paired per interleaved round: median and min-max over "
              f"{rounds} rounds; each side at its best of eager / compiled):", "", *verdict(r), "",
-             f"- peak fp32 matmul: **{r['peak_matmul_gflops']:.1f} GFLOP/s**; copy bandwidth: "
+             f"- peak {short} matmul: **{r['peak_matmul_gflops']:.1f} GFLOP/s**; copy bandwidth: "
              f"**{r['copy_bandwidth_gbs']:.1f} GB/s**",
              f"- full forward pass over {fwd['tokens']} tokens: {fwd['gflops']:.1f} GFLOP/s = "
              f"**{100 * fwd['fraction_of_peak']:.0f}% of peak** (fastest pass against the fastest matmul; median "
