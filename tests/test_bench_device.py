@@ -42,6 +42,8 @@ def test_bfloat16_bench_runs_end_to_end_with_two_byte_weights(tmp_path, one_thre
                           "mdlm B=8 S=2 dual"}
     assert cases["ar kv-cache"]["nfe"] == 15 and cases["mdlm B=8 S=2 prefix"]["nfe"] == 4
     assert all(c["tokens_per_s"] > 0 and len(c["times"]) == 2 for c in cases.values())
+    # the warm-up calls are timed too (a GPU's first call of a new shape can cost far more than later ones)
+    assert all(len(c["warmup_s"]) == res["config"]["warmup"] and min(c["warmup_s"]) > 0 for c in cases.values())
     assert res["peak_matmul_gflops"] > 0 and res["copy_bandwidth_gbs"] > 0 and res["sampler_overhead"]["overhead"]
     # the roofline's KV cache holds bf16 values: 2 (K, V) x layers x dim x 2 bytes per cached token
     ar = next(q for q in res["roofline"] if q["method"] == "ar kv-cache")
@@ -49,6 +51,7 @@ def test_bfloat16_bench_runs_end_to_end_with_two_byte_weights(tmp_path, one_thre
     assert ar["bytes_per_token"] == pytest.approx(15 * (2 * params + 2 * 8 * kv) / (2 * 16))
     table = (tmp_path / "table.md").read_text()
     assert "threads, bfloat16, torch" in table.splitlines()[0] and "peak bf16 matmul" in table
+    assert "| first call (s) |" in table
     # the same results as if timed on a GPU: the title names the GPU and the dtype instead of the threads
     gpu = {**res, "machine": {**res["machine"], "device": "cuda", "device_name": "NVIDIA H200"}}
     assert "V=40, NVIDIA H200, bfloat16, torch " in markdown_table(gpu).splitlines()[0]

@@ -202,13 +202,13 @@ def run_interleaved(cases, batch: int, length: int, bc: BenchConfig, bar=None,
                     loads: list | None = None) -> list[dict[str, Any]]:
     """Warm up every case, then `bc.rounds` rounds of every case once, in order. One row per case with its
     per-round `times`, the median latency and tokens/s. `loads`: gets the load average at each round's start."""
-    fns, peaks, counts = [], {}, {}
+    fns, peaks, counts, warm = [], {}, {}, {}
     with torch.no_grad():
         for name, loaded, options in cases:
             fn = case_fn(loaded, options, batch, length)
-            with peak_memory(bc.device) as mem:
-                for _ in range(max(bc.warmup, 1)):
-                    counts[name] = fn()
+            with peak_memory(bc.device) as mem:  # the warm-up calls are timed too: a first call's set-up shows
+                warm[name] = [timed(fn, bc.device) for _ in range(max(bc.warmup, 1))]
+            counts[name] = warm[name][-1][1]
             peaks[name] = mem.peak
             fns.append((name, fn))
         times: dict[str, list[float]] = {name: [] for name, _ in fns}
@@ -226,6 +226,7 @@ def run_interleaved(cases, batch: int, length: int, bc: BenchConfig, bar=None,
         nfe, extra = counts[name]
         rows.append({"case": name, "method": name.split()[0], "length": length, "batch": batch, "latency_s": sec,
                      "seconds_per_sample": sec / batch, "tokens_per_s": batch * length / sec, "times": times[name],
+                     "warmup_s": [sec for sec, _ in warm[name]],
                      "nfe": nfe, "peak_mem_mb": peaks[name] / 2**20, **extra})
     return rows
 

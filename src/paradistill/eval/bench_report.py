@@ -55,13 +55,14 @@ def markdown_table(r: dict[str, Any]) -> str:
     if r.get("hf_parameters"):
         lines.append(f"- `transformers` GPT-2 baseline: {r['hf_parameters'] / 1e6:.2f}M parameters (learned "
                      "positions and biases), `generate(do_sample=True, top_k=0)` with its default cache")
-    lines += ["", "| case | L | batch | NFE | latency (s, median) | rounds min-max (s) | tokens/s | peak mem (MB) |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "| case | L | batch | NFE | latency (s, median) | rounds min-max (s) | first call (s) | tokens/s | "
+              "peak mem (MB) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in r["cases"]:
         nfe = f"{c['nfe']}" + (f" (+{c['sampler_passes']} sampler)" if c.get("sampler_passes") else "")
         spread = f"{min(c['times']):.3f}-{max(c['times']):.3f}" if c.get("times") else ""
+        first = f"{c['warmup_s'][0]:.3f}" if c.get("warmup_s") else ""  # untimed warm-up: compilation, set-up
         lines.append(f"| {c['case']} | {c['length']} | {c['batch']} | {nfe} | {c['latency_s']:.3f} | {spread} | "
-                     f"{c['tokens_per_s']:.0f} | {c['peak_mem_mb']:.1f} |")
+                     f"{first} | {c['tokens_per_s']:.0f} | {c['peak_mem_mb']:.1f} |")
     lines += ["", "## Ratios (same run, paired per round)", "",
               "| ratio | L | batch | median | rounds min-max | target | met | cases |",
               "|---|---:|---:|---:|---:|---:|---|---|"]
