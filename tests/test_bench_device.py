@@ -111,7 +111,8 @@ def test_device_cuda_without_a_gpu_is_a_one_line_user_error(tmp_path, capsys):
 
 
 def test_timing_and_peak_memory_helpers_choose_by_device():
-    from paradistill.eval.bench import PeakRSS, timed, timings
+    from paradistill.eval.bench import timings
+    from paradistill.eval.bench_device import PeakRSS, timed
     from paradistill.eval.bench_device import PeakCUDA, element_bytes, is_cuda, peak_memory, sync
 
     assert isinstance(peak_memory("cpu"), PeakRSS)

@@ -10,10 +10,7 @@ bracketed by a synchronize and peak memory is the CUDA allocator's (see bench_de
 
 from __future__ import annotations
 
-import os
 import statistics
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -22,7 +19,7 @@ import torch
 from ..checkpoint import LoadedCheckpoint
 from ..errors import UserError
 from ..models.transformer import ModelConfig, Transformer
-from .bench_device import check_device, element_bytes, is_cuda, peak_memory, sync, torch_dtype
+from .bench_device import check_device, element_bytes, is_cuda, peak_memory, timed, torch_dtype
 
 
 @dataclass
@@ -78,81 +75,6 @@ class BenchConfig:
         if self.rounds < 1 or self.block < 1 or self.block_steps < 1:
             raise UserError(f"--rounds {self.rounds} / --block-size {self.block} / --block-steps {self.block_steps}: "
                             "each must be >= 1")
-
-
-class PeakRSS:
-    """Peak resident memory (bytes) above the level at entry. The heap is trimmed first (glibc malloc_trim) so
-    memory freed by earlier cases is returned, and the kernel's high-water mark (VmHWM) is reset through
-    /proc/self/clear_refs; a polling thread is the fallback where those are unavailable."""
-
-    def __init__(self, interval: float = 0.002):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-        self.page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-    @staticmethod
-    def _trim() -> None:
-        try:
-            import ctypes
-
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
-
-    @staticmethod
-    def _status(field_name: str) -> int | None:
-        try:
-            with open("/proc/self/status") as f:
-                for line in f:
-                    if line.startswith(field_name + ":"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            return None
-        return None
-
-    def _rss(self) -> int:
-        try:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * self.page
-        except OSError:
-            return 0
-
-    def __enter__(self):
-        self._trim()
-        self.hwm_reset = False
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            self.hwm_reset = True
-        except OSError:
-            pass
-        self.base = self._rss()
-        self.peak = 0
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def _poll(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss() - self.base)
-            time.sleep(self.interval)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss() - self.base)
-        hwm = self._status("VmHWM") if self.hwm_reset else None
-        if hwm is not None:
-            self.peak = max(self.peak, hwm - self.base)
-
-
-def timed(fn: Callable[[], Any], device="cpu") -> tuple[float, Any]:
-    """(seconds, result) of one call of `fn`; on a GPU the queued work is waited for before and after."""
-    sync(device)
-    start = time.perf_counter()
-    result = fn()
-    sync(device)
-    return time.perf_counter() - start, result
 
 
 def timings(fn: Callable[[], Any], reps: int, warmup: int, device="cpu") -> tuple[list[float], Any, int]:

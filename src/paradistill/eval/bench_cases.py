@@ -26,8 +26,8 @@ from ..errors import UserError
 from ..generation import generate
 from ..io import atomic_write_json, atomic_write_text
 from ..models.transformer import ModelConfig
-from .bench import BenchConfig, copy_bandwidth_gbs, forward_case, forward_flops, make_loaded, peak_matmul_gflops, timed
-from .bench_device import element_bytes, is_cuda, machine_info, peak_memory
+from .bench import BenchConfig, copy_bandwidth_gbs, forward_case, forward_flops, make_loaded, peak_matmul_gflops
+from .bench_device import element_bytes, is_cuda, machine_info, peak_memory, timed
 from .bench_extra import HFCase, last_level_cache_bytes, sampler_overhead
 from .bench_report import markdown_table, plot
 

@@ -3,7 +3,11 @@ memory of a case on it (resident memory on CPU, the CUDA allocator's high-water 
 
 from __future__ import annotations
 
+import os
 import platform
+import threading
+import time
+from typing import Any, Callable
 
 import torch
 
@@ -54,9 +58,84 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed(fn: Callable[[], Any], device="cpu") -> tuple[float, Any]:
+    """(seconds, result) of one call of `fn`; on a GPU the queued work is waited for before and after."""
+    sync(device)
+    start = time.perf_counter()
+    result = fn()
+    sync(device)
+    return time.perf_counter() - start, result
+
+
+class PeakRSS:
+    """Peak resident memory (bytes) above the level at entry. The heap is trimmed first (glibc malloc_trim) so
+    memory freed by earlier cases is returned, and the kernel's high-water mark (VmHWM) is reset through
+    /proc/self/clear_refs; a polling thread is the fallback where those are unavailable."""
+
+    def __init__(self, interval: float = 0.002):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self.page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+    @staticmethod
+    def _trim() -> None:
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+    @staticmethod
+    def _status(field_name: str) -> int | None:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(field_name + ":"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+        return None
+
+    def _rss(self) -> int:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * self.page
+        except OSError:
+            return 0
+
+    def __enter__(self):
+        self._trim()
+        self.hwm_reset = False
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.hwm_reset = True
+        except OSError:
+            pass
+        self.base = self._rss()
+        self.peak = 0
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss() - self.base)
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss() - self.base)
+        hwm = self._status("VmHWM") if self.hwm_reset else None
+        if hwm is not None:
+            self.peak = max(self.peak, hwm - self.base)
+
+
 class PeakCUDA:
     """Peak bytes the CUDA caching allocator handed out inside the block, above what was allocated at entry;
-    the same `.peak` interface as bench.PeakRSS."""
+    the same `.peak` interface as PeakRSS."""
 
     def __init__(self, device="cuda"):
         self.device, self.peak, self.base = torch.device(device), 0, 0
@@ -75,11 +154,7 @@ class PeakCUDA:
 
 def peak_memory(device="cpu"):
     """The peak-memory context manager for `device`: PeakRSS on CPU, PeakCUDA on a GPU."""
-    if is_cuda(device):
-        return PeakCUDA(device)
-    from .bench import PeakRSS
-
-    return PeakRSS()
+    return PeakCUDA(device) if is_cuda(device) else PeakRSS()
 
 
 def device_name(device) -> str:

@@ -16,7 +16,8 @@ from ..diffusion.mdlm import subs_log_probs
 from ..models.transformer import ModelConfig, Transformer
 from ..sampling.base import Denoiser, SamplingOptions
 from ..sampling.registry import build_sampler
-from .bench_device import torch_dtype
+from .bench import bench_model
+from .bench_device import timed, torch_dtype
 
 
 def last_level_cache_bytes() -> int | None:
@@ -91,8 +92,6 @@ def sampler_overhead(cfg: ModelConfig, length: int, batch: int, rounds: int, mas
     credited with the forward time it saves; the whole step with the real model is timed too. Also the
     pre-issue-27 path: the full [B, L, V] log-softmax. `device` / `dtype`: the model's (a GPU is synchronized
     around every timed call)."""
-    from .bench import bench_model, timed
-
     model = bench_model(cfg, device, dtype)
     mask_id = 3
     g = torch.Generator().manual_seed(0)
