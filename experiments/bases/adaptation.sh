@@ -7,11 +7,11 @@
 #   unshifted-s$seed       250 steps from builtin:ar, unshifted, no annealing (seed 0 only: the arm that fell short)
 # Each run is a whole training with its own warm-up and cosine schedule. Re-running resumes / skips.
 # Then: python -m experiments.bases.curves (results/bases/COMMAND.md).
-# PD: the paradistill command; OUT: run folder (default runs/adaptation); SEEDS (default "0 1 2").
+# PD: the paradistill command; OUT: run folder (default runs/adaptation); SEEDS (default "0 1 2 3 4").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
-PD=${PD:-.venv/bin/paradistill} OUT=${OUT:-runs/adaptation} SEEDS=${SEEDS:-0 1 2}
+PD=${PD:-.venv/bin/paradistill} OUT=${OUT:-runs/adaptation} SEEDS=${SEEDS:-0 1 2 3 4}
 mkdir -p "$OUT"
 source experiments/common/resumable.sh
 train() { "$PD" --threads 1 train mdlm --recipe tiny "$@"; }

@@ -151,7 +151,7 @@ def plot(path: Path, curves: dict, ar_val: float | None) -> None:
 
     from paradistill.io import atomic_savefig
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
     colors = {"scratch": "C0", "shift": "C1", "unshifted": "C2"}
     labels = {"scratch": "MDLM from scratch (1000-step schedule)", **{k: v + " (250-step schedule)"
                                                                      for k, v in ARMS.items()}}
@@ -173,7 +173,8 @@ def plot(path: Path, curves: dict, ar_val: float | None) -> None:
     ax.set_ylabel("validation NELBO, nats/token (EMA weights)")
     ax.set_title("AR -> MDLM adaptation (tiny recipe, built-in corpus)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower left")
+    # below the axes: inside, it hid the ends of the adapted curves, which are the comparison
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
