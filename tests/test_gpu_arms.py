@@ -8,14 +8,15 @@ from experiments.bases import gpu_arms
 
 
 def test_every_arm_is_the_tiny_recipe_from_builtin_ar_with_its_own_overrides(tmp_path):
-    for name, (_, kind, overrides) in gpu_arms.ARMS.items():
+    for name, (_, steps, kind, overrides) in gpu_arms.ARMS.items():
         cmd = gpu_arms.command("pd", tmp_path, name)
+        assert f"train.max_steps={steps}" in cmd and "train.max_steps=7" in gpu_arms.command("pd", tmp_path, name, 7)
         assert cmd[:4] == ["pd", "--threads", "1", "train"]
         assert cmd[4:4 + len(kind)] == kind
         assert cmd[cmd.index("--init-from-ar") + 1] == "builtin:ar"
         assert cmd[cmd.index("--out") + 1] == str(tmp_path / name)
         assert cmd[-len(overrides):] == overrides and set(gpu_arms.COMMON) <= set(cmd)
-        keys = [o.split("=")[0] for o in gpu_arms.COMMON + overrides]
+        keys = [o.split("=")[0] for o in ["train.max_steps", *gpu_arms.COMMON, *overrides]]
         assert len(keys) == len(set(keys)), f"{name}: a recipe key is set twice"
     # the b32 arm is longer.sh's training as it stands
     longer = gpu_arms.command("pd", tmp_path, "b32")
@@ -37,4 +38,4 @@ def test_progress_reads_the_last_train_step_and_validation_loss(tmp_path):
 def test_an_unknown_arm_is_refused_with_the_choices(capsys):
     with pytest.raises(SystemExit):
         gpu_arms.main(["--arms", "b64", "--out", "unused"])
-    assert "choose from b128,b512,b32,bd3lm-b16" in capsys.readouterr().err
+    assert "choose from b512,b128,b32,bd3lm-b16" in capsys.readouterr().err

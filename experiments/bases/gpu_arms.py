@@ -1,12 +1,12 @@
-"""Train several MDLM (and one BD3-LM) arms side by side on one GPU under a wall-clock deadline (a lent accelerator is held for
-minutes, not hours): every arm is the `longer.sh` model (tiny recipe, from builtin:ar, unshifted, one cosine
-schedule of 30000 steps) with its own batch size, learning rate, data budget and precision. The arms share the GPU as separate
-processes. Every 15 s the rates are read from each run's metrics.jsonl; when the arm of highest priority would miss
-the deadline, the lowest-priority arm still running is stopped (its checkpoints stay), until it would not. At the
-deadline whatever still runs is stopped. Writes OUT/arms.json: per arm the exact command, whether it finished, its
-last step, steps/s and last validation NELBO.
+"""Train several MDLM (and one BD3-LM) arms side by side on one GPU under a wall-clock deadline (a lent
+accelerator is held for minutes, not hours): every arm is the `longer.sh` model (tiny recipe, from builtin:ar,
+unshifted, one cosine schedule) with its own steps, batch size, learning rate, data budget and precision. The arms
+share the GPU as separate processes. Every 15 s the rates are read from each run's metrics.jsonl; when the arm of
+highest priority would miss the deadline, the lowest-priority arm still running is stopped (its checkpoints stay),
+until it would not. At the deadline whatever still runs is stopped. Writes OUT/arms.json: per arm the exact
+command, whether it finished, its last step, steps/s and last validation NELBO.
 
-    python -m experiments.bases.gpu_arms --out runs/gpu --deadline 330 [--pd 'python3 -m paradistill.cli']
+    python -m experiments.bases.gpu_arms --out runs/gpu --deadline 450 [--pd 'python3 -m paradistill.cli']
 
 A finished arm is an ordinary run folder: `experiments.bases.compare --run NAME=OUT/NAME` compares it with the
 shipped builtin:mdlm on one validation set, and `experiments.bases.pack` ships it.
@@ -23,23 +23,27 @@ from pathlib import Path
 
 from paradistill.io import atomic_write_json
 
-# name -> (priority: lower is kept longer, model kind and options, recipe overrides beyond the common ones)
-# (batch 512 in float32 would be bound by the fp32 matrix rate: bf16-mixed there, float32 master weights)
+# name -> (priority: lower is kept longer, its steps, model kind and options, recipe overrides beyond the common ones).
+# Steps are sized to finish in ~7 minutes at >= 50 steps/s, the larger batches first: at batch 512, 15000 steps see 16x
+# the sequences builtin:mdlm was trained on (15000 x 32). Batch 512 in float32 would be bound by the GPU's fp32
+# matrix rate: bf16-mixed there (float32 master weights).
 COMMON = ["train.eval_every=500", "train.checkpoint_every=500"]
 ARMS = {
-    "b128": (0, ["mdlm"], ["train.batch_size=128", "train.lr=0.002", "data.num_tokens=32000000",
-                           "train.precision=32-true"]),
-    "b512": (1, ["mdlm"], ["train.batch_size=512", "train.lr=0.002", "data.num_tokens=64000000",
-                           "train.precision=bf16-mixed"]),
-    "b32": (2, ["mdlm"], ["train.lr=0.001", "data.num_tokens=16000000", "train.precision=32-true"]),  # = longer.sh
+    "b512": (0, 15000, ["mdlm"], ["train.batch_size=512", "train.lr=0.002", "data.num_tokens=64000000",
+                                  "train.precision=bf16-mixed"]),
+    "b128": (1, 20000, ["mdlm"], ["train.batch_size=128", "train.lr=0.002", "data.num_tokens=32000000",
+                                  "train.precision=32-true"]),
+    "b32": (2, 30000, ["mdlm"], ["train.lr=0.001", "data.num_tokens=16000000", "train.precision=32-true"]),  # longer.sh
     # BD3-LM B = 16 (today's builtin:bd3lm-b16 had 600 steps): the b128 settings, from the same AR
-    "bd3lm-b16": (3, ["bd3lm", "--block-size", "16"], ["train.batch_size=128", "train.lr=0.002",
-                                                       "data.num_tokens=32000000", "train.precision=32-true"]),
+    "bd3lm-b16": (3, 20000, ["bd3lm", "--block-size", "16"], ["train.batch_size=128", "train.lr=0.002",
+                                                              "data.num_tokens=32000000", "train.precision=32-true"]),
 }
 
 
-def command(pd: str, out: Path, name: str, steps: int = 30000) -> list[str]:
-    _, kind, overrides = ARMS[name]
+def command(pd: str, out: Path, name: str, steps: int | None = None) -> list[str]:
+    """The arm's training command (`steps`: override its step count, for trials)."""
+    _, own_steps, kind, overrides = ARMS[name]
+    steps = steps or own_steps
     return [*shlex.split(pd), "--threads", "1", "train", *kind, "--recipe", "tiny", "--init-from-ar", "builtin:ar",
             "--out", str(out / name), f"train.max_steps={steps}", *COMMON, *overrides]
 
@@ -69,10 +73,10 @@ def finished(run: Path) -> bool:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", default="runs/gpu", help="folder of the run folders (default runs/gpu)")
-    ap.add_argument("--deadline", type=float, default=330, help="seconds from start until every arm is stopped")
+    ap.add_argument("--deadline", type=float, default=450, help="seconds from start until every arm is stopped")
     ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {','.join(ARMS)}")
     ap.add_argument("--pd", default="python3 -m paradistill.cli", help="the paradistill command")
-    ap.add_argument("--steps", type=int, default=30000, help="train.max_steps of every arm (default 30000)")
+    ap.add_argument("--steps", type=int, default=None, help="train.max_steps of every arm (default: each arm's own)")
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.arms.split(",") if n.strip()]
     unknown = [n for n in names if n not in ARMS]
@@ -108,7 +112,7 @@ def main(argv=None) -> None:
         lead = running[0] if running else None
         if lead and rates.get(lead) and now > 60 and len(running) > 1:
             step = progress(out / lead)[0]
-            eta = now + (args.steps - step) / rates[lead]
+            eta = now + ((args.steps or ARMS[lead][1]) - step) / rates[lead]
             if eta > args.deadline:
                 last = running[-1]
                 procs[last].terminate()
