@@ -86,19 +86,20 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    procs = {}
+    procs, logs = {}, {}
     for name in names:
         cmd = command(args.pd, out, name, args.steps)
         print(f"[arms] start {name}: {shlex.join(cmd)}", flush=True)
-        procs[name] = subprocess.Popen(cmd, stdout=open(out / f"{name}.log", "w"), stderr=subprocess.STDOUT)
+        logs[name] = open(out / f"{name}.log", "w")
+        procs[name] = subprocess.Popen(cmd, stdout=logs[name], stderr=subprocess.STDOUT)
     stopped: dict[str, str] = {}
     while any(p.poll() is None for p in procs.values()):
         time.sleep(15)
         now = time.monotonic() - start
-        rates = {}
+        steps, rates = {}, {}
         for name in names:
             step, elapsed, val = progress(out / name)
-            rates[name] = step / elapsed if elapsed else None
+            steps[name], rates[name] = step, step / elapsed if elapsed else None
             state = "done" if procs[name].poll() is not None else "running"
             print(f"[arms] {now:5.0f}s {name}: step {step} ({rates[name] or 0:.1f} steps/s) val {val} {state}",
                   flush=True)
@@ -111,18 +112,19 @@ def main(argv=None) -> None:
         running = [n for n in names if procs[n].poll() is None]
         lead = running[0] if running else None
         if lead and rates.get(lead) and now > 60 and len(running) > 1:
-            step = progress(out / lead)[0]
-            eta = now + ((args.steps or ARMS[lead][1]) - step) / rates[lead]
+            eta = now + ((args.steps or ARMS[lead][1]) - steps[lead]) / rates[lead]
             if eta > args.deadline:
                 last = running[-1]
                 procs[last].terminate()
                 stopped[last] = f"at {now:.0f}s: {lead} would end at {eta:.0f}s"
                 print(f"[arms] stop {last} ({stopped[last]})", flush=True)
-    for p in procs.values():
+    for name, p in procs.items():
         try:
             p.wait(timeout=60)
         except subprocess.TimeoutExpired:
             p.kill()
+            p.wait()
+        logs[name].close()
     summary = {}
     for name in names:
         step, elapsed, val = progress(out / name)
