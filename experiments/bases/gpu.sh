@@ -21,8 +21,8 @@ cp "$RUNS/arms.json" "$BACK/arms.json" 2>/dev/null
 for run in "$RUNS"/*/; do
     name=$(basename "$run")
     [ -f "$run/latest.json" ] || { echo "[gpu] $name: no checkpoint"; continue; }
-    ckpt=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['path'])" "$run/latest.json")
-    final=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1])).get('final', False))" "$run/latest.json")
+    read -r ckpt final < <(python3 -c "import json, sys; d = json.load(open(sys.argv[1]))
+print(d['path'], d.get('final', False))" "$run/latest.json")
     files=(latest.json metrics.jsonl metrics.csv train_config.json "$ckpt")
     cp "$RUNS/$name.log" "$run/train.log" 2>/dev/null && files+=(train.log)
     if [ "$final" = True ]; then
