@@ -131,3 +131,41 @@ def test_timing_and_peak_memory_helpers_choose_by_device():
             x = torch.ones(big // 4, device="cuda")
             del x
         assert mem.peak >= big
+
+
+def test_dynamic_cache_decoding_on_cuda_leaves_out_cudnn_attention(monkeypatch):
+    """cuDNN attention builds a graph per new key length (~50 ms each on an H200), and a dynamic KV cache meets a
+    new length at every step: eager decoding into one asks SDPA for the other backends, and only then."""
+    import contextlib
+
+    from paradistill.models.transformer import ModelConfig, Transformer, decode_attention_context
+
+    monkeypatch.delenv("PARADISTILL_DECODE_CUDNN", raising=False)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert isinstance(decode_attention_context(cpu, True), contextlib.nullcontext)
+    assert isinstance(decode_attention_context(cuda, False), contextlib.nullcontext)  # whole-sequence passes
+    flags = (torch.backends.cuda.cudnn_sdp_enabled, torch.backends.cuda.flash_sdp_enabled,
+             torch.backends.cuda.mem_efficient_sdp_enabled, torch.backends.cuda.math_sdp_enabled)
+    before = [f() for f in flags]
+    with decode_attention_context(cuda, True):
+        assert [f() for f in flags] == [False, True, True, True]
+    assert [f() for f in flags] == before  # restored on the way out
+    monkeypatch.setenv("PARADISTILL_DECODE_CUDNN", "1")  # the switch that compares the two
+    assert isinstance(decode_attention_context(cuda, True), contextlib.nullcontext)
+    monkeypatch.delenv("PARADISTILL_DECODE_CUDNN")
+
+    # the decoded logits do not depend on the choice (on a GPU: both paths run; on CPU: the CPU path)
+    device = cuda if torch.cuda.is_available() else cpu
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=40, dim=32, n_layers=2, n_heads=2)).to(device).eval()
+    idx = torch.randint(0, 40, (2, 6), device=device)
+    outs = []
+    for env in ("0", "1"):
+        monkeypatch.setenv("PARADISTILL_DECODE_CUDNN", env)
+        cache = model.new_cache(2, 8)
+        with torch.no_grad():
+            model(idx[:, :5], attn="causal", cache=cache, cache_write=True)
+            outs.append(model(idx[:, 5:], attn="causal", cache=cache, cache_write=True).logits)
+    full = model(idx, attn="causal").logits[:, 5:]
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(outs[0], full, rtol=1e-4, atol=1e-4)

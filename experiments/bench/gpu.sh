@@ -4,6 +4,9 @@
 #              generate baseline, MDLM at T=16 and 64, the MDLM block caches (none / prefix / dual) and BD3-LM
 #   tiny_bf16  the tiny CPU recipe's size (dim 192, 4 layers, V=360) in bfloat16, the same methods
 #   gpt2_fp32  GPT-2 size in float32 (TF32 off, torch's default), L=1024, batch 8, beside gpt2_bf16
+#   decode_cudnn  (not in the default PARTS) KV-cached AR and BD3-LM at GPT-2 size, bf16, L=1024, batch 8, twice:
+#              as shipped (eager decoding into a dynamic KV cache leaves out cuDNN attention) and with
+#              PARADISTILL_DECODE_CUDNN=1 (PyTorch's own backend choice): compare their "first call (s)" columns
 # Every case: one untimed warm-up, then 3 interleaved timed rounds, each call synchronized; peak memory from
 # the CUDA allocator; plus the GPU's peak matmul and copy bandwidth in that dtype and the roofline.
 #
@@ -16,8 +19,9 @@
 #     method at L=256 and 1024 x batch 1 and 8 for gpt2_bf16, batch 1 and 8 for tiny_bf16, and all methods
 #     for gpt2_fp32; COMPILE=1 adds compiled twins of the AR / MDLM T=16 / BD3-LM cached cases in the bf16 parts.
 # Why it is slow: an eager AR generate of GPT-2 at L=1024 takes ~8 s (1023 steps of ~8 ms, launch-bound), and
-# on torch 2.11 / H200 the first call of each new attention shape costs ~50 ms, so the warm-up of a KV-cached
-# AR (or HF) case at L=1024 takes ~1 min per batch size (a compiled AR step compiles ~40-60 s per graph).
+# on torch 2.11 / H200 the first call of each new attention shape cost ~50 ms (cuDNN attention, suspected; the
+# decode_cudnn part tests it), so the warm-up of a KV-cached AR (or HF) case at L=1024 took ~1 min per batch size
+# (a compiled AR step compiles ~40-60 s per graph).
 #
 # Run on a machine whose python3 has torch (CUDA build), transformers, lightning, tokenizers, matplotlib, ...
 # installed; nothing is installed or downloaded (the package is imported from src/):
@@ -83,11 +87,17 @@ part_gpt2_fp32() {
     bench gpt2_fp32 "${args[@]}"
 }
 
+part_decode_cudnn() {
+    local args=(--model-size gpt2 --dtype bfloat16 --lengths 1024 --batch-sizes 8 --methods ar,bd3lm --rounds 1)
+    PARADISTILL_DECODE_CUDNN=0 bench decode_cudnn/without "${args[@]}"
+    PARADISTILL_DECODE_CUDNN=1 bench decode_cudnn/pytorch_choice "${args[@]}"
+}
+
 total=$SECONDS
 for part in $PARTS; do
     case $part in
-        gpt2_bf16 | tiny_bf16 | gpt2_fp32) "part_$part" ;;
-        *) log "unknown part '$part': choose from gpt2_bf16 tiny_bf16 gpt2_fp32"; exit 2 ;;
+        gpt2_bf16 | tiny_bf16 | gpt2_fp32 | decode_cudnn) "part_$part" ;;
+        *) log "unknown part '$part': choose from gpt2_bf16 tiny_bf16 gpt2_fp32 decode_cudnn"; exit 2 ;;
     esac
 done
 log "all done in $((SECONDS - total)) s"

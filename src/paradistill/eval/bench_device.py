@@ -178,5 +178,7 @@ def machine_info(device, dtype: str) -> dict:
     if is_cuda(device):
         props = torch.cuda.get_device_properties(torch.device(device))
         info.update(cuda_version=torch.version.cuda, gpu_memory_bytes=props.total_memory,
-                    multiprocessors=props.multi_processor_count)
+                    multiprocessors=props.multi_processor_count,
+                    decode_attention="pytorch choice" if os.environ.get("PARADISTILL_DECODE_CUDNN") == "1"
+                    else "without cuDNN")  # the SDPA backends of eager decoding into a dynamic KV cache
     return info

@@ -7,13 +7,16 @@ input embedding (Gumbel Distillation's noise).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..config import check_ranges
 from ..errors import UserError
@@ -165,6 +168,21 @@ def _attention_mask(attn, q_len: int, past: int, device) -> tuple[torch.Tensor |
         old = torch.ones(q_len, past, dtype=torch.bool, device=device)
         return torch.cat([old, new], dim=1), False
     raise UserError(f"attention mode {attn!r} is not one of 'causal', 'bidirectional' or a boolean tensor")
+
+
+# SDPA backends for decoding into a dynamic KV cache on CUDA: all but cuDNN attention, which builds a graph for every
+# new key length (about 50 ms each on an H200 with torch 2.11), and a dynamic cache meets a new length at every step.
+# PARADISTILL_DECODE_CUDNN=1 lets PyTorch choose freely again (to compare the two).
+_DECODE_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def decode_attention_context(device: torch.device, dynamic_cache: bool):
+    """The SDPA backend choice for one forward: without cuDNN when decoding into a dynamic cache on CUDA (eager);
+    PyTorch's own choice otherwise."""
+    if (not dynamic_cache or device.type != "cuda" or torch.compiler.is_compiling()
+            or os.environ.get("PARADISTILL_DECODE_CUDNN") == "1"):
+        return contextlib.nullcontext()
+    return sdpa_kernel(_DECODE_BACKENDS)
 
 
 class Attention(nn.Module):
@@ -350,8 +368,9 @@ class Transformer(nn.Module):
             if sigma is None:
                 raise UserError("this model is time-conditioned: pass sigma (the diffusion time) to forward")
             cond = F.silu(self.time_embed(sigma.reshape(-1).expand(bsz) if sigma.numel() == 1 else sigma))
-        for layer, block in enumerate(self.blocks):
-            x = block(x, cos, sin, attn, cache, layer, cond, positions if static else None)
+        with decode_attention_context(x.device, cache is not None and not static):
+            for layer, block in enumerate(self.blocks):
+                x = block(x, cos, sin, attn, cache, layer, cond, positions if static else None)
         if cache is not None and cache_write and not static:
             cache.length += length
         h = self.norm(x)
