@@ -138,9 +138,10 @@ def test_dynamic_cache_decoding_on_cuda_leaves_out_cudnn_attention(monkeypatch):
     new length at every step: eager decoding into one asks SDPA for the other backends, and only then."""
     import contextlib
 
-    from paradistill.models.transformer import ModelConfig, Transformer, decode_attention_context
+    from paradistill.models.transformer import ModelConfig, Transformer, decode_allows_cudnn, decode_attention_context
 
     monkeypatch.delenv("PARADISTILL_DECODE_CUDNN", raising=False)
+    assert not decode_allows_cudnn()
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert isinstance(decode_attention_context(cpu, True), contextlib.nullcontext)
     assert isinstance(decode_attention_context(cuda, False), contextlib.nullcontext)  # whole-sequence passes
@@ -151,6 +152,7 @@ def test_dynamic_cache_decoding_on_cuda_leaves_out_cudnn_attention(monkeypatch):
         assert [f() for f in flags] == [False, True, True, True]
     assert [f() for f in flags] == before  # restored on the way out
     monkeypatch.setenv("PARADISTILL_DECODE_CUDNN", "1")  # the switch that compares the two
+    assert decode_allows_cudnn()
     assert isinstance(decode_attention_context(cuda, True), contextlib.nullcontext)
     monkeypatch.delenv("PARADISTILL_DECODE_CUDNN")
 

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import UserError
+from ..models.transformer import decode_allows_cudnn
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}  # as in "peak bf16 matmul"
@@ -179,6 +180,6 @@ def machine_info(device, dtype: str) -> dict:
         props = torch.cuda.get_device_properties(torch.device(device))
         info.update(cuda_version=torch.version.cuda, gpu_memory_bytes=props.total_memory,
                     multiprocessors=props.multi_processor_count,
-                    decode_attention="pytorch choice" if os.environ.get("PARADISTILL_DECODE_CUDNN") == "1"
-                    else "without cuDNN")  # the SDPA backends of eager decoding into a dynamic KV cache
+                    # the SDPA backends of eager decoding into a dynamic KV cache
+                    decode_attention="pytorch choice" if decode_allows_cudnn() else "without cuDNN")
     return info

@@ -176,11 +176,16 @@ def _attention_mask(attn, q_len: int, past: int, device) -> tuple[torch.Tensor |
 _DECODE_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
+def decode_allows_cudnn() -> bool:
+    """Whether PARADISTILL_DECODE_CUDNN=1 hands cached decoding's SDPA backend choice back to PyTorch."""
+    return os.environ.get("PARADISTILL_DECODE_CUDNN") == "1"
+
+
 def decode_attention_context(device: torch.device, dynamic_cache: bool):
     """The SDPA backend choice for one forward: without cuDNN when decoding into a dynamic cache on CUDA (eager);
     PyTorch's own choice otherwise."""
     if (not dynamic_cache or device.type != "cuda" or torch.compiler.is_compiling()
-            or os.environ.get("PARADISTILL_DECODE_CUDNN") == "1"):
+            or decode_allows_cudnn()):
         return contextlib.nullcontext()
     return sdpa_kernel(_DECODE_BACKENDS)
 
