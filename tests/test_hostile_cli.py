@@ -189,6 +189,7 @@ CASES = [
     ("quickstart --out a file", "quickstart --out {d}/afile", r"'{d}/afile' is a file"),
     ("quickstart bad override", "quickstart --out {d}/qs train.ema=2", r"train\.ema=2"),
     ("quickstart missing corpus", "quickstart --out {d}/qs --corpus {d}/missing.txt", r"missing\.txt"),
+    ("quickstart negative --check-samples", "quickstart --out {d}/qs --check-samples -1", r"--check-samples=-1"),
     # --- threads: before or after the command; never silently "default"
     ("--threads -1", "--threads -1 recipes", r"--threads -1: must be >= 1"),
     ("--threads 0", "--threads 0 recipes", r"--threads 0: must be >= 1"),

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 PLAN = {"ar_steps": 30, "base_steps": 30, "bd3_steps": 20, "sdtt_steps_per_round": 10, "sdtt_from": 16, "sdtt_to": 4,
         "adjust_trajectories": 32, "adjust_steps": 10, "mdlm_steps": [4, 16], "gd_steps": [4, 16],
-        "bd3_steps_per_block": [2], "adjust_k": [2]}
+        "bd3_steps_per_block": [2], "adjust_k": [2], "check_samples": 24}
 OVERRIDES = ["model.dim=32", "model.n_layers=1", "model.n_heads=2", "data.seq_len=16", "data.num_tokens=30000",
              "train.batch_size=8", "adjust.batch_size=8"]
 
@@ -29,6 +29,12 @@ def test_quickstart_runs_every_stage_and_resumes(tmp_path, monkeypatch):
                    "sequential (K=1)", "## Checks", "Speed against KV-cached AR"):
         assert needle in text, needle
     assert (tmp_path / "qs" / "pareto.png").stat().st_size > 0
+    # the rows the 2x target is checked on get check_samples, the others num_samples
+    evals = tmp_path / "qs" / "eval"
+    for slug, n in (("ar_kv_cache", 24), ("mdlm_tl_first-hitting", 24), ("mdlm_t4", 16), ("gd-mdlm_t4", 16)):
+        assert json.loads((evals / f"{slug}.json").read_text())["num_samples"] == n, slug
+    assert ("16 samples per setting (24 for the rows the 2x target is checked on: AR (KV cache), MDLM T=64, "
+            "MDLM T=L (first-hitting))") in text
     stages = json.loads((tmp_path / "qs" / "stages" / "eval-b.json").read_text())
     assert any(r["mauve"] is not None for r in stages["outputs"]["rows"])
     again: list[str] = []
@@ -74,7 +80,7 @@ def test_target_check_needs_the_whole_interval():
         return {"exact_ppl": ppl, "exact_nll_se": se}
 
     wide = target_check(row(9.27, 0.08), row(5.11, 0.06), 2.0)
-    assert wide.startswith("1.81x [95% CI") and wide.endswith("not settled: the interval contains the target (more --num-samples narrow it)")
+    assert wide.startswith("1.81x [95% CI") and wide.endswith("not settled: the interval contains the target (more --check-samples narrow it)")
     lo = 9.27 / 5.11 * math.exp(-1.96 * 0.1)
     assert f"{lo:.2f}," in wide
     assert target_check(row(6.0, 0.01), row(5.0, 0.01), 2.0).endswith(": met")

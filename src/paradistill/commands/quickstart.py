@@ -22,6 +22,10 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="quickstart", help="output folder (default: ./quickstart)")
     p.add_argument("--recipe", default="tiny", help="model/optimizer recipe (default: tiny)")
     p.add_argument("--num-samples", type=int, default=64, help="samples per evaluated setting (default 64)")
+    p.add_argument("--check-samples", type=int, default=256,
+                   help="samples for the rows the report checks against its 2x-the-AR target (AR, MDLM T=64, MDLM "
+                        "T=L), so that the ratio's 95%% interval can settle it (default 256; never fewer than "
+                        "--num-samples)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--workers", type=int, default=0, help="stages run side by side (default: one per core, max 2)")
     p.add_argument("--from-scratch", action="store_true",
@@ -37,6 +41,7 @@ def run(args) -> int:
 
     cfg = QuickstartConfig(corpus=args.corpus, tokenizer=args.tokenizer, budget_minutes=args.budget_minutes,
                            out=args.out, recipe=args.recipe, seed=args.seed, num_samples=args.num_samples,
+                           check_samples=args.check_samples,
                            workers=args.workers, overrides=list(args.overrides),
                            from_scratch=args.from_scratch)
     run_quickstart(cfg)

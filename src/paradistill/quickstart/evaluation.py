@@ -16,6 +16,7 @@ from ..eval.bench import median_time
 from ..eval.evaluate import EvalConfig, evaluate_samples, write_outputs
 from ..generation import generate
 from ..io import atomic_write_jsonl
+from .report import AR_ROW, TARGET_ROWS
 
 
 def settings_for(model: str, ctx: dict[str, Any]) -> list[dict[str, Any]]:
@@ -23,7 +24,7 @@ def settings_for(model: str, ctx: dict[str, Any]) -> list[dict[str, Any]]:
     plan, inputs = ctx["plan"], ctx["inputs"]
     length = plan["seq_len"]
     if model == "ar":
-        return [{"label": "AR (KV cache)", "run": inputs["ar"]["run"], "sampler": "ar", "steps": length}]
+        return [{"label": AR_ROW, "run": inputs["ar"]["run"], "sampler": "ar", "steps": length}]
     if model == "mdlm":  # + one token per pass (T = L passes): the sampler to use once T >= L
         return [{"label": f"MDLM T={t}", "run": inputs["mdlm"]["run"], "sampler": "ancestral", "steps": t}
                 for t in plan["mdlm_steps"]] + [{"label": "MDLM T=L (first-hitting)", "run": inputs["mdlm"]["run"],
@@ -70,7 +71,9 @@ def evaluate_setting(setting: dict[str, Any], ctx: dict[str, Any], reference: st
     folder.mkdir(parents=True, exist_ok=True)
     slug = setting["label"].lower().replace(" ", "_").replace("/", "-").replace("(", "").replace(")", "").replace("=", "")
     loaded = load(setting["run"])
-    result = generate(loaded, plan["num_samples"], sampler=setting["sampler"], steps=setting["steps"],
+    checked = setting["label"] == AR_ROW or setting["label"] in dict(TARGET_ROWS)
+    num = plan.get("check_samples", plan["num_samples"]) if checked else plan["num_samples"]
+    result = generate(loaded, num, sampler=setting["sampler"], steps=setting["steps"],
                       batch_size=plan["num_samples"], seed=ctx["seed"], progress=False, **setting.get("options", {}))
     records = _records(loaded, result, setting)
     samples = folder / f"{slug}.samples.jsonl"
@@ -110,7 +113,7 @@ def stage_eval(ctx: dict[str, Any]) -> dict[str, Any]:
 def stage_speed(ctx: dict[str, Any]) -> dict[str, Any]:
     """Latency at batch 1 and throughput at the evaluation batch, each model in turn, in one process."""
     plan, inputs = ctx["plan"], ctx["inputs"]
-    cases = [("AR (KV cache)", inputs["ar"]["run"], {"sampler": "ar", "steps": plan["seq_len"]}),
+    cases = [(AR_ROW, inputs["ar"]["run"], {"sampler": "ar", "steps": plan["seq_len"]}),
              ("MDLM T=16", inputs["mdlm"]["run"], {"sampler": "ancestral", "steps": 16}),
              ("GD-MDLM T=16", inputs["gd"]["run"], {"sampler": "ancestral", "steps": 16})]
     last = inputs["sdtt"]["rounds"][-1]

@@ -9,6 +9,10 @@ from typing import Any
 
 from ..io import atomic_savefig, atomic_write_text
 
+# the rows the report checks against the target of 2x the AR's Gen PPL; they get plan["check_samples"]
+TARGET_ROWS = (("MDLM T=64", "ancestral, 64 steps"), ("MDLM T=L (first-hitting)", "one token per pass"))
+AR_ROW = "AR (KV cache)"
+
 GROUPS = [("AR", "autoregressive teacher"), ("MDLM", "masked diffusion (baseline)"), ("GD-MDLM", "Gumbel Distillation"),
           ("BD3-LM", "block diffusion"), ("SDTT", "self-distillation through time"),
           (("sequential", "marginal", "ADJUST"), "ADJUST family (one frozen MDLM)")]
@@ -51,7 +55,7 @@ def target_check(a: dict[str, Any], ref: dict[str, Any], limit: float) -> str:
     elif lo > limit:
         verdict = "NOT met"
     else:
-        verdict = "not settled: the interval contains the target (more --num-samples narrow it)"
+        verdict = "not settled: the interval contains the target (more --check-samples narrow it)"
     return f"{r:.2f}x [95% CI {lo:.2f}, {hi:.2f}]; target <= {limit:g}x: {verdict}"
 
 
@@ -102,8 +106,8 @@ def _verdict(cmp: str, good: str, bad: str, tie: str = "within noise") -> str:
 
 def checks(rows: list[dict[str, Any]], plan: dict[str, Any]) -> list[str]:
     out = []
-    ar = _row(rows, "AR (KV cache)")
-    for label, what in (("MDLM T=64", "ancestral, 64 steps"), ("MDLM T=L (first-hitting)", "one token per pass")):
+    ar = _row(rows, AR_ROW)
+    for label, what in TARGET_ROWS:
         m = _row(rows, label)
         if ar and m and quality(ar) and quality(m):
             out.append(f"- {label} ({what}) vs AR: Gen PPL {quality(m):.2f} vs {quality(ar):.2f} "
@@ -135,6 +139,14 @@ def checks(rows: list[dict[str, Any]], plan: dict[str, Any]) -> list[str]:
     return out
 
 
+def _check_samples_text(plan: dict[str, Any]) -> str:
+    n = plan.get("check_samples", plan["num_samples"])
+    if n == plan["num_samples"]:
+        return ""
+    rows = ", ".join([AR_ROW] + [label for label, _ in TARGET_ROWS])
+    return f" ({n} for the rows the 2x target is checked on: {rows})"
+
+
 def _steps_text(plan: dict[str, Any]) -> str:
     tail = (f"SDTT {plan['sdtt_steps_per_round']} per round, ADJUST {plan['adjust_steps']} "
             f"(+{plan['adjust_trajectories']} trajectories).")
@@ -152,7 +164,7 @@ def write_report(out: Path, plan: dict[str, Any], results: dict[str, Any], elaps
     marks = best_per_budget(rows)
     lines = ["# paradistill quick-start report", "",
              f"corpus `{plan['corpus']}`, tokenizer `{plan['tokenizer']}`, L={plan['seq_len']}, "
-             f"{plan['num_samples']} samples per setting, seed {plan['seed']}; total time {elapsed / 60:.1f} min "
+             f"{plan['num_samples']} samples per setting{_check_samples_text(plan)}, seed {plan['seed']}; total time {elapsed / 60:.1f} min "
              f"(budget {plan['budget_minutes']:.0f} min); " + _steps_text(plan), "",
              f"Quality is {qname} (lower is better; "
              + ("the generator's own entropy rate gives the floor, see the `exact` block of each eval JSON" if plan["builtin"]

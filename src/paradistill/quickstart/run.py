@@ -34,6 +34,7 @@ class QuickstartConfig:
     recipe: str = "tiny"
     seed: int = 0
     num_samples: int = 64
+    check_samples: int = 256  # samples of the rows the 2x target is checked on (AR, MDLM T=64, MDLM T=L)
     workers: int = 0  # 0: one per core, at most 2
     overrides: list[str] | None = None  # recipe KEY=VALUE overrides (e.g. model.dim=128)
     plan_overrides: dict[str, Any] | None = None  # replace computed plan entries (tests, experiments)
@@ -44,6 +45,8 @@ class QuickstartConfig:
             raise UserError(f"--budget-minutes={self.budget_minutes}: give the run at least 2 minutes")
         if self.num_samples < 16:
             raise UserError(f"--num-samples={self.num_samples}: use at least 16 samples per setting (MAUVE needs 16)")
+        if self.check_samples < 0:
+            raise UserError(f"--check-samples={self.check_samples}: must be >= 0 (0: --num-samples for those rows too)")
 
 
 def data_overrides(cfg: QuickstartConfig) -> list[str]:
@@ -105,7 +108,8 @@ def make_plan(cfg: QuickstartConfig, recipe, steps_per_minute: float, vocab_size
     return {
         "bases": bases,  # None: AR / MDLM / BD3-LM trained here (--from-scratch, or a corpus without bases)
         "corpus": cfg.corpus, "tokenizer": data_overrides(cfg)[1].split("=", 1)[1], "builtin": cfg.corpus == "builtin",
-        "seq_len": length, "seed": cfg.seed, "num_samples": cfg.num_samples, "budget_minutes": b,
+        "seq_len": length, "seed": cfg.seed, "num_samples": cfg.num_samples,
+        "check_samples": max(cfg.num_samples, cfg.check_samples), "budget_minutes": b,
         "steps_per_minute": steps_per_minute, "vocab_size": vocab_size,
         "ar_steps": base, "base_steps": base, "bd3_steps": max(50, int(0.12 * b * rate / 2.0)), "block_size": 4,
         # the noise projection is added to the MASK embedding, zero-initialised (results/gumbel_distillation)
@@ -121,6 +125,7 @@ def make_plan(cfg: QuickstartConfig, recipe, steps_per_minute: float, vocab_size
 def build_stages(plan: dict[str, Any]) -> list[Stage]:
     p = {k: v for k, v in plan.items() if k not in ("steps_per_minute",)}
     p.setdefault("bases", None)
+    p.setdefault("check_samples", p["num_samples"])
     train = lambda *keys: {k: p[k] for k in keys}  # noqa: E731  (what fingerprints each stage)
     return [
         Stage("data", stages.stage_data, [], train("corpus", "tokenizer", "seq_len"), 0.2),
@@ -134,7 +139,7 @@ def build_stages(plan: dict[str, Any]) -> list[Stage]:
         Stage("adjust", stages.stage_adjust, ["mdlm"], train("adjust_trajectories", "adjust_steps"),
               0.12 * plan["budget_minutes"]),
         Stage("eval-a", evaluation.stage_eval, ["ar", "mdlm", "gd", "bd3lm"],
-              train("num_samples", "mdlm_steps", "gd_steps", "bd3_steps_per_block"), 0.08 * plan["budget_minutes"]),
+              train("num_samples", "check_samples", "mdlm_steps", "gd_steps", "bd3_steps_per_block"), 0.08 * plan["budget_minutes"]),
         Stage("eval-b", evaluation.stage_eval, ["ar", "mdlm", "sdtt", "adjust"], train("num_samples", "adjust_k"),
               0.08 * plan["budget_minutes"]),
         Stage("speed", evaluation.stage_speed, ["eval-a", "eval-b", "ar", "mdlm", "gd", "sdtt", "adjust", "bd3lm"],
