@@ -7,19 +7,20 @@
 #   ind-replace   independent N(0,1) noise, replacing the MASK embedding      (uninformative control of gd-replace)
 # A student beats its control only if it uses what the noise says about the text. Re-running resumes / skips.
 # Then: python -m experiments.gumbel.on_bases_eval (see results/gumbel_distillation/on_bases/COMMAND.md).
+# BASE: the MDLM students start from (default builtin:mdlm; a run folder for an earlier base);
 # PD: the paradistill command (default .venv/bin/paradistill); OUT: run folder (default runs/gd-bases);
 # SEEDS (default "0 1 2"); STEPS (default 500).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
-PD=${PD:-.venv/bin/paradistill} OUT=${OUT:-runs/gd-bases} SEEDS=${SEEDS:-0 1 2} STEPS=${STEPS:-500}
+PD=${PD:-.venv/bin/paradistill} BASE=${BASE:-builtin:mdlm} OUT=${OUT:-runs/gd-bases} SEEDS=${SEEDS:-0 1 2} STEPS=${STEPS:-500}
 mkdir -p "$OUT"
 source experiments/common/resumable.sh
 for seed in $SEEDS; do
   for arm in gd-add gd-replace ind-add ind-replace; do
     noise=gumbel; [ "${arm%%-*}" = ind ] && noise=independent
     run_once gd-bases "$OUT/$arm-s$seed" "$PD" --threads 1 distill gumbel --teacher builtin:ar --student mdlm \
-        --recipe tiny --init builtin:mdlm gumbel.noise=$noise gumbel.extra_mode="${arm#*-}" train.seed=$seed \
+        --recipe tiny --init "$BASE" gumbel.noise=$noise gumbel.extra_mode="${arm#*-}" train.seed=$seed \
         train.max_steps="$STEPS" train.lr=0.0005 train.warmup_steps=20 train.eval_every=100 train.checkpoint_every=100
   done
 done

@@ -4,11 +4,12 @@
 # temperatures 0.7 ... 1.0 at T = 8 and 16, each last student of experiments/sdtt/on_bases.sh at temperature 1;
 # experiments.eval.entropy_matched compares every student with the teacher at the same T and the same entropy.
 # Needs the runs of experiments/sdtt/on_bases.sh. RUNS: their folder (default runs/sdtt-bases); OUT: output folder
-# (default results/sdtt/on_bases/entropy_matched); NUM: samples per row (default 512). Existing JSON is kept.
+# (default results/sdtt/on_bases/entropy_matched); NUM: samples per row (default 512); BASE: the teacher (default
+# builtin:mdlm; a run folder for an earlier base). Existing JSON is kept.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
-RUNS=${RUNS:-runs/sdtt-bases} OUT=${OUT:-results/sdtt/on_bases/entropy_matched} NUM=${NUM:-512}
+BASE=${BASE:-builtin:mdlm} RUNS=${RUNS:-runs/sdtt-bases} OUT=${OUT:-results/sdtt/on_bases/entropy_matched} NUM=${NUM:-512}
 PY=${PY:-.venv/bin/python}
 EVAL="$PY -m experiments.eval.sample_quality --num $NUM --batch-size 128 --seed 0 --steps 8 16"
 models=()
@@ -22,7 +23,7 @@ for protocol in paradistill official; do
 done
 mkdir -p "$OUT"
 for t in 1.0 0.95 0.9 0.85 0.8 0.75 0.7; do
-  [ -f "$OUT/teacher_temp$t.json" ] || $EVAL --model "teacher-temp$t=builtin:mdlm" --temperature "$t" \
+  [ -f "$OUT/teacher_temp$t.json" ] || $EVAL --model "teacher-temp$t=$BASE" --temperature "$t" \
       --json "$OUT/teacher_temp$t.json"
 done
 [ -f "$OUT/students.json" ] || $EVAL "${models[@]}" --json "$OUT/students.json"
