@@ -2,7 +2,7 @@
 model.safetensors, its config.json with a `base` record (source run, step, validation loss, how it was trained) and
 its tokenizer/; src/paradistill/bases/manifest.json records the sha256 and size of every file.
 
-    python -m experiments.bases.pack --runs runs/bases [--only mdlm ...]
+    python -m experiments.bases.pack --runs runs/bases [--only mdlm ...] [--trained-by "how"]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ RUNS = {"ar": "ar", "mdlm": "mdlm", "bd3lm-b4": "bd3lm-b4-long", "bd3lm-b16": "b
 TRAINED_BY = "experiments/bases/train.sh (tiny recipe, built-in corpus, CPU)"
 
 
-def pack_one(name: str, run: Path, dest: Path, previous: dict | None = None) -> dict:
+def pack_one(name: str, run: Path, dest: Path, previous: dict | None = None, trained_by: str = TRAINED_BY) -> dict:
     """Copy one finished run into dest/name. `previous`: the manifest record of the base this run continued from
     (its --init was a builtin: id), kept in the new record so the chain of trainings stays on file."""
     latest = json.loads((run / "latest.json").read_text())
@@ -34,7 +34,7 @@ def pack_one(name: str, run: Path, dest: Path, previous: dict | None = None) -> 
     config = json.loads((ckpt / "config.json").read_text())
     curve = val_curve(run)
     config["base"] = {"name": name, "step": latest["step"], "val_loss": curve[-1][1] if curve else None,
-                      "weights": "EMA, float32", "trained_by": TRAINED_BY}
+                      "weights": "EMA, float32", "trained_by": trained_by}
     init = str(config.get("method", {}).get("init") or "")
     chain = None
     if init.startswith("builtin:") and previous:
@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default=str(ROOT / "runs" / "bases"), help="folder of the trained runs (train.sh's OUT)")
     ap.add_argument("--only", nargs="*", default=None, choices=sorted(RUNS), help="pack only these (others keep theirs)")
+    ap.add_argument("--trained-by", default=TRAINED_BY,
+                    help="how the runs were trained, recorded in each packed config.json (default: train.sh)")
     args = ap.parse_args(argv)
     dest = ROOT / "src" / "paradistill" / "bases"
     path = dest / bases.MANIFEST
@@ -73,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, folder in RUNS.items():
         if args.only and name not in args.only:
             continue
-        rec = manifest["bases"][name] = pack_one(name, Path(args.runs) / folder, dest, manifest["bases"].get(name))
+        rec = manifest["bases"][name] = pack_one(name, Path(args.runs) / folder, dest, manifest["bases"].get(name),
+                                                  args.trained_by)
         print(f"builtin:{name}: {rec['kind']} step {rec['step']} val {rec['val_loss']:.4f} "
               f"({rec['files']['model.safetensors']['bytes'] / 2**20:.2f} MiB)")
     atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
