@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Does a longer single schedule bring builtin:mdlm to the issue-29 targets it misses (T = L slips <= 2 per sample,
-# exact Gen PPL clearly within 1.5x of the AR)? builtin:mdlm is the 15000-step unshifted arm of shifted.sh
-# (batch 32, 3.11 slips, 1.49x [1.37, 1.61]); this trains the same model from builtin:ar in one cosine schedule
-# with more sequences. Defaults: 30000 steps at batch 32, lr 1e-3, 16M tokens (about 4.5 h on one CPU thread).
-# The 2-core run of 2026-12-04 (results/bases/longer): THREADS=2 BATCH=64 LR=0.0014 STEPS=11000 TOKENS=32000000
-# (1.5x the shipped model's sequences, fresh data for 1.4 epochs; about 1 h 40 min).
+# Does a longer single schedule with more sequences bring the MDLM to the issue-29 targets (T = L slips <= 2 per
+# sample, exact Gen PPL clearly within 1.5x of the AR)? Trains an MDLM from builtin:ar in one cosine schedule.
+# Defaults: 30000 steps at batch 32, lr 1e-3, 16M tokens (about 4.5 h on one CPU thread).
+# Today's builtin:mdlm is the 2-core run of 2026-12-04 (results/bases/longer: 1.28x the AR at T = L, 2.20 slips):
+# THREADS=2 BATCH=64 LR=0.0014 STEPS=11000 TOKENS=32000000 (1.47x the sequences of the 15000-step batch-32 model
+# it replaced, fresh data for about 1.4 passes; 1 h 30 min).
 # Re-running resumes a stopped training (checkpoints every 500 steps); a finished one is skipped.
-# Then: python -m experiments.bases.compare --run longer=runs/longer/mdlm --out results/bases/longer (against the
+# Then: python -m experiments.bases.compare --run longer=runs/longer/mdlm --out results/bases/NAME (against the
 # shipped builtin:mdlm), and experiments.bases.evaluate on it before packing it with experiments.bases.pack.
 # PD: the paradistill command (default .venv/bin/paradistill); OUT: run folder (default runs/longer);
 # STEPS (default 30000); TOKENS (default 16000000); BATCH (default 32); LR (default 0.001); THREADS (default 1).
