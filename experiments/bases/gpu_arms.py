@@ -24,9 +24,9 @@ from pathlib import Path
 from paradistill.io import atomic_write_json
 
 # name -> (priority: lower is kept longer, its steps, model kind and options, recipe overrides beyond the common ones).
-# Steps are sized to finish in ~7 minutes at >= 50 steps/s, the larger batches first: at batch 512, 15000 steps see 16x
-# the sequences builtin:mdlm was trained on (15000 x 32). Batch 512 in float32 would be bound by the GPU's fp32
-# matrix rate: bf16-mixed there (float32 master weights).
+# Steps are sized to finish in ~7 minutes at >= 50 steps/s, the larger batches first: at batch 512, 15000 steps see
+# 11x the sequences today's builtin:mdlm was trained on (11000 x 64; results/bases/longer). Batch 512 in float32
+# would be bound by the GPU's fp32 matrix rate: bf16-mixed there (float32 master weights).
 COMMON = ["train.eval_every=500", "train.checkpoint_every=500"]
 ARMS = {
     "b512": (0, 15000, ["mdlm"], ["train.batch_size=512", "train.lr=0.002", "data.num_tokens=64000000",
@@ -40,10 +40,15 @@ ARMS = {
 }
 
 
+def max_steps(name: str, override: int | None = None) -> int:
+    """The arm's step count: its own, or `override` (for trials)."""
+    return override or ARMS[name][1]
+
+
 def command(pd: str, out: Path, name: str, steps: int | None = None) -> list[str]:
     """The arm's training command (`steps`: override its step count, for trials)."""
-    _, own_steps, kind, overrides = ARMS[name]
-    steps = steps or own_steps
+    _, _, kind, overrides = ARMS[name]
+    steps = max_steps(name, steps)
     return [*shlex.split(pd), "--threads", "1", "train", *kind, "--recipe", "tiny", "--init-from-ar", "builtin:ar",
             "--out", str(out / name), f"train.max_steps={steps}", *COMMON, *overrides]
 
@@ -112,7 +117,7 @@ def main(argv=None) -> None:
         running = [n for n in names if procs[n].poll() is None]
         lead = running[0] if running else None
         if lead and rates.get(lead) and now > 60 and len(running) > 1:
-            eta = now + ((args.steps or ARMS[lead][1]) - steps[lead]) / rates[lead]
+            eta = now + (max_steps(lead, args.steps) - steps[lead]) / rates[lead]
             if eta > args.deadline:
                 last = running[-1]
                 procs[last].terminate()
