@@ -9,15 +9,18 @@
 # Then: python -m experiments.bases.compare --run longer=runs/longer/mdlm --out results/bases/NAME (against the
 # shipped builtin:mdlm), and experiments.bases.evaluate on it before packing it with experiments.bases.pack.
 # PD: the paradistill command (default .venv/bin/paradistill); OUT: run folder (default runs/longer);
-# STEPS (default 30000); TOKENS (default 16000000); BATCH (default 32); LR (default 0.001); THREADS (default 1).
+# STEPS (default 30000); TOKENS (default 16000000); BATCH (default 32); LR (default 0.001); THREADS (default 1);
+# SEED: data.seed, which documents the generator draws (default 0); INIT: continue from this MDLM checkpoint's
+# weights (e.g. builtin:mdlm, a new warm-up and cosine schedule) instead of adapting builtin:ar.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PD=${PD:-.venv/bin/paradistill} OUT=${OUT:-runs/longer} STEPS=${STEPS:-30000} TOKENS=${TOKENS:-16000000}
-BATCH=${BATCH:-32} LR=${LR:-0.001} THREADS=${THREADS:-1}
+BATCH=${BATCH:-32} LR=${LR:-0.001} THREADS=${THREADS:-1} SEED=${SEED:-0} INIT=${INIT:-}
+if [ -n "$INIT" ]; then start=(--init "$INIT"); else start=(--init-from-ar builtin:ar); fi
 export OMP_NUM_THREADS=$THREADS
 mkdir -p "$OUT"
 source experiments/common/resumable.sh
-run_once longer "$OUT/mdlm" "$PD" --threads "$THREADS" train mdlm --recipe tiny --init-from-ar builtin:ar \
-    train.max_steps="$STEPS" train.batch_size="$BATCH" train.lr="$LR" data.num_tokens="$TOKENS" \
+run_once longer "$OUT/mdlm" "$PD" --threads "$THREADS" train mdlm --recipe tiny "${start[@]}" \
+    data.seed="$SEED" train.max_steps="$STEPS" train.batch_size="$BATCH" train.lr="$LR" data.num_tokens="$TOKENS" \
     train.eval_every=500 train.checkpoint_every=500
 echo "[longer] done: $(date -u +%H:%M:%S)"
