@@ -51,6 +51,15 @@ def test_a_forbidden_token_counts_as_one_slip_at_its_position(grammar):
     assert s.slips_per_sample >= 0.25 and s.clean_samples == 0.75
     # 9 = the 0-based index of position 10 among the scored positions 1..L-1; the other three reach L-1 = 31
     assert s.tokens_before_first_slip == pytest.approx((3 * 31 + 9) / 4)
+    counts = [0, s.slips_per_sample * 4, 0, 0]  # one sample holds all the slips
+    assert s.slips_se == pytest.approx(statistics.stdev(counts) / 2, rel=1e-9)
+
+
+def test_slips_cell_gives_the_95_interval_and_the_point_alone_without_a_standard_error():
+    from experiments.bases.evaluate import slips_cell
+
+    assert slips_cell(2.2, 0.05) == "2.20 [2.10, 2.30]"
+    assert slips_cell(2.2, None) == "2.20" and slips_cell(2.2, float("nan")) == "2.20"
 
 
 def test_a_mask_left_in_a_sample_is_impossible_and_makes_the_nll_infinite(grammar):

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.bases.evaluate import ratio, sample_setting
+from experiments.bases.evaluate import ratio, sample_setting, slips_cell
 from experiments.common.cli import positive_int
 from experiments.common.models import model_args, val_curve
 from experiments.common.output import write_command, write_json, write_text
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             s = exact_score(sample_setting(ref, "first-hitting", steps, block, args.num, args.seed, 64)[0])
             cell = {"gen_ppl": s.gen_ppl, "nll": s.nll, "nll_se": s.nll_se, "slips_per_sample": s.slips_per_sample,
-                    "entropy": s.entropy, "seconds": time.perf_counter() - start}
+                    "slips_se": s.slips_se, "entropy": s.entropy, "seconds": time.perf_counter() - start}
             cell["vs_ar"] = ratio(cell, ar_row)
             if label != models[0][0]:
                 cell["vs_shipped"] = ratio(cell, rows[0]["settings"][name])
@@ -143,7 +143,7 @@ def fmt_diff(d: dict) -> str:
 
 def table(rows: list[dict], ar: dict, args) -> str:
     head = (f"| model | layers | params | its training steps | val NELBO ({args.eval_batches} batches) | vs reference "
-            f"(paired, 95% CI) | setting | exact Gen PPL | vs AR [95% CI] | vs reference [95% CI] | slips / sample "
+            f"(paired, 95% CI) | setting | exact Gen PPL | vs AR [95% CI] | vs reference [95% CI] | slips / sample [95% CI] "
             f"| entropy |\n|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
@@ -155,7 +155,7 @@ def table(rows: list[dict], ar: dict, args) -> str:
             lines.append(
                 "| " + " | ".join(map(str, model)) + f" | {name} | {c['gen_ppl']:.2f} | "
                 f"{fmt_ratio(c['vs_ar'])} | {fmt_ratio(c['vs_shipped']) if 'vs_shipped' in c else '-'} | "
-                f"{c['slips_per_sample']:.2f} | {c['entropy']:.3f} |")
+                f"{slips_cell(c['slips_per_sample'], c.get('slips_se'))} | {c['entropy']:.3f} |")
     for r in rows[2:]:  # each further run against the first continued one: the effect of its change alone
         d = paired(r["batch_nelbos"], rows[1]["batch_nelbos"])
         lines.append(f"\n{r['model']} vs {rows[1]['model']}: validation NELBO {fmt_diff(d)} nats/token "

@@ -43,7 +43,7 @@ SETTINGS = [
     ("BD3-LM B=16, 16 steps/block (ancestral)", "builtin:bd3lm-b16", "ancestral", 16, None),
     ("BD3-LM B=16, 4 steps/block (ancestral)", "builtin:bd3lm-b16", "ancestral", 4, None),
 ]
-FIELDS = ("nll", "nll_se", "gen_ppl", "entropy", "num", "slips_per_sample", "clean_samples")
+FIELDS = ("nll", "nll_se", "gen_ppl", "entropy", "num", "slips_per_sample", "slips_se", "clean_samples")
 
 
 def base_names() -> set[str]:
@@ -88,8 +88,16 @@ def sample_setting(base: str | None, sampler: str | None, steps: int | None, blo
     return res.tokens, sum(res.nfe) / len(res.nfe), (loaded.config.get("base") or {}).get("val_loss")
 
 
+def slips_cell(mean: float, se: float | None) -> str:
+    """Slips per sample with its 95% normal interval over samples (the point alone for rows written before the
+    standard error was recorded)."""
+    if se is None or not math.isfinite(se):
+        return f"{mean:.2f}"
+    return f"{mean:.2f} [{mean - 1.96 * se:.2f}, {mean + 1.96 * se:.2f}]"
+
+
 def table(rows: list[dict]) -> str:
-    head = ("| setting | NFE / batch | exact Gen PPL [95% CI] | vs AR [95% CI] | slips / sample | slip-free | entropy "
+    head = ("| setting | NFE / batch | exact Gen PPL [95% CI] | vs AR [95% CI] | slips / sample [95% CI] | slip-free | entropy "
             "| base val loss |\n|---|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
@@ -97,7 +105,7 @@ def table(rows: list[dict]) -> str:
         nfe = f"{r['nfe_per_batch']:.0f}" if r.get("nfe_per_batch") is not None else "-"
         val = f"{r['val_loss']:.4f}" if r.get("val_loss") is not None else "-"
         lines.append(f"| {r['label']} | {nfe} | {r['gen_ppl']:.2f} [{r['gen_ppl_ci95'][0]:.2f}, "
-                     f"{r['gen_ppl_ci95'][1]:.2f}] | {vs} | {r['slips_per_sample']:.2f} | {100 * r['clean_samples']:.0f}% "
+                     f"{r['gen_ppl_ci95'][1]:.2f}] | {vs} | {slips_cell(r['slips_per_sample'], r.get('slips_se'))} | {100 * r['clean_samples']:.0f}% "
                      f"| {r['entropy']:.3f} | {val} |")
     return "\n".join(lines)
 

@@ -33,6 +33,7 @@ class ExactScore:
     tokens_before_first_slip: float  # mean position (0-based, of L-1) of the first slip; L-1 when there is none
     impossible_tokens: int  # tokens of probability 0 (PAD / MASK left in a sample)
     impossible_samples: int  # samples holding at least one of them
+    slips_se: float = float("nan")  # one standard error of slips_per_sample (over samples)
 
     def row(self, names: tuple[str, ...]) -> dict:
         """The fields `names` (output key names, aliases allowed) as a dict in that order."""
@@ -69,4 +70,5 @@ def exact_score(tokens: torch.Tensor, grammar=None) -> ExactScore:
                       entropy=float(np.mean([unigram_entropy(r[1:]) for r in rows])), num=len(rows),
                       slips_per_sample=float(slips.mean()), clean_samples=float((slips == 0).mean()),
                       tokens_before_first_slip=float(first.mean()),
-                      impossible_tokens=int((~torch.isfinite(lp)).sum()), impossible_samples=int((~finite).sum()))
+                      impossible_tokens=int((~torch.isfinite(lp)).sum()), impossible_samples=int((~finite).sum()),
+                      slips_se=float(slips.std(ddof=1) / math.sqrt(len(slips))) if len(slips) > 1 else float("nan"))
