@@ -25,7 +25,8 @@ from paradistill.io import atomic_write_json
 
 # name -> (priority: lower is kept longer, its steps, model kind and options, recipe overrides beyond the common ones).
 # Steps are sized to finish in ~7 minutes at >= 50 steps/s, the larger batches first: at batch 512, 15000 steps see
-# 11x the sequences today's builtin:mdlm was trained on (11000 x 64; results/bases/longer). Batch 512 in float32
+# 5.5x the sequences today's builtin:mdlm was trained on (11000 x 64 + 5500 x 128; results/bases/longer, then
+# results/bases/continued). Batch 512 in float32
 # would be bound by the GPU's fp32 matrix rate: bf16-mixed there (float32 master weights).
 COMMON = ["train.eval_every=500", "train.checkpoint_every=500"]
 ARMS = {

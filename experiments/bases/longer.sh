@@ -2,9 +2,10 @@
 # Does a longer single schedule with more sequences bring the MDLM to the issue-29 targets (T = L slips <= 2 per
 # sample, exact Gen PPL clearly within 1.5x of the AR)? Trains an MDLM from builtin:ar in one cosine schedule.
 # Defaults: 30000 steps at batch 32, lr 1e-3, 16M tokens (about 4.5 h on one CPU thread).
-# Today's builtin:mdlm is the 2-core run of 2026-12-04 (results/bases/longer: 1.28x the AR at T = L, 2.20 slips):
-# THREADS=2 BATCH=64 LR=0.0014 STEPS=11000 TOKENS=32000000 (1.47x the sequences of the 15000-step batch-32 model
-# it replaced, fresh data for about 1.4 passes; 1 h 30 min).
+# Today's builtin:mdlm is two 2-core runs of 2026-12-04: THREADS=2 BATCH=64 LR=0.0014 STEPS=11000 TOKENS=32000000
+# from builtin:ar (results/bases/longer: 1.28x the AR at T = L, 2.20 slips; 1 h 30 min), then that model continued
+# with THREADS=2 BATCH=128 LR=0.001 STEPS=5500 TOKENS=32000000 SEED=1 INIT=builtin:mdlm (results/bases/continued:
+# 1.17x, 1.66 slips; 1 h 25 min).
 # Re-running resumes a stopped training (checkpoints every 500 steps); a finished one is skipped.
 # Then: python -m experiments.bases.compare --run longer=runs/longer/mdlm --out results/bases/NAME (against the
 # shipped builtin:mdlm), and experiments.bases.evaluate on it before packing it with experiments.bases.pack.
