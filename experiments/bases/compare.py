@@ -143,8 +143,8 @@ def fmt_diff(d: dict) -> str:
 
 def table(rows: list[dict], ar: dict, args) -> str:
     head = (f"| model | layers | params | its training steps | val NELBO ({args.eval_batches} batches) | vs reference "
-            f"(paired, 95% CI) | setting | exact Gen PPL | vs AR [95% CI] | vs reference [95% CI] | slips / sample [95% CI] "
-            f"| entropy |\n|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|")
+            f"(paired, 95% CI) | setting | exact Gen PPL | vs AR [95% CI] | vs reference [95% CI] "
+            f"| slips / sample [95% CI] | entropy |\n|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
         for i, (name, c) in enumerate(r["settings"].items()):

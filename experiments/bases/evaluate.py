@@ -97,15 +97,16 @@ def slips_cell(mean: float, se: float | None) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| setting | NFE / batch | exact Gen PPL [95% CI] | vs AR [95% CI] | slips / sample [95% CI] | slip-free | entropy "
-            "| base val loss |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    head = ("| setting | NFE / batch | exact Gen PPL [95% CI] | vs AR [95% CI] | slips / sample [95% CI] | slip-free "
+            "| entropy | base val loss |\n|---|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
         vs = f"{r['ratio']:.2f}x [{r['ratio_ci95'][0]:.2f}, {r['ratio_ci95'][1]:.2f}]" if "ratio" in r else "-"
         nfe = f"{r['nfe_per_batch']:.0f}" if r.get("nfe_per_batch") is not None else "-"
         val = f"{r['val_loss']:.4f}" if r.get("val_loss") is not None else "-"
+        slips = slips_cell(r["slips_per_sample"], r.get("slips_se"))
         lines.append(f"| {r['label']} | {nfe} | {r['gen_ppl']:.2f} [{r['gen_ppl_ci95'][0]:.2f}, "
-                     f"{r['gen_ppl_ci95'][1]:.2f}] | {vs} | {slips_cell(r['slips_per_sample'], r.get('slips_se'))} | {100 * r['clean_samples']:.0f}% "
+                     f"{r['gen_ppl_ci95'][1]:.2f}] | {vs} | {slips} | {100 * r['clean_samples']:.0f}% "
                      f"| {r['entropy']:.3f} | {val} |")
     return "\n".join(lines)
 
