@@ -305,3 +305,27 @@ def test_run_once_starts_new_runs_resumes_interrupted_ones_and_skips_finished_on
     (tmp_path / "args.txt").unlink()
     (run / "latest.json").write_text('{"path": "checkpoints/final", "final": true}')
     assert _run_once(tmp_path, run) is None  # finished: skipped
+
+
+def test_nelbo_pairs_models_on_shared_batches_and_refuses_a_wrong_kind_or_block(tmp_path, monkeypatch):
+    """experiments.bases.nelbo: a model against itself differs by exactly 0 on every batch; a BD3-LM needs its block
+    size and an MDLM refuses one; a checkpoint of another kind is a one-line error naming the --model."""
+    import json
+
+    from experiments.bases import nelbo
+    from experiments.bases.nelbo import main
+
+    monkeypatch.setattr(nelbo, "RECIPE_OVERRIDES", ["data.num_tokens=100000"])  # a small split: 2 batches of 32 rows
+
+    main(["--kind", "bd3lm", "--block-size", "4", "--model", "a=builtin:bd3lm-b4", "--model", "b=builtin:bd3lm-b4",
+          "--eval-batches", "2", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "nelbo.json").read_text())["rows"]
+    assert rows[0]["batch_nelbos"] == rows[1]["batch_nelbos"] and len(rows[0]["batch_nelbos"]) == 2
+    assert rows[1]["vs_first"]["diff"] == 0 and 1.3 < rows[0]["val_nelbo"] < 2.0
+    assert "| b |" in (tmp_path / "nelbo.md").read_text() and (tmp_path / "COMMAND.md").is_file()
+    for argv, match in [(["--kind", "bd3lm"], "--block-size None"), (["--kind", "mdlm", "--block-size", "4"],
+                                                                      "--block-size 4"),
+                        (["--kind", "mdlm", "--model", "x=builtin:bd3lm-b4"], "--model x=builtin:bd3lm-b4")]:
+        argv = argv + ([] if "--model" in argv else ["--model", "a=builtin:mdlm"]) + ["--out", str(tmp_path / "e")]
+        with pytest.raises(SystemExit, match=match):
+            main(argv + ["--eval-batches", "1"])
