@@ -312,10 +312,10 @@ def test_nelbo_pairs_models_on_shared_batches_and_refuses_a_wrong_kind_or_block(
     size and an MDLM refuses one; a checkpoint of another kind is a one-line error naming the --model."""
     import json
 
-    from experiments.bases import nelbo
+    from experiments.bases import compare
     from experiments.bases.nelbo import main
 
-    monkeypatch.setattr(nelbo, "RECIPE_OVERRIDES", ["data.num_tokens=100000"])  # a small split: 2 batches of 32 rows
+    monkeypatch.setattr(compare, "RECIPE_OVERRIDES", ["data.num_tokens=100000"])  # a small split: 2 batches of 32 rows
 
     main(["--kind", "bd3lm", "--block-size", "4", "--model", "a=builtin:bd3lm-b4", "--model", "b=builtin:bd3lm-b4",
           "--eval-batches", "2", "--out", str(tmp_path)])

@@ -41,6 +41,22 @@ RECIPE_OVERRIDES = ["data.num_tokens=8000000"]
 SETTINGS = [("T=L (first-hitting)", 1, None), ("T=L, left to right", 1, 1)]
 
 
+def validation_batches(kind: str, eval_batches: int, block_size: int | None = None):
+    """(objective of `kind`, validation rows, batch size, the training loop's mask seed) of the tiny recipe on the
+    data every base was compared on (RECIPE_OVERRIDES); one-line exit when the split has fewer than `eval_batches`."""
+    from paradistill.methods.base import build_objective
+    from paradistill.recipes import load_recipe, prepare
+
+    recipe = load_recipe("tiny", RECIPE_OVERRIDES + ([f"bd3lm.block_size={block_size}"] if block_size else []))
+    data = prepare(recipe, progress=False)
+    objective, _ = build_objective(kind, recipe, data.tokenizer)
+    bsz = recipe.train.batch_size
+    if len(data.val) < eval_batches * bsz:
+        raise SystemExit(f"--eval-batches {eval_batches}: the validation split has {len(data.val) // bsz} "
+                         f"batches of {bsz}; pass at most that")
+    return objective, data.val, bsz, recipe.train.seed
+
+
 def batch_nelbos(model, objective, val, batches: int, batch_size: int, seed: int) -> list[float]:
     """NELBO per token of each of the first `batches` validation batches, with the training loop's evaluation
     masks (train.loop.step_generator(seed, i, salt=99)), so every model sees the same masked inputs."""
@@ -84,16 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     curves = {label: val_curve(path) for label, path in runs}  # a folder without metrics.jsonl: one-line exit
     torch.set_num_threads(1)
     from paradistill import api
-    from paradistill.methods.base import build_objective
-    from paradistill.recipes import load_recipe, prepare
 
-    recipe = load_recipe("tiny", RECIPE_OVERRIDES)
-    data = prepare(recipe, progress=False)
-    objective, _ = build_objective("mdlm", recipe, data.tokenizer)
-    bsz = recipe.train.batch_size
-    if len(data.val) < args.eval_batches * bsz:
-        raise SystemExit(f"--eval-batches {args.eval_batches}: the validation split has {len(data.val) // bsz} "
-                         f"batches of {bsz}; pass at most that")
+    objective, val, bsz, mask_seed = validation_batches("mdlm", args.eval_batches)
     models = [reference] + runs
     ar = exact_score(sample_setting("builtin:ar", "ar", 64, None, args.num, args.seed, 64)[0])
     ar_row = {"nll": ar.nll, "nll_se": ar.nll_se, "gen_ppl": ar.gen_ppl}
@@ -101,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     for label, ref in models:
         loaded = api.load(ref)
         n_params = sum(p.numel() for p in loaded.model.parameters())
-        nelbos[label] = batch_nelbos(loaded.model, objective, data.val, args.eval_batches, bsz, recipe.train.seed)
+        nelbos[label] = batch_nelbos(loaded.model, objective, val, args.eval_batches, bsz, mask_seed)
         row = {"model": label, "ref": ref, "n_layers": loaded.model.cfg.n_layers, "params": n_params,
                "val_nelbo": statistics.fmean(nelbos[label]), "batch_nelbos": nelbos[label], "settings": {},
                "train_eval_val_loss": (loaded.config.get("base") or {}).get("val_loss")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.bases.compare import RECIPE_OVERRIDES, batch_nelbos, fmt_diff, paired
+from experiments.bases.compare import RECIPE_OVERRIDES, batch_nelbos, fmt_diff, paired, validation_batches
 from experiments.common.cli import positive_int
 from experiments.common.models import load_run, model_args
 from experiments.common.output import write_command, write_json, write_text
@@ -32,21 +32,11 @@ KINDS = ("mdlm", "bd3lm")
 
 def score(kind: str, models: list[tuple[str, str]], eval_batches: int, block_size: int | None = None) -> dict:
     """{label: per-batch NELBOs} of each (label, checkpoint reference) on the shared validation batches."""
-    from paradistill.methods.base import build_objective
-    from paradistill.recipes import load_recipe, prepare
-
-    overrides = RECIPE_OVERRIDES + ([f"bd3lm.block_size={block_size}"] if block_size else [])
-    recipe = load_recipe("tiny", overrides)
-    data = prepare(recipe, progress=False)
-    objective, _ = build_objective(kind, recipe, data.tokenizer)
-    bsz = recipe.train.batch_size
-    if len(data.val) < eval_batches * bsz:
-        raise SystemExit(f"--eval-batches {eval_batches}: the validation split has {len(data.val) // bsz} "
-                         f"batches of {bsz}; pass at most that")
+    objective, val, bsz, mask_seed = validation_batches(kind, eval_batches, block_size)
     out = {}
     for label, ref in models:
         loaded = load_run(ref, f"--model {label}=", expect_kinds=(kind,))
-        out[label] = batch_nelbos(loaded.model, objective, data.val, eval_batches, bsz, recipe.train.seed)
+        out[label] = batch_nelbos(loaded.model, objective, val, eval_batches, bsz, mask_seed)
         print(f"{label:24s} NELBO {statistics.fmean(out[label]):.4f}", flush=True)
     return out
 
