@@ -52,7 +52,7 @@ ADJUST_FIELDS = ("nll", "nll_se", "gen_ppl", "impossible_samples", "tokens_befor
 def exact_score(tokens: torch.Tensor, grammar=None) -> ExactScore:
     """tokens: [N, L] long, BOS first (the built-in tokenizer) -> ExactScore under `grammar` (default StoryGrammar)."""
     from paradistill.data.grammar import StoryGrammar
-    from paradistill.eval.metrics import exact_nll, grammar_violations, unigram_entropy
+    from paradistill.eval.metrics import exact_nll, unigram_entropy
 
     grammar = grammar or StoryGrammar()
     rows = tokens.tolist()
@@ -61,9 +61,9 @@ def exact_score(tokens: torch.Tensor, grammar=None) -> ExactScore:
     finite = np.isfinite(per_sample)
     nll = float(totals.sum() / counts.sum())
     se = float(per_sample[finite].std(ddof=1) / math.sqrt(finite.sum())) if finite.sum() > 1 else float("nan")
-    slips = grammar_violations(rows, grammar)  # [N]
     lp = grammar.token_log_probs(tokens)[:, 1:]  # [N, L-1] float64
-    off = (lp <= grammar.noise_logp + 1e-9).numpy()
+    off = (lp <= grammar.noise_logp + 1e-9).numpy()  # the tokens metrics.grammar_violations counts, per position
+    slips = off.sum(1)  # [N]
     first = np.where(off.any(1), off.argmax(1), off.shape[1])
     exp = math.exp if math.isfinite(nll) else (lambda _: float("inf"))
     return ExactScore(nll=nll, nll_se=se, gen_ppl=exp(nll), gen_ppl_lo=exp(nll - se), gen_ppl_hi=exp(nll + se),
