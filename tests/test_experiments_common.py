@@ -329,3 +329,36 @@ def test_nelbo_pairs_models_on_shared_batches_and_refuses_a_wrong_kind_or_block(
         argv = argv + ([] if "--model" in argv else ["--model", "a=builtin:mdlm"]) + ["--out", str(tmp_path / "e")]
         with pytest.raises(SystemExit, match=match):
             main(argv + ["--eval-batches", "1"])
+
+
+def test_a_study_split_over_processes_merges_into_the_summary_of_one_folder(tmp_path):
+    """experiments.gumbel.on_bases run as one process per seed (--seeds N --out DIR_N) and then --merge'd gives
+    the summary of one folder holding every row; a row present in several folders (the shared base) counts once,
+    and a folder without rows is refused by name."""
+    import json
+
+    from experiments.common.seeds import merge_rows
+    from experiments.gumbel.on_bases import ARMS, REGIMES, main
+
+    def row(arm, seed, regime, nll):
+        return {"arm": arm, "train_seed": seed, "regime": regime, "steps": 4, "nll": nll, "nll_se": 0.05,
+                "gen_ppl": 2.0, "gen_ppl_lo": 1.9, "gen_ppl_hi": 2.1, "slips_per_sample": 1.0, "entropy": 3.4}
+
+    base = [row("builtin:mdlm", None, r[0], 2.0) for r in REGIMES]
+    per_seed = {s: [row(a, s, r[0], 2.0 + 0.01 * s + 0.1 * i) for i, a in enumerate(ARMS) for r in REGIMES]
+                for s in (0, 1, 2)}
+    for s in per_seed:
+        (tmp_path / f"s{s}").mkdir()
+        (tmp_path / f"s{s}" / "rows.json").write_text(json.dumps({"args": {}, "rows": per_seed[s] + base}))
+    (tmp_path / "all").mkdir()
+    everything = [r for s in per_seed for r in per_seed[s]] + base
+    (tmp_path / "all" / "rows.json").write_text(json.dumps({"args": {}, "rows": everything}))
+    main(["--summarize", "--out", str(tmp_path / "all")])
+    main(["--summarize", "--merge", *(str(tmp_path / f"s{s}") for s in per_seed), "--out", str(tmp_path / "merged")])
+    merged = json.loads((tmp_path / "merged" / "rows.json").read_text())["rows"]
+    assert len(merged) == len(everything)  # the base's rows, in every folder, once
+    assert (tmp_path / "merged" / "summary.md").read_text() == (tmp_path / "all" / "summary.md").read_text()
+    verdicts = json.loads((tmp_path / "merged" / "verdicts.json").read_text())
+    assert len(verdicts) == 9 and all(len(v["effects"]) == 3 for v in verdicts)
+    with pytest.raises(SystemExit, match=r"--merge: no rows.json in '.*nowhere'"):
+        merge_rows([], [tmp_path / "nowhere"])

@@ -93,7 +93,32 @@ def add_study_arguments(ap, runs: str, out: str, num: int = 256) -> None:
     ap.add_argument("--sample-seed", type=int, default=0, help="sampling seed (the same for every model)")
     ap.add_argument("--threads", type=positive_int, default=1)
     ap.add_argument("--summarize", action="store_true", help="only rewrite the tables from OUT/rows.json")
+    ap.add_argument("--merge", nargs="+", default=[], metavar="DIR",
+                    help="first add the rows of these output folders (the same study run apart, e.g. one process "
+                         "per seed with --seeds N --out DIR_N); a row OUT already holds is kept")
     ap.add_argument("--out", default=out)
+
+
+ROW_KEY = ("arm", "train_seed", "regime", "steps")
+
+
+def merge_rows(rows: list[dict], dirs: list) -> list[dict]:
+    """`rows` plus the rows of each DIR/rows.json not already present (a row is named by ROW_KEY: model, training
+    seed and setting; generation is seeded per row, so where a study was split changes no number)."""
+    import json
+
+    merged = list(rows)
+    seen = {tuple(r.get(k) for k in ROW_KEY) for r in merged}
+    for d in dirs:
+        path = d / "rows.json"
+        if not path.is_file():
+            raise SystemExit(f"--merge: no rows.json in '{d}': pass the --out folder of a run of this study")
+        for r in json.loads(path.read_text())["rows"]:
+            key = tuple(r.get(k) for k in ROW_KEY)
+            if key not in seen:
+                seen.add(key)
+                merged.append(r)
+    return merged
 
 
 def run_study(args, evaluate, summarize) -> int:
@@ -109,6 +134,9 @@ def run_study(args, evaluate, summarize) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     rows = json.loads((out / "rows.json").read_text())["rows"] if (out / "rows.json").is_file() else []
+    if getattr(args, "merge", None):
+        rows = merge_rows(rows, [Path(d) for d in args.merge])
+        write_json(out / "rows.json", {"args": vars(args), "rows": rows})
     if not args.summarize:
         rows = evaluate(args, rows, out)
     verdicts, md = summarize(rows)
