@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SDTT on the shipped base (issue #29), the entropy check: its students sample with a lower unigram entropy than
 # their teacher, and a lower entropy alone lowers Gen PPL. The teacher (builtin:mdlm) is sampled at softmax
-# temperatures 0.7 ... 1.0 at T = 8 and 16, each last student of experiments/sdtt/on_bases.sh at temperature 1;
+# temperatures 0.65 ... 1.0 at T = 8 and 16, each last student of experiments/sdtt/on_bases.sh at temperature 1;
 # experiments.eval.entropy_matched compares every student with the teacher at the same T and the same entropy.
 # Needs the runs of experiments/sdtt/on_bases.sh. RUNS: their folder (default runs/sdtt-bases); OUT: output folder
 # (default results/sdtt/on_bases/entropy_matched); NUM: samples per row (default 512); BASE: the teacher (default
@@ -22,7 +22,7 @@ for protocol in paradistill official; do
   done
 done
 mkdir -p "$OUT"
-for t in 1.0 0.95 0.9 0.85 0.8 0.75 0.7; do
+for t in 1.0 0.95 0.9 0.85 0.8 0.75 0.7 0.65; do
   [ -f "$OUT/teacher_temp$t.json" ] || $EVAL --model "teacher-temp$t=$BASE" --temperature "$t" \
       --json "$OUT/teacher_temp$t.json"
 done
