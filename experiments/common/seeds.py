@@ -134,7 +134,7 @@ def run_study(args, evaluate, summarize) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     rows = json.loads((out / "rows.json").read_text())["rows"] if (out / "rows.json").is_file() else []
-    if getattr(args, "merge", None):
+    if args.merge:
         rows = merge_rows(rows, [Path(d) for d in args.merge])
         write_json(out / "rows.json", {"args": vars(args), "rows": rows})
     if not args.summarize:
