@@ -11,7 +11,8 @@ NLL minus its control's (same seed, same sampling seed); over the seeds, the mea
     python -m experiments.gumbel.on_bases --runs runs/gd-bases --seeds 0 1 2 --num 256 \
         --out results/gumbel_distillation/on_bases
 
-Rows already in OUT/rows.json are kept (re-running resumes); --summarize only rewrites the tables.
+Rows already in OUT/rows.json are kept (re-running resumes); --summarize only rewrites the tables. --arms and
+--regimes restrict the evaluation (a confirmation of one effect on fresh seeds evaluates only its two arms).
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ def evaluate(args, rows: list[dict], out: Path) -> list[dict]:
     from experiments.eval.sample_quality import run_setting
 
     done = {(r["arm"], r["train_seed"], r["regime"]) for r in rows}
-    models = [(arm, seed, Path(args.runs) / f"{arm}-s{seed}") for seed in args.seeds for arm in ARMS]
+    models = [(arm, seed, Path(args.runs) / f"{arm}-s{seed}") for seed in args.seeds for arm in args.arms]
     models.append(("builtin:mdlm", None, "builtin:mdlm"))  # the base every student starts from, for context
+    regimes = [r for r in REGIMES if r[0] in args.regimes]
     for arm, seed, path in models:
-        todo = [r for r in REGIMES if (arm, seed, r[0]) not in done]
+        todo = [r for r in regimes if (arm, seed, r[0]) not in done]
         if not todo:
             continue
         loaded = load_model(arm, path)
@@ -76,6 +78,9 @@ def summarize(rows: list[dict], seeds: list[int]) -> tuple[list[dict], str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_study_arguments(ap, "runs/gd-bases", "results/gumbel_distillation/on_bases")
+    ap.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS), help="arms to evaluate (default: all)")
+    ap.add_argument("--regimes", nargs="+", choices=[r[0] for r in REGIMES], default=[r[0] for r in REGIMES],
+                    metavar="REGIME", help="sampling regimes to evaluate, by label: %(choices)s (default: all)")
     args = ap.parse_args(argv)
     return run_study(args, evaluate, lambda rows: summarize(rows, args.seeds))
 

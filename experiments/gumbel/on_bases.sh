@@ -9,15 +9,21 @@
 # Then: python -m experiments.gumbel.on_bases_eval (see results/gumbel_distillation/on_bases/COMMAND.md).
 # BASE: the MDLM students start from (default builtin:mdlm; a run folder for an earlier base);
 # PD: the paradistill command (default .venv/bin/paradistill); OUT: run folder (default runs/gd-bases);
-# SEEDS (default "0 1 2"); STEPS (default 500).
+# SEEDS (default "0 1 2"); STEPS (default 500); ARMS (default all four, in the order above).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
 PD=${PD:-.venv/bin/paradistill} BASE=${BASE:-builtin:mdlm} OUT=${OUT:-runs/gd-bases} SEEDS=${SEEDS:-0 1 2} STEPS=${STEPS:-500}
+ARMS=${ARMS:-gd-add gd-replace ind-add ind-replace}
+for arm in $ARMS; do
+  case $arm in gd-add|gd-replace|ind-add|ind-replace) ;;
+    *) echo "on_bases.sh: unknown arm '$arm' in ARMS; choose from gd-add gd-replace ind-add ind-replace" >&2; exit 2;;
+  esac
+done
 mkdir -p "$OUT"
 source experiments/common/resumable.sh
 for seed in $SEEDS; do
-  for arm in gd-add gd-replace ind-add ind-replace; do
+  for arm in $ARMS; do
     noise=gumbel; [ "${arm%%-*}" = ind ] && noise=independent
     run_once gd-bases "$OUT/$arm-s$seed" "$PD" --threads 1 distill gumbel --teacher builtin:ar --student mdlm \
         --recipe tiny --init "$BASE" gumbel.noise=$noise gumbel.extra_mode="${arm#*-}" train.seed=$seed \
