@@ -6,7 +6,7 @@
 #   ind-add       independent N(0,1) noise drawn apart from the text, added   (uninformative control of gd-add)
 #   ind-replace   independent N(0,1) noise, replacing the MASK embedding      (uninformative control of gd-replace)
 # A student beats its control only if it uses what the noise says about the text. Re-running resumes / skips.
-# Then: python -m experiments.gumbel.on_bases_eval (see results/gumbel_distillation/on_bases/COMMAND.md).
+# Then: python -m experiments.gumbel.on_bases (see results/gumbel_distillation/on_bases/COMMAND.md).
 # BASE: the MDLM students start from (default builtin:mdlm; a run folder for an earlier base);
 # PD: the paradistill command (default .venv/bin/paradistill); OUT: run folder (default runs/gd-bases);
 # SEEDS (default "0 1 2"); STEPS (default 500); ARMS (default all four, in the order above).
