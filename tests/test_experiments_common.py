@@ -362,33 +362,3 @@ def test_a_study_split_over_processes_merges_into_the_summary_of_one_folder(tmp_
     assert len(verdicts) == 9 and all(len(v["effects"]) == 3 for v in verdicts)
     with pytest.raises(SystemExit, match=r"--merge: no rows.json in '.*nowhere'"):
         merge_rows([], [tmp_path / "nowhere"])
-
-
-def test_gumbel_study_evaluates_only_the_arms_and_regimes_asked_for(tmp_path, monkeypatch):
-    """--arms and --regimes restrict what experiments.gumbel.on_bases samples (a confirmation on fresh seeds
-    evaluates one pair of arms in one regime); the base is still evaluated for context, and the effect of the pair
-    is summarized from the rows it has. An unknown arm or regime is refused by argparse."""
-    import json
-
-    import experiments.eval.sample_quality as sample_quality
-    import experiments.gumbel.on_bases as study
-
-    calls = []
-    monkeypatch.setattr(study, "load_model", lambda name, path: name)
-
-    def fake_run_setting(loaded, label, sampler, steps, ns, noise_temperature):
-        calls.append((loaded, steps))
-        nll = 2.0 - 0.1 * loaded.startswith("gd")
-        return {"label": label, "steps": steps, "nll": nll, "nll_se": 0.01, "gen_ppl": 7.0, "gen_ppl_lo": 6.9,
-                "gen_ppl_hi": 7.1, "slips_per_sample": 1.0, "entropy": 3.4}
-
-    monkeypatch.setattr(sample_quality, "run_setting", fake_run_setting)
-    study.main(["--runs", str(tmp_path / "runs"), "--seeds", "3", "4", "--arms", "gd-replace", "ind-replace",
-                "--regimes", "T=4", "--out", str(tmp_path / "out")])
-    assert sorted(calls) == sorted([("gd-replace", 4), ("ind-replace", 4)] * 2 + [("builtin:mdlm", 4)])
-    verdicts = json.loads((tmp_path / "out" / "verdicts.json").read_text())
-    assert [(v["arm"], v["control"], v["regime"]) for v in verdicts] == [("gd-replace", "ind-replace", "T=4")]
-    assert verdicts[0]["effects"] == pytest.approx([-0.1, -0.1])
-    for bad in (["--arms", "gd-mul"], ["--regimes", "T=8"]):
-        with pytest.raises(SystemExit):
-            study.main(bad + ["--out", str(tmp_path / "bad")])

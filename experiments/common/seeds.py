@@ -90,13 +90,23 @@ def add_study_arguments(ap, runs: str, out: str, num: int = 256) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds to evaluate")
     ap.add_argument("--num", type=positive_int, default=num, help="samples per model and setting")
     ap.add_argument("--batch-size", type=positive_int, default=128)
-    ap.add_argument("--sample-seed", type=int, default=0, help="sampling seed (the same for every model)")
+    ap.add_argument("--sample-seed", type=int, default=0,
+                    help="sampling seed (the same for every model unless --vary-sample-seed)")
+    ap.add_argument("--vary-sample-seed", action="store_true",
+                    help="sample the models of training seed S with sampling seed SAMPLE_SEED + S (an arm and its "
+                         "control still share it), so that the interval over training seeds also holds the sampling "
+                         "noise; by default every seed shares one sampling draw, which that interval cannot see")
     ap.add_argument("--threads", type=positive_int, default=1)
     ap.add_argument("--summarize", action="store_true", help="only rewrite the tables from OUT/rows.json")
     ap.add_argument("--merge", nargs="+", default=[], metavar="DIR",
                     help="first add the rows of these output folders (the same study run apart, e.g. one process "
                          "per seed with --seeds N --out DIR_N); a row OUT already holds is kept")
     ap.add_argument("--out", default=out)
+
+
+def sample_seed(args, train_seed: int | None) -> int:
+    """The sampling seed of the models of `train_seed` (None: a reference evaluated once for all seeds)."""
+    return args.sample_seed + (train_seed if args.vary_sample_seed and train_seed is not None else 0)
 
 
 ROW_KEY = ("arm", "train_seed", "regime", "steps")

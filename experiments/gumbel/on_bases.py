@@ -7,6 +7,8 @@ Each arm is sampled in three regimes, all at noise temperature 0.85 (the paper's
 the paper's own regime, first-hitting (T = L = 64) with nucleus 0.9. Samples are scored exactly under the corpus's
 generator (mean NLL per token, exact Gen PPL, slips per sample, entropy). Per seed, the effect of an arm is its mean
 NLL minus its control's (same seed, same sampling seed); over the seeds, the mean effect with a 95% t interval.
+Every seed is sampled with --sample-seed unless --vary-sample-seed gives seed S its own (SAMPLE_SEED + S), which
+the interval over seeds needs to hold the sampling noise too.
 
     python -m experiments.gumbel.on_bases --runs runs/gd-bases --seeds 0 1 2 --num 256 \
         --out results/gumbel_distillation/on_bases
@@ -23,7 +25,8 @@ from types import SimpleNamespace
 
 from experiments.common.models import load_model
 from experiments.common.output import write_json
-from experiments.common.seeds import EFFECT_HEADER, add_study_arguments, nll_effect_row, rows_table, run_study
+from experiments.common.seeds import (EFFECT_HEADER, add_study_arguments, nll_effect_row, rows_table, run_study,
+                                      sample_seed)
 
 ARMS = ("gd-add", "gd-replace", "ind-add", "ind-replace")
 # (label, sampler, steps, top_p)
@@ -47,10 +50,10 @@ def evaluate(args, rows: list[dict], out: Path) -> list[dict]:
             continue
         loaded = load_model(arm, path)
         for regime, sampler, steps, top_p in todo:
-            ns = SimpleNamespace(num=args.num, batch_size=args.batch_size, seed=args.sample_seed, temperature=1.0,
+            ns = SimpleNamespace(num=args.num, batch_size=args.batch_size, seed=sample_seed(args, seed), temperature=1.0,
                                  top_p=top_p)
             row = run_setting(loaded, arm if seed is None else f"{arm} s{seed}", sampler, steps, ns, NOISE_TEMPERATURE)
-            rows.append({**row, "arm": arm, "train_seed": seed, "regime": regime})
+            rows.append({**row, "arm": arm, "train_seed": seed, "regime": regime, "sample_seed": ns.seed})
             write_json(out / "rows.json", {"args": {k: v for k, v in vars(args).items()}, "rows": rows})
     return rows
 

@@ -21,7 +21,8 @@ from types import SimpleNamespace
 
 from experiments.common.models import load_model
 from experiments.common.output import write_json
-from experiments.common.seeds import EFFECT_HEADER, add_study_arguments, nll_effect_row, rows_table, run_study
+from experiments.common.seeds import (EFFECT_HEADER, add_study_arguments, nll_effect_row, rows_table, run_study,
+                                      sample_seed)
 from experiments.common.cli import positive_int
 
 PROTOCOLS = ("paradistill", "official")
@@ -41,10 +42,10 @@ def evaluate(args, rows: list[dict], out: Path) -> list[dict]:
         loaded = load_model(arm, path)
         for steps in todo:
             num = args.teacher_num if arm == "teacher" and args.teacher_num else args.num
-            ns = SimpleNamespace(num=num, batch_size=args.batch_size, seed=args.sample_seed, temperature=1.0,
+            ns = SimpleNamespace(num=num, batch_size=args.batch_size, seed=sample_seed(args, seed), temperature=1.0,
                                  top_p=1.0)
             row = run_setting(loaded, arm if seed is None else f"{arm} s{seed}", "ancestral", steps, ns, None)
-            rows.append({**row, "arm": arm, "train_seed": seed})
+            rows.append({**row, "arm": arm, "train_seed": seed, "sample_seed": ns.seed})
             write_json(out / "rows.json", {"args": vars(args), "rows": rows})
     return rows
 
