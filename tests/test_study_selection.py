@@ -1,14 +1,14 @@
 """Seeded studies: choosing what to evaluate (arms, regimes) and which sampling draw each training seed gets."""
 
+import json
+
 import pytest
 
 
-def test_gumbel_study_evaluates_only_the_arms_and_regimes_asked_for(tmp_path, monkeypatch):
-    """--arms and --regimes restrict what experiments.gumbel.on_bases samples (a confirmation on fresh seeds
-    evaluates one pair of arms in one regime); the base is still evaluated for context, and the effect of the pair
-    is summarized from the rows it has. An unknown arm or regime is refused by argparse."""
-    import json
-
+@pytest.fixture
+def gumbel_study(monkeypatch):
+    """experiments.gumbel.on_bases with models loaded by name and a stub sampler: `calls` lists (model, steps, sampling
+    seed) per evaluated row; an informed (gd-*) arm scores 0.1 nats/token below the others."""
     import experiments.eval.sample_quality as sample_quality
     import experiments.gumbel.on_bases as study
 
@@ -16,42 +16,43 @@ def test_gumbel_study_evaluates_only_the_arms_and_regimes_asked_for(tmp_path, mo
     monkeypatch.setattr(study, "load_model", lambda name, path: name)
 
     def fake_run_setting(loaded, label, sampler, steps, ns, noise_temperature):
-        calls.append((loaded, steps))
-        nll = 2.0 - 0.1 * loaded.startswith("gd")
-        return {"label": label, "steps": steps, "nll": nll, "nll_se": 0.01, "gen_ppl": 7.0, "gen_ppl_lo": 6.9,
-                "gen_ppl_hi": 7.1, "slips_per_sample": 1.0, "entropy": 3.4}
+        calls.append((loaded, steps, ns.seed))
+        return {"label": label, "steps": steps, "nll": 2.0 - 0.1 * loaded.startswith("gd"), "nll_se": 0.01,
+                "gen_ppl": 7.0, "gen_ppl_lo": 6.9, "gen_ppl_hi": 7.1, "slips_per_sample": 1.0, "entropy": 3.4}
 
     monkeypatch.setattr(sample_quality, "run_setting", fake_run_setting)
-    study.main(["--runs", str(tmp_path / "runs"), "--seeds", "3", "4", "--arms", "gd-replace", "ind-replace",
-                "--regimes", "T=4", "--out", str(tmp_path / "out")])
-    assert sorted(calls) == sorted([("gd-replace", 4), ("ind-replace", 4)] * 2 + [("builtin:mdlm", 4)])
+    return study.main, calls
+
+
+def test_gumbel_study_evaluates_only_the_arms_and_regimes_asked_for(tmp_path, gumbel_study):
+    """--arms and --regimes restrict what experiments.gumbel.on_bases samples (a confirmation on fresh seeds
+    evaluates one pair of arms in one regime); the base is still evaluated for context, and the effect of the pair
+    is summarized from the rows it has. An unknown arm or regime is refused by argparse."""
+    main, calls = gumbel_study
+    main(["--runs", str(tmp_path / "runs"), "--seeds", "3", "4", "--arms", "gd-replace", "ind-replace",
+          "--regimes", "T=4", "--out", str(tmp_path / "out")])
+    assert sorted(c[:2] for c in calls) == sorted([("gd-replace", 4), ("ind-replace", 4)] * 2 + [("builtin:mdlm", 4)])
     verdicts = json.loads((tmp_path / "out" / "verdicts.json").read_text())
     assert [(v["arm"], v["control"], v["regime"]) for v in verdicts] == [("gd-replace", "ind-replace", "T=4")]
     assert verdicts[0]["effects"] == pytest.approx([-0.1, -0.1])
     for bad in (["--arms", "gd-mul"], ["--regimes", "T=8"]):
         with pytest.raises(SystemExit):
-            study.main(bad + ["--out", str(tmp_path / "bad")])
+            main(bad + ["--out", str(tmp_path / "bad")])
 
 
-def test_vary_sample_seed_gives_each_training_seed_its_own_draw_shared_by_arm_and_control(tmp_path, monkeypatch):
+def test_vary_sample_seed_gives_each_training_seed_its_own_draw_shared_by_arm_and_control(tmp_path, gumbel_study):
     """By default every training seed is sampled with --sample-seed (one shared draw); with --vary-sample-seed seed
     S uses SAMPLE_SEED + S for its arm and its control alike, and the reference evaluated once keeps SAMPLE_SEED.
     Each row records the sampling seed it was drawn with."""
-    import json
-
-    import experiments.eval.sample_quality as sample_quality
-    import experiments.gumbel.on_bases as study
-
-    monkeypatch.setattr(study, "load_model", lambda name, path: name)
-    monkeypatch.setattr(sample_quality, "run_setting", lambda loaded, label, sampler, steps, ns, tau: {
-        "label": label, "steps": steps, "nll": 2.0, "nll_se": 0.01, "gen_ppl": 7.0, "gen_ppl_lo": 6.9,
-        "gen_ppl_hi": 7.1, "slips_per_sample": 1.0, "entropy": 3.4})
+    main, calls = gumbel_study
     argv = ["--runs", str(tmp_path), "--seeds", "3", "5", "--arms", "gd-add", "ind-add", "--regimes", "T=4",
             "--sample-seed", "10"]
     for extra, expect in (([], {3: 10, 5: 10, None: 10}), (["--vary-sample-seed"], {3: 13, 5: 15, None: 10})):
         out = tmp_path / ("vary" if extra else "shared")
-        study.main(argv + extra + ["--out", str(out)])
+        calls.clear()
+        main(argv + extra + ["--out", str(out)])
         rows = json.loads((out / "rows.json").read_text())["rows"]
-        assert {(r["arm"], r["train_seed"]): r["sample_seed"] for r in rows} == {
-            (a, s): expect[s] for a, s in [("gd-add", 3), ("ind-add", 3), ("gd-add", 5), ("ind-add", 5),
-                                            ("builtin:mdlm", None)]}
+        want = {(a, s): expect[s] for a, s in [("gd-add", 3), ("ind-add", 3), ("gd-add", 5), ("ind-add", 5),
+                                               ("builtin:mdlm", None)]}
+        assert {(r["arm"], r["train_seed"]): r["sample_seed"] for r in rows} == want
+        assert sorted(c[2] for c in calls) == sorted(want.values())  # the sampler was given those seeds

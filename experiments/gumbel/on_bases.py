@@ -50,8 +50,8 @@ def evaluate(args, rows: list[dict], out: Path) -> list[dict]:
             continue
         loaded = load_model(arm, path)
         for regime, sampler, steps, top_p in todo:
-            ns = SimpleNamespace(num=args.num, batch_size=args.batch_size, seed=sample_seed(args, seed), temperature=1.0,
-                                 top_p=top_p)
+            ns = SimpleNamespace(num=args.num, batch_size=args.batch_size, seed=sample_seed(args, seed),
+                                 temperature=1.0, top_p=top_p)
             row = run_setting(loaded, arm if seed is None else f"{arm} s{seed}", sampler, steps, ns, NOISE_TEMPERATURE)
             rows.append({**row, "arm": arm, "train_seed": seed, "regime": regime, "sample_seed": ns.seed})
             write_json(out / "rows.json", {"args": {k: v for k, v in vars(args).items()}, "rows": rows})
