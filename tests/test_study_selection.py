@@ -56,3 +56,18 @@ def test_vary_sample_seed_gives_each_training_seed_its_own_draw_shared_by_arm_an
                                                ("builtin:mdlm", None)]}
         assert {(r["arm"], r["train_seed"]): r["sample_seed"] for r in rows} == want
         assert sorted(c[2] for c in calls) == sorted(want.values())  # the sampler was given those seeds
+
+
+def test_resuming_with_another_sampling_mode_is_refused_by_name(tmp_path, gumbel_study):
+    """Rows kept in OUT were drawn with one sampling mode; resuming into OUT with the other is a one-line error
+    naming OUT's rows.json, and the rows already saved stay as they were."""
+    main, _ = gumbel_study
+    argv = ["--runs", str(tmp_path), "--seeds", "1", "--arms", "gd-add", "ind-add", "--regimes", "T=4",
+            "--out", str(tmp_path / "out")]
+    main(argv)
+    saved = (tmp_path / "out" / "rows.json").read_text()
+    with pytest.raises(SystemExit, match=r"out/rows.json: gd-add \(training seed 1\) was sampled with seed 0, "
+                                         r"this run would use 1; pass the --sample-seed"):
+        main(argv + ["--vary-sample-seed"])
+    assert (tmp_path / "out" / "rows.json").read_text() == saved
+    main(argv)  # the same mode resumes

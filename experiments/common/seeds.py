@@ -148,6 +148,11 @@ def run_study(args, evaluate, summarize) -> int:
         rows = merge_rows(rows, [Path(d) for d in args.merge])
         write_json(out / "rows.json", {"args": vars(args), "rows": rows})
     if not args.summarize:
+        for r in rows:  # a kept row drawn with another sampling seed would be mixed silently with the new ones
+            if "sample_seed" in r and r["sample_seed"] != sample_seed(args, r["train_seed"]):
+                raise SystemExit(f"{out / 'rows.json'}: {r['arm']} (training seed {r['train_seed']}) was sampled with "
+                                 f"seed {r['sample_seed']}, this run would use {sample_seed(args, r['train_seed'])}; "
+                                 "pass the --sample-seed / --vary-sample-seed it was run with, or another --out")
         rows = evaluate(args, rows, out)
     verdicts, md = summarize(rows)
     write_json(out / "verdicts.json", verdicts)
