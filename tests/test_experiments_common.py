@@ -140,6 +140,21 @@ def test_seed_effect_is_the_student_t_interval_of_the_per_seed_effects():
     assert seed_effect([0.1]).verdict() == "one seed: no verdict"
 
 
+def test_three_seeds_that_agree_more_closely_than_their_sampling_error_get_that_error_as_the_interval():
+    """Effects -0.017, -0.016, -0.018 with s.e. 0.03 each: the t interval of their spread excludes 0 by luck of three
+    points; the interval is never narrower than sampling error alone implies, 1.96 sqrt(sum se^2) / n."""
+    from experiments.common.seeds import seed_effect
+
+    tight = seed_effect([-0.017, -0.016, -0.018], [0.03, 0.03, 0.03])
+    half = 1.959964 * math.sqrt(3 * 0.03 ** 2) / 3
+    assert tight.floored and tight.hi - tight.mean == pytest.approx(half, rel=1e-5)
+    assert tight.verdict().startswith("within noise") and seed_effect([-0.017, -0.016, -0.018]).verdict() == "better"
+    spread = seed_effect([-0.3, -0.1, -0.2], [0.01, 0.01, 0.01])  # the spread is wider than sampling: t interval
+    assert not spread.floored and spread.hi == pytest.approx(seed_effect([-0.3, -0.1, -0.2]).hi)
+    shared = seed_effect([-0.017, -0.016, -0.018], [0.03] * 3, shared_se=0.02)
+    assert shared.hi - shared.mean == pytest.approx(math.hypot(half, 1.959964 * 0.02), rel=1e-5)
+
+
 def test_bases_evaluation_takes_a_run_in_place_of_a_builtin_and_refuses_unknown_names():
     from experiments.bases.evaluate import main, parse_use, ratio
 
@@ -221,11 +236,15 @@ def test_a_reference_shared_by_every_seed_widens_the_interval_by_its_own_error()
     students = [{"nll": 4.17 + e, "nll_se": 0.05} for e in (-0.076, -0.122, -0.099)]
     plain = seed_effect([s["nll"] - 4.17 for s in students])
     shared, _ = nll_effect_row("c", "l", [(s, teacher) for s in students], "better", "worse")
-    half = math.hypot(plain.hi - plain.mean, 1.959964 * 0.058)
+    own_floor = 1.959964 * math.sqrt(3 * 0.05 ** 2) / 3  # the students' own errors (the teacher's is shared)
+    half = math.hypot(max(plain.hi - plain.mean, own_floor), 1.959964 * 0.058)
     assert plain.verdict() == "better" and shared["verdict"].startswith("within noise")
     assert shared["hi"] - shared["mean"] == pytest.approx(half, rel=1e-5) and shared["shared_se"] == 0.058
     copies, _ = nll_effect_row("c", "l", [(s, dict(teacher)) for s in students], "better", "worse")
-    assert copies["shared_se"] is None and copies["hi"] == pytest.approx(plain.hi)  # per-seed references: plain t
+    # per-seed references: no shared term, and the floor counts both rows' errors of each seed
+    floor = 1.959964 * math.sqrt(3 * (0.05 ** 2 + 0.058 ** 2)) / 3
+    assert copies["shared_se"] is None and copies["floored"]
+    assert copies["hi"] - copies["mean"] == pytest.approx(max(plain.hi - plain.mean, floor), rel=1e-5)
 
 
 @pytest.mark.parametrize("name, argv", [("experiments.bases.evaluate", ["--num", "0"]),

@@ -90,6 +90,11 @@ def test_entropy_matched_summary_is_the_geometric_mean_ratio_over_points_with_a_
     assert wide["ratio"] == pytest.approx(row["ratio"]) and wide["reference_nll_se"] == pytest.approx(0.03)
     assert (wide["lo"], wide["hi"]) == (pytest.approx(math.exp(mean - wide_half)),
                                         pytest.approx(math.exp(mean + wide_half)))
+    # points that agree more closely than their own sampling error: that error sets the width
+    noisy = [{**p, "nll_se": 0.05} for p in pts]
+    (floored,) = entropy_matched.series_summary([ref, *noisy], "ref")
+    floor = stats.norm.ppf(0.975) * math.sqrt(3 * 0.05 ** 2) / 3
+    assert floored["floored"] and floor > half and floored["hi"] == pytest.approx(math.exp(mean + floor))
     ref_curve = [{"entropy": 3.0, "gen_ppl": 100.0, "nll_se": 0.01}, {"entropy": 3.2, "gen_ppl": 200.0, "nll_se": 0.03}]
     assert entropy_matched.matched_se(ref_curve, 3.1) == 0.03 and entropy_matched.matched_se(ref_curve, 3.3) is None
     (alone,) = entropy_matched.series_summary([{**out_of_range}], "ref")

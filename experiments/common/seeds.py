@@ -19,6 +19,7 @@ class SeedEffect:
     hi: float
     same_sign: bool  # every seed's effect has the mean's sign
     shared_se: float | None = None  # s.e. of a reference evaluated once for all seeds, folded into lo / hi
+    floored: bool = False  # the seeds' own sampling error, not their spread, set the width (see seed_effect)
 
     def verdict(self, lower_is: str = "better", higher_is: str = "worse") -> str:
         if len(self.effects) < 2:
@@ -34,10 +35,18 @@ class SeedEffect:
 
 
 def seed_effect(effects: list[float], ses: list[float] | None = None, shared_se: float | None = None) -> SeedEffect:
-    """effects: one paired difference per seed -> SeedEffect with the t interval of their mean. When every seed is
-    compared with one and the same reference evaluation (a teacher sampled once), that evaluation's sampling error
-    moves all effects together and the spread over seeds cannot see it: `shared_se` (its standard error) is then
-    added in quadrature, half-width sqrt(t_half^2 + (1.96 shared_se)^2)."""
+    """effects: one paired difference per seed -> SeedEffect with the t interval of their mean.
+
+    `ses`: each seed's own sampling standard error (the part independent across seeds). With three seeds the
+    sample standard deviation is itself very uncertain and can fall far below the noise each evaluation is known to
+    carry (three effects that agree to 0.002 when each has s.e. 0.03); the interval is then never narrower than the
+    one that sampling error alone implies, 1.96 sqrt(sum se^2) / n (the mean's s.e. when the seeds differ by
+    sampling alone; Knapp-Hartung's ad hoc floor, with the normal quantile because these s.e. are estimated from
+    hundreds of samples each). `floored` says that this bound set the width.
+
+    When every seed is compared with one and the same reference evaluation (a teacher sampled once), that
+    evaluation's sampling error moves all effects together and the spread over seeds cannot see it: `shared_se`
+    (its standard error) is then added in quadrature, half-width sqrt(half^2 + (1.96 shared_se)^2)."""
     n = len(effects)
     if n == 0:
         raise ValueError("seed_effect: no seeds")
@@ -47,11 +56,19 @@ def seed_effect(effects: list[float], ses: list[float] | None = None, shared_se:
         half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
     else:
         half = float("inf")
+    z = stats.norm.ppf(0.975)
+    floor = z * math.sqrt(sum(s * s for s in ses)) / n if ses and all(math.isfinite(s) for s in ses) else 0.0
+    floored = bool(floor > half)
+    half = float(max(half, floor))
     if shared_se is not None:
-        half = math.hypot(half, stats.norm.ppf(0.975) * shared_se)
+        half = math.hypot(half, z * shared_se)
     same = all((e > 0) == (mean > 0) and e != 0 for e in effects)
-    return SeedEffect(list(effects), list(ses or [float("nan")] * n), mean, mean - half, mean + half, same, shared_se)
+    return SeedEffect(list(effects), list(ses or [float("nan")] * n), mean, mean - half, mean + half, same, shared_se,
+                      floored)
 
+
+FLOOR_NOTE = ("‡: the seeds' effects agree more closely than their own sampling error allows; the interval is the "
+              "one that error alone implies (1.96 sqrt(sum se^2) / n), not the narrower t interval of their spread.")
 
 EFFECT_HEADER = ["| claim | comparison | seeds | NLL effect per seed (nats/token, ± s.e.) | mean [95% t CI] | "
                  "Gen PPL ratio | verdict |", "|---|---|---|---|---|---|---|"]
@@ -62,11 +79,13 @@ def nll_effect_row(claim: str, label: str, pairs: list[tuple[dict, dict]], lower
     NLL per token of arm minus reference per seed, their t interval, and its Gen PPL ratio exp(effect). A reference
     row shared by every seed (the same evaluation) has its standard error folded into the interval (seed_effect)."""
     shared = pairs[0][1]["nll_se"] if len(pairs) > 1 and all(c is pairs[0][1] for _, c in pairs) else None
-    eff = seed_effect([a["nll"] - c["nll"] for a, c in pairs], [math.hypot(a["nll_se"], c["nll_se"]) for a, c in pairs],
-                      shared)
-    per_seed = ", ".join(f"{e:+.3f} ± {s:.3f}" for e, s in zip(eff.effects, eff.ses))
+    full = [math.hypot(a["nll_se"], c["nll_se"]) for a, c in pairs]  # each seed's effect, all its sampling error
+    own = [a["nll_se"] for a, _ in pairs] if shared is not None else full  # the part independent across seeds
+    eff = seed_effect([a["nll"] - c["nll"] for a, c in pairs], own, shared)
+    per_seed = ", ".join(f"{e:+.3f} ± {s:.3f}" for e, s in zip(eff.effects, full))
     verdict = eff.verdict(lower, higher)
-    text = (f"| {claim} | {label} | {len(pairs)} | {per_seed} | {eff.mean:+.3f} [{eff.lo:+.3f}, {eff.hi:+.3f}] | "
+    ci = f"{eff.mean:+.3f} [{eff.lo:+.3f}, {eff.hi:+.3f}]" + (" ‡" if eff.floored else "")
+    text = (f"| {claim} | {label} | {len(pairs)} | {per_seed} | {ci} | "
             f"{math.exp(eff.mean):.3f} [{math.exp(eff.lo):.3f}, {math.exp(eff.hi):.3f}] | {verdict} |")
     return {"claim": claim, "comparison": label, **eff.as_dict(), "verdict": verdict}, text
 

@@ -73,7 +73,8 @@ def matched_se(reference: list[dict], entropy: float) -> float | None:
 
 def series_summary(out: list[dict], ref_name: str) -> list[dict]:
     """Per series (other than the reference) and step count: the points' ratios to the reference at the same
-    entropy, combined as a geometric mean with a 95% t interval over the points (each point one training seed, say).
+    entropy, combined as a geometric mean with a 95% t interval over the points (each point one training seed, say),
+    never narrower than the points' own sampling error (their `nll_se`, when every point has it) allows.
     The reference curve is one evaluation shared by every point, so its sampling error (the mean of the points'
     `reference_nll_se`, when known) is added in quadrature, as `seed_effect`'s shared_se. Points outside the
     reference's entropy range are left out and counted."""
@@ -86,10 +87,12 @@ def series_summary(out: list[dict], ref_name: str) -> list[dict]:
         logs = [math.log1p(r["change_at_same_entropy"]) for r in members if r["change_at_same_entropy"] is not None]
         ses = [r.get("reference_nll_se") for r in members if r["change_at_same_entropy"] is not None]
         shared = sum(ses) / len(ses) if ses and None not in ses else None
+        own = [r.get("nll_se") for r in members if r["change_at_same_entropy"] is not None]
         row = {"series": name, "steps": steps, "points": len(logs), "outside_range": len(members) - len(logs),
                "reference_nll_se": shared}
         if logs:
-            e = seed_effect(logs, shared_se=shared)
+            e = seed_effect(logs, None if None in own else own, shared_se=shared)
+            row["floored"] = e.floored
             row |= {"ratio": math.exp(e.mean), "lo": math.exp(e.lo), "hi": math.exp(e.hi),
                     "verdict": e.verdict("lower than the reference", "higher than the reference")}
         summary.append(row)
@@ -100,7 +103,8 @@ def summary_lines(summary: list[dict]) -> list[str]:
     lines = ["| series | T | points (outside the reference's range) | Gen PPL / reference at same entropy [95% CI] "
              "| verdict |", "|---|---|---|---|---|"]
     for r in sorted(summary, key=lambda r: (step_order(r["steps"]), r["series"])):
-        ratio = f"{r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]" if "ratio" in r else ""
+        ratio = (f"{r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]" + (" ‡" if r.get("floored") else "")
+                 if "ratio" in r else "")
         lines.append(f"| {r['series']} | {r['steps']} | {r['points']} ({r['outside_range']}) | {ratio} | "
                      f"{r.get('verdict', 'no point in range')} |")
     return lines
@@ -145,6 +149,7 @@ def main() -> None:
             out.append({"series": name, "model": r["model"], "steps": r["steps"], "temperature": temperature_of(r),
                         "entropy": r["entropy"], "gen_ppl": r["gen_ppl"], "reference_at_same_entropy": m,
                         "change_at_same_entropy": None if m is None else r["gen_ppl"] / m - 1,
+                        "nll_se": r.get("nll_se"),
                         "reference_nll_se": None if name == ref_name else matched_se(ref, r["entropy"])})
     lines = [f"Reference: {ref_name}. 'at same entropy': its Gen PPL interpolated to the point's entropy.\n",
              "| series | T | temperature | entropy | exact Gen PPL | reference at same entropy | change |",
@@ -156,7 +161,9 @@ def main() -> None:
                      f"{ref} | {chg} |")
     summary = series_summary(out, ref_name)
     lines += ["", "Each series at each T, its points combined (geometric mean of the ratios, 95% t interval over the "
-              "points, widened by the reference's own sampling error where its rows give it):", ""] + summary_lines(summary)
+              "points, widened by the reference's own sampling error where its rows give it; ‡: the points agree more "
+              "closely than their own sampling error allows, and that error sets the width):", "",
+              *summary_lines(summary)]
     md = "\n".join(lines)
     print(md)
     if args.out:

@@ -25,8 +25,8 @@ from types import SimpleNamespace
 
 from experiments.common.models import load_model
 from experiments.common.output import write_json
-from experiments.common.seeds import (EFFECT_HEADER, add_study_arguments, nll_effect_row, rows_table, run_study,
-                                      sample_seed)
+from experiments.common.seeds import (EFFECT_HEADER, FLOOR_NOTE, add_study_arguments, nll_effect_row, rows_table,
+                                      run_study, sample_seed)
 
 ARMS = ("gd-add", "gd-replace", "ind-add", "ind-replace")
 # (label, sampler, steps, top_p)
@@ -74,7 +74,7 @@ def summarize(rows: list[dict], seeds: list[int]) -> tuple[list[dict], str]:
                                      "higher (worse)" if informed else "replace higher")
             verdicts.append({**v, "arm": arm, "control": ctrl, "regime": regime})
             lines.append(text)
-    lines += ["", *rows_table(rows, "regime", "regime")]
+    lines += ["", FLOOR_NOTE, "", *rows_table(rows, "regime", "regime")]
     return verdicts, "\n".join(lines) + "\n"
 
 

@@ -21,8 +21,8 @@ from types import SimpleNamespace
 
 from experiments.common.models import load_model
 from experiments.common.output import write_json
-from experiments.common.seeds import (EFFECT_HEADER, add_study_arguments, nll_effect_row, rows_table, run_study,
-                                      sample_seed)
+from experiments.common.seeds import (EFFECT_HEADER, FLOOR_NOTE, add_study_arguments, nll_effect_row, rows_table,
+                                      run_study, sample_seed)
 from experiments.common.cli import positive_int
 
 PROTOCOLS = ("paradistill", "official")
@@ -59,8 +59,9 @@ def summarize(rows: list[dict], seeds: list[int], steps: list[int]) -> tuple[lis
         for t in steps:
             stud = [by.get((p, s, t)) for s in seeds]
             if teacher.get(top) and all(stud):
-                v, text = nll_effect_row(f"student ({p}) at T={t} vs teacher at {top}", f"{p} T={t} − teacher T={top}",
-                                [(x, teacher[top]) for x in stud], "student better", "student worse")
+                v, text = nll_effect_row(f"student ({p}) at T={t} vs teacher at {top}",
+                                         f"{p} T={t} − teacher T={top}", [(x, teacher[top]) for x in stud],
+                                         "student better", "student worse")
                 verdicts.append(v), lines.append(text)
             if teacher.get(t) and all(stud) and t != top:
                 v, text = nll_effect_row(f"distillation gain at T={t} ({p})", f"{p} T={t} − teacher T={t}",
@@ -69,19 +70,22 @@ def summarize(rows: list[dict], seeds: list[int], steps: list[int]) -> tuple[lis
     for t in steps:
         pairs = [(by.get(("official", s, t)), by.get(("paradistill", s, t))) for s in seeds]
         if all(a and b for a, b in pairs):
-            v, text = nll_effect_row(f"protocol at T={t}", f"official − ours, T={t}", pairs, "official better", "ours better")
+            v, text = nll_effect_row(f"protocol at T={t}", f"official − ours, T={t}", pairs, "official better",
+                                     "ours better")
             verdicts.append(v), lines.append(text)
     lines += ["", "Intervals of effects against the teacher also hold the teacher's own sampling error (one evaluation "
-              "shared by every seed, added in quadrature to the t half-width); protocol effects are plain t intervals.",
-              "", *rows_table(rows, "steps", "T")]
+              "shared by every seed, added in quadrature to the half-width); protocol effects have no shared "
+              "reference.",
+              FLOOR_NOTE, "", *rows_table(rows, "steps", "T")]
     return verdicts, "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=positive_int, nargs="+", default=[8, 16, 64], help="sampling steps T (the largest is "
-                    "the teacher's reference)")
-    ap.add_argument("--teacher-num", type=positive_int, default=None, help="samples of the teacher per T (default --num): "
+    ap.add_argument("--steps", type=positive_int, nargs="+", default=[8, 16, 64],
+                    help="sampling steps T (the largest is the teacher's reference)")
+    ap.add_argument("--teacher-num", type=positive_int, default=None,
+                    help="samples of the teacher per T (default --num): "
                     "one teacher evaluation is shared by every seed, so its sampling error enters every effect; "
                     "more teacher samples narrow the intervals")
     add_study_arguments(ap, "runs/sdtt-bases", "results/sdtt/on_bases")
