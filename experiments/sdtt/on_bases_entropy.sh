@@ -5,29 +5,40 @@
 # experiments.eval.entropy_matched compares every student with the teacher at the same T and the same entropy.
 # Needs the runs of experiments/sdtt/on_bases.sh. RUNS: their folder (default runs/sdtt-bases); OUT: output folder
 # (default results/sdtt/on_bases/entropy_matched); NUM: samples per row (default 512); BASE: the teacher (default
-# builtin:mdlm; a run folder for an earlier base). Existing JSON is kept.
+# builtin:mdlm; a run folder for an earlier base); VARY_SAMPLE_SEED=1 samples the students of training seed S with
+# sampling seed S (students_s$S.json) instead of seed 0 for all (students.json), so that the interval over seeds
+# also holds the sampling noise. Existing JSON is kept.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
 BASE=${BASE:-builtin:mdlm} RUNS=${RUNS:-runs/sdtt-bases} OUT=${OUT:-results/sdtt/on_bases/entropy_matched} NUM=${NUM:-512}
 PY=${PY:-.venv/bin/python}
-EVAL="$PY -m experiments.eval.sample_quality --num $NUM --batch-size 128 --seed 0 --steps 8 16"
-models=()
+EVAL="$PY -m experiments.eval.sample_quality --num $NUM --batch-size 128 --steps 8 16"
+VARY=${VARY_SAMPLE_SEED:-0}
+case "$VARY" in 0|1) ;; *) echo "on_bases_entropy.sh: VARY_SAMPLE_SEED=$VARY: pass 0 or 1" >&2; exit 2;; esac
+declare -A models=()
 for protocol in paradistill official; do
   for seed in 0 1 2; do
     run="$RUNS/$protocol-s$seed"
     [ -d "$run" ] || { echo "on_bases_entropy.sh: no SDTT run '$run': run experiments/sdtt/on_bases.sh first, or" \
         "point RUNS at its run folder" >&2; exit 2; }
-    models+=(--model "$protocol-s$seed=$run")
+    group=$([ "$VARY" = 1 ] && echo "$seed" || echo all)
+    models[$group]+=" --model $protocol-s$seed=$run"
   done
 done
 mkdir -p "$OUT"
 for t in 1.0 0.95 0.9 0.85 0.8 0.75 0.7 0.65; do
-  [ -f "$OUT/teacher_temp$t.json" ] || $EVAL --model "teacher-temp$t=$BASE" --temperature "$t" \
+  [ -f "$OUT/teacher_temp$t.json" ] || $EVAL --seed 0 --model "teacher-temp$t=$BASE" --temperature "$t" \
       --json "$OUT/teacher_temp$t.json"
 done
-[ -f "$OUT/students.json" ] || $EVAL "${models[@]}" --json "$OUT/students.json"
-$PY -m experiments.eval.entropy_matched "$OUT"/teacher_temp*.json "$OUT/students.json" \
+students=()
+for group in "${!models[@]}"; do
+  if [ "$group" = all ]; then file="$OUT/students.json" seed=0; else file="$OUT/students_s$group.json" seed=$group; fi
+  # shellcheck disable=SC2086  # the model options are words without spaces (labels and run folders)
+  [ -f "$file" ] || $EVAL --seed "$seed" ${models[$group]} --json "$file"
+  students+=("$file")
+done
+$PY -m experiments.eval.entropy_matched "$OUT"/teacher_temp*.json "${students[@]}" \
     --series "teacher (builtin:mdlm), softmax temperature=teacher-temp.*" \
     --series "SDTT students, ours=paradistill-s.*" --series "SDTT students, official=official-s.*" \
     --panel-title "T = {} steps" --json "$OUT/frontier.json" --png "$OUT/frontier.png"
