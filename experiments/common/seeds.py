@@ -1,5 +1,6 @@
 """Paired comparisons over training seeds: one effect per seed (arm minus its control, same seed), the mean over
-seeds with a Student-t interval, and a verdict that calls a difference only when that interval excludes zero."""
+seeds with a Student-t interval (never narrower than the seeds' own sampling error implies), and a verdict that
+calls a difference only when that interval excludes zero."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ class SeedEffect:
     effects: list[float]  # one per seed
     ses: list[float]  # each seed's own standard error (sampling noise of that seed's evaluation)
     mean: float
-    lo: float  # 95% Student-t interval of the mean over seeds (df = seeds - 1)
+    lo: float  # 95% Student-t interval of the mean over seeds (df = seeds - 1), floored by `ses` (seed_effect)
     hi: float
     same_sign: bool  # every seed's effect has the mean's sign
     shared_se: float | None = None  # s.e. of a reference evaluated once for all seeds, folded into lo / hi

@@ -6,7 +6,8 @@ embedding; ind-add, ind-replace: independent N(0, 1) noise in the same place, wh
 Each arm is sampled in three regimes, all at noise temperature 0.85 (the paper's): ancestral T = 4 and T = 16, and
 the paper's own regime, first-hitting (T = L = 64) with nucleus 0.9. Samples are scored exactly under the corpus's
 generator (mean NLL per token, exact Gen PPL, slips per sample, entropy). Per seed, the effect of an arm is its mean
-NLL minus its control's (same seed, same sampling seed); over the seeds, the mean effect with a 95% t interval.
+NLL minus its control's (same seed, same sampling seed); over the seeds, the mean effect with a 95% t interval
+(never narrower than the seeds' own sampling error implies).
 Every seed is sampled with --sample-seed unless --vary-sample-seed gives seed S its own (SAMPLE_SEED + S), which
 the interval over seeds needs to hold the sampling noise too.
 

@@ -6,7 +6,8 @@ student is the next teacher, Adam and EMA carried) and three training seeds each
 every T in --steps, the teacher (no distillation) at the same T; all ancestral, scored exactly under the corpus's
 generator. Per seed, the effects (mean NLL per token, arm minus reference): the student at T against the teacher at
 64 steps (SDTT's claim), the student at T against the teacher at the same T (what distillation bought), and the
-official protocol against ours at the same T and seed; over seeds, the mean with a 95% t interval.
+official protocol against ours at the same T and seed; over seeds, the mean with a 95% t interval (never narrower
+than the seeds' own sampling error implies).
 
     python -m experiments.sdtt.on_bases --runs runs/sdtt-bases --seeds 0 1 2 --num 256 --out results/sdtt/on_bases
 
