@@ -383,7 +383,7 @@ def test_a_study_split_over_processes_merges_into_the_summary_of_one_folder(tmp_
         merge_rows([], [tmp_path / "nowhere"])
 
 
-def _entropy_script(tmp_path, vary: str):
+def _entropy_script(tmp_path, vary: str | None):
     """Run experiments/sdtt/on_bases_entropy.sh with PY a stub that records each call and writes its --json file."""
     import subprocess
     from pathlib import Path
@@ -397,14 +397,16 @@ def _entropy_script(tmp_path, vary: str):
     stub.write_text(f'#!/usr/bin/env bash\necho "$@" >> "{log}"\n'
                     'while [ $# -gt 0 ]; do [ "$1" = --json ] && echo "{{}}" > "$2"; shift; done\n')
     stub.chmod(0o755)
-    env = {"PATH": "/usr/bin:/bin", "PY": str(stub), "RUNS": str(runs), "OUT": str(out), "VARY_SAMPLE_SEED": vary}
+    env = {"PATH": "/usr/bin:/bin", "PY": str(stub), "RUNS": str(runs), "OUT": str(out)}
+    if vary is not None:
+        env["VARY_SAMPLE_SEED"] = vary
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
     calls = log.read_text().splitlines() if log.exists() else []
     return done, [c for c in calls if "sample_quality" in c and "teacher" not in c], calls
 
 
-def test_entropy_check_samples_each_training_seeds_students_with_its_own_seed_when_asked(tmp_path):
-    done, students, calls = _entropy_script(tmp_path, "1")
+def test_entropy_check_samples_each_training_seeds_students_with_its_own_seed_by_default(tmp_path):
+    done, students, calls = _entropy_script(tmp_path, None)
     assert done.returncode == 0, done.stderr
     assert len(students) == 3 and all("--seed 0" in c for c in calls if "teacher-temp" in c and "sample_quality" in c)
     for s in (0, 1, 2):  # one call per training seed: its two students, sampled with seed s
@@ -414,7 +416,7 @@ def test_entropy_check_samples_each_training_seeds_students_with_its_own_seed_wh
     assert all(f"students_s{s}.json" in calls[-1] for s in (0, 1, 2)) and "entropy_matched" in calls[-1]
 
 
-def test_entropy_check_keeps_one_shared_draw_by_default_and_refuses_a_bad_switch(tmp_path):
+def test_entropy_check_keeps_one_shared_draw_when_asked_and_refuses_a_bad_switch(tmp_path):
     done, students, _ = _entropy_script(tmp_path / "a", "0")
     assert done.returncode == 0 and len(students) == 1 and "--seed 0 " in students[0]
     assert students[0].count("--model") == 6

@@ -41,14 +41,14 @@ def test_gumbel_study_evaluates_only_the_arms_and_regimes_asked_for(tmp_path, gu
 
 
 def test_vary_sample_seed_gives_each_training_seed_its_own_draw_shared_by_arm_and_control(tmp_path, gumbel_study):
-    """By default every training seed is sampled with --sample-seed (one shared draw); with --vary-sample-seed seed
-    S uses SAMPLE_SEED + S for its arm and its control alike, and the reference evaluated once keeps SAMPLE_SEED.
+    """By default training seed S uses SAMPLE_SEED + S for its arm and its control alike, and the reference
+    evaluated once keeps SAMPLE_SEED; --no-vary-sample-seed samples every seed with SAMPLE_SEED (one shared draw).
     Each row records the sampling seed it was drawn with."""
     main, calls = gumbel_study
     argv = ["--runs", str(tmp_path), "--seeds", "3", "5", "--arms", "gd-add", "ind-add", "--regimes", "T=4",
             "--sample-seed", "10"]
-    for extra, expect in (([], {3: 10, 5: 10, None: 10}), (["--vary-sample-seed"], {3: 13, 5: 15, None: 10})):
-        out = tmp_path / ("vary" if extra else "shared")
+    for extra, expect in ((["--no-vary-sample-seed"], {3: 10, 5: 10, None: 10}), ([], {3: 13, 5: 15, None: 10})):
+        out = tmp_path / ("shared" if extra else "vary")
         calls.clear()
         main(argv + extra + ["--out", str(out)])
         rows = json.loads((out / "rows.json").read_text())["rows"]
@@ -64,10 +64,10 @@ def test_resuming_with_another_sampling_mode_is_refused_by_name(tmp_path, gumbel
     main, _ = gumbel_study
     argv = ["--runs", str(tmp_path), "--seeds", "1", "--arms", "gd-add", "ind-add", "--regimes", "T=4",
             "--out", str(tmp_path / "out")]
-    main(argv)
+    main(argv + ["--no-vary-sample-seed"])
     saved = (tmp_path / "out" / "rows.json").read_text()
     with pytest.raises(SystemExit, match=r"out/rows.json: gd-add \(training seed 1\) was sampled with seed 0, "
                                          r"this run would use 1; pass the --sample-seed"):
-        main(argv + ["--vary-sample-seed"])
+        main(argv)
     assert (tmp_path / "out" / "rows.json").read_text() == saved
-    main(argv)  # the same mode resumes
+    main(argv + ["--no-vary-sample-seed"])  # the same mode resumes

@@ -4,6 +4,7 @@ calls a difference only when that interval excludes zero."""
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import asdict, dataclass
 
@@ -111,11 +112,12 @@ def add_study_arguments(ap, runs: str, out: str, num: int = 256) -> None:
     ap.add_argument("--num", type=positive_int, default=num, help="samples per model and setting")
     ap.add_argument("--batch-size", type=positive_int, default=128)
     ap.add_argument("--sample-seed", type=int, default=0,
-                    help="sampling seed (the same for every model unless --vary-sample-seed)")
-    ap.add_argument("--vary-sample-seed", action="store_true",
+                    help="sampling seed of training seed 0 and of references evaluated once (default 0)")
+    ap.add_argument("--vary-sample-seed", action=argparse.BooleanOptionalAction, default=True,
                     help="sample the models of training seed S with sampling seed SAMPLE_SEED + S (an arm and its "
                          "control still share it), so that the interval over training seeds also holds the sampling "
-                         "noise; by default every seed shares one sampling draw, which that interval cannot see")
+                         "noise (default); --no-vary-sample-seed samples every seed with SAMPLE_SEED, one shared "
+                         "draw that the interval over seeds cannot see (how the studies ran before 2026-12-05)")
     ap.add_argument("--threads", type=positive_int, default=1)
     ap.add_argument("--summarize", action="store_true", help="only rewrite the tables from OUT/rows.json")
     ap.add_argument("--merge", nargs="+", default=[], metavar="DIR",
@@ -172,7 +174,7 @@ def run_study(args, evaluate, summarize) -> int:
             if "sample_seed" in r and r["sample_seed"] != sample_seed(args, r["train_seed"]):
                 raise SystemExit(f"{out / 'rows.json'}: {r['arm']} (training seed {r['train_seed']}) was sampled with "
                                  f"seed {r['sample_seed']}, this run would use {sample_seed(args, r['train_seed'])}; "
-                                 "pass the --sample-seed / --vary-sample-seed it was run with, or another --out")
+                                 "pass the --sample-seed / --[no-]vary-sample-seed it was run with, or another --out")
         rows = evaluate(args, rows, out)
     verdicts, md = summarize(rows)
     write_json(out / "verdicts.json", verdicts)

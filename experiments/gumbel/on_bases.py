@@ -8,8 +8,8 @@ the paper's own regime, first-hitting (T = L = 64) with nucleus 0.9. Samples are
 generator (mean NLL per token, exact Gen PPL, slips per sample, entropy). Per seed, the effect of an arm is its mean
 NLL minus its control's (same seed, same sampling seed); over the seeds, the mean effect with a 95% t interval
 (never narrower than the seeds' own sampling error implies).
-Every seed is sampled with --sample-seed unless --vary-sample-seed gives seed S its own (SAMPLE_SEED + S), which
-the interval over seeds needs to hold the sampling noise too.
+Training seed S is sampled with its own sampling seed, SAMPLE_SEED + S (arm and control share it), so that the
+interval over seeds holds the sampling noise too; --no-vary-sample-seed gives every seed SAMPLE_SEED instead.
 
     python -m experiments.gumbel.on_bases --runs runs/gd-bases --seeds 0 1 2 --num 256 \
         --out results/gumbel_distillation/on_bases

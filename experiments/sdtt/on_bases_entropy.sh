@@ -5,16 +5,17 @@
 # experiments.eval.entropy_matched compares every student with the teacher at the same T and the same entropy.
 # Needs the runs of experiments/sdtt/on_bases.sh. RUNS: their folder (default runs/sdtt-bases); OUT: output folder
 # (default results/sdtt/on_bases/entropy_matched); NUM: samples per row (default 512); BASE: the teacher (default
-# builtin:mdlm; a run folder for an earlier base); VARY_SAMPLE_SEED=1 samples the students of training seed S with
-# sampling seed S (students_s$S.json) instead of seed 0 for all (students.json), so that the interval over seeds
-# also holds the sampling noise. Existing JSON is kept.
+# builtin:mdlm; a run folder for an earlier base); VARY_SAMPLE_SEED (default 1) samples the students of training
+# seed S with sampling seed S (students_s$S.json), so that the interval over seeds also holds the sampling noise;
+# VARY_SAMPLE_SEED=0 samples them all with seed 0 (students.json), as the script did before 2026-12-05. Existing
+# JSON is kept.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
 BASE=${BASE:-builtin:mdlm} RUNS=${RUNS:-runs/sdtt-bases} OUT=${OUT:-results/sdtt/on_bases/entropy_matched} NUM=${NUM:-512}
 PY=${PY:-.venv/bin/python}
 EVAL="$PY -m experiments.eval.sample_quality --num $NUM --batch-size 128 --steps 8 16"
-VARY=${VARY_SAMPLE_SEED:-0}
+VARY=${VARY_SAMPLE_SEED:-1}
 case "$VARY" in 0|1) ;; *) echo "on_bases_entropy.sh: VARY_SAMPLE_SEED=$VARY: pass 0 or 1" >&2; exit 2;; esac
 declare -A models=()
 for protocol in paradistill official; do
