@@ -1,4 +1,4 @@
-"""Does ADJUST close the joint-sampling gap on the shipped MDLM base? (issue #29) Summary over training seeds.
+r"""Does ADJUST close the joint-sampling gap on the shipped MDLM base? (issue #29) Summary over training seeds.
 
 Reads the `results.json` that `experiments.adjust.sampler_quality` wrote for each ADJUST sampler of
 `experiments/adjust/on_bases.sh` (one per training seed, 512+ samples per row: MAUVE needs ~500 per side), and

@@ -1,4 +1,4 @@
-"""Evaluate an ADJUST sampler on the built-in corpus against the one-token-per-pass reference.
+r"""Evaluate an ADJUST sampler on the built-in corpus against the one-token-per-pass reference.
 
 Rows: sequential (K = 1: one full pass per token, lowest entropy first; the reference), then for each K the
 marginal baseline (K lowest-entropy picks per full pass from the stale marginals) and ADJUST (a sampler pass after

@@ -1,4 +1,4 @@
-"""Wall-clock per sample of sequential (K = 1), marginal and ADJUST sampling, measured in interleaved repetitions
+r"""Wall-clock per sample of sequential (K = 1), marginal and ADJUST sampling, measured in interleaved repetitions
 (the median of each) so that load from other processes on a shared machine hits every method alike.
 
     python -m experiments.adjust.speed --base runs/base/mdlm --adjust runs/adjust/mdlm --ks 4 8 --reps 3 \

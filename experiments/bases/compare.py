@@ -1,4 +1,4 @@
-"""Compare MDLM training runs with a reference MDLM (default `builtin:mdlm`) on what the MDLM targets ask for. Any
+r"""Compare MDLM training runs with a reference MDLM (default `builtin:mdlm`) on what the MDLM targets ask for. Any
 MDLM runs of the tiny recipe on the 8M-token data: continued trainings of a base (experiments/bases/growth.sh: more
 steps, or more depth via experiments.bases.grow) or new adaptations from `builtin:ar` (experiments/bases/shifted.sh).
 For each run and for the reference (--reference, default the shipped model):
@@ -13,7 +13,7 @@ For each run and for the reference (--reference, default the shipped model):
 
 Writes compare.json, table.md, curves.png and COMMAND.md into --out.
 
-    python -m experiments.bases.compare --run unshifted=runs/shifted/unshifted --run shifted=runs/shifted/shift \\
+    python -m experiments.bases.compare --run unshifted=runs/shifted/unshifted --run shifted=runs/shifted/shift \
         --out results/bases/shifted
 """
 

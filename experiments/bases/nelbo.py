@@ -1,4 +1,4 @@
-"""Paired validation NELBO of checkpoints of one kind (MDLM or BD3-LM) on the tiny recipe's 8M-token data.
+r"""Paired validation NELBO of checkpoints of one kind (MDLM or BD3-LM) on the tiny recipe's 8M-token data.
 
 Every model is scored on the first --eval-batches batches of that data's validation split with the training loop's
 evaluation masks, so all see the same masked inputs and each difference from the first --model is paired per batch

@@ -1,4 +1,4 @@
-"""Quality against diversity: exact Gen PPL vs entropy of a GD student and of its baseline at several temperatures.
+r"""Quality against diversity: exact Gen PPL vs entropy of a GD student and of its baseline at several temperatures.
 
 A lower entropy alone lowers Gen PPL, so a student that samples with less entropy than its baseline can look better
 without being better. This script takes rows written by experiments/eval/sample_quality.py (--json files), groups them into
@@ -7,9 +7,9 @@ the baseline sampled at several softmax temperatures), and for every point of th
 reference's Gen PPL *at the same entropy* (log Gen PPL interpolated linearly in entropy between the two nearest
 reference points; no extrapolation) and the change against it. One panel per step count in the figure (--png).
 
-    python -m experiments.eval.entropy_matched results/gumbel_distillation/{bd3lm,bd3lm_temp0.7,bd3lm_temp0.8,bd3lm_temp0.9,\\
-bd3lm_skip,bd3lm_skip_more_tau}.json --series "BD3-LM, softmax temperature=bd3lm(-temp.*)?" \\
-        --series "GD-BD3LM + skip, noise temperature=gd-bd3lm-skip( tau=.*)?" \\
+    python -m experiments.eval.entropy_matched results/gumbel_distillation/{bd3lm,bd3lm_temp0.7,bd3lm_temp0.8,bd3lm_temp0.9,\
+bd3lm_skip,bd3lm_skip_more_tau}.json --series "BD3-LM, softmax temperature=bd3lm(-temp.*)?" \
+        --series "GD-BD3LM + skip, noise temperature=gd-bd3lm-skip( tau=.*)?" \
         --json results/gumbel_distillation/frontier_bd3lm.json --png results/gumbel_distillation/frontier_bd3lm.png
 """
 

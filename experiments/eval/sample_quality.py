@@ -1,4 +1,4 @@
-"""How good are these models' samples? Exact Gen PPL and entropy on the built-in corpus (GD students vs baselines,
+r"""How good are these models' samples? Exact Gen PPL and entropy on the built-in corpus (GD students vs baselines,
 SDTT students vs their teacher cooled, any LABEL=RUN model).
 
 For every model and setting (ancestral sampling with T steps, and first-hitting with T = L: one token per forward

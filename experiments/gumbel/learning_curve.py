@@ -1,4 +1,4 @@
-"""Does a Gumbel-distilled student learn the noise -> text map with longer training? A learning curve.
+r"""Does a Gumbel-distilled student learn the noise -> text map with longer training? A learning curve.
 
 For each run (LABEL=RUN) and each checkpoint kept under RUN/checkpoints/step_*, the noise-map agreement of
 experiments/gumbel/noise_map.py (the fraction of tokens equal to the teacher's own x* = f(xi) for the same prior

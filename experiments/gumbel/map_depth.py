@@ -1,4 +1,4 @@
-"""How deep a piece of the noise -> text map has a Gumbel-distilled student learned? Three measurements.
+r"""How deep a piece of the noise -> text map has a Gumbel-distilled student learned? Three measurements.
 
 The teacher's sample is `x*_i = argmax(log p_T(. | x*_<i) + xi_i)`: position i depends on the noise at i *and*, through
 the text, on the noise at every earlier position. A parallel step that commits several tokens at once therefore

@@ -1,4 +1,4 @@
-"""Has a Gumbel-distilled student learned the noise -> text map? Agreement of its samples with the teacher's.
+r"""Has a Gumbel-distilled student learned the noise -> text map? Agreement of its samples with the teacher's.
 
 For prior Gumbel noise `xi` (per-sample seeds, the stream used at inference), the teacher's own sample is the
 deterministic `x* = f(xi)`: `x*_i = argmax(log p_T(. | x*_<i) + xi_i)` (here the built-in corpus's exact generator).

@@ -1,4 +1,4 @@
-"""Does Gumbel Distillation beat an uninformative control on the shipped bases? (issue #29)
+r"""Does Gumbel Distillation beat an uninformative control on the shipped bases? (issue #29)
 
 The runs of `experiments/gumbel/on_bases.sh`: MDLM students fine-tuned from builtin:mdlm with builtin:ar as the
 teacher, four arms per training seed (gd-add, gd-replace: the posterior Gumbel noise added to / replacing the MASK

@@ -1,4 +1,4 @@
-"""What would a *perfect* SDTT student sample like? The headroom bound of experiments/sdtt/headroom.py, in Gen PPL.
+r"""What would a *perfect* SDTT student sample like? The headroom bound of experiments/sdtt/headroom.py, in Gen PPL.
 
 One SDTT round trains a student at step size 2 dt to match, on every masked position of x_t, its teacher's two
 ancestral steps of size dt. The student does not see the teacher's random first step, so the best it can do

@@ -1,4 +1,4 @@
-"""Evaluate an SDTT run on the built-in corpus: exact Gen PPL and unigram entropy of ancestral samples.
+r"""Evaluate an SDTT run on the built-in corpus: exact Gen PPL and unigram entropy of ancestral samples.
 
 Rows: the teacher at several step counts, then each round's student at its own step count (read from
 RUN/round_<r>_<m>steps), plus the held-out data as a reference. Gen PPL is exact: exp of the mean over samples
