@@ -17,14 +17,10 @@ PY=${PY:-.venv/bin/python}
 EVAL="$PY -m experiments.eval.sample_quality --num $NUM --batch-size 128 --steps 8 16"
 VARY=${VARY_SAMPLE_SEED:-1}
 case "$VARY" in 0|1) ;; *) echo "on_bases_entropy.sh: VARY_SAMPLE_SEED=$VARY: pass 0 or 1" >&2; exit 2;; esac
-declare -A models=()
 for protocol in paradistill official; do
   for seed in 0 1 2; do
-    run="$RUNS/$protocol-s$seed"
-    [ -d "$run" ] || { echo "on_bases_entropy.sh: no SDTT run '$run': run experiments/sdtt/on_bases.sh first, or" \
-        "point RUNS at its run folder" >&2; exit 2; }
-    group=$([ "$VARY" = 1 ] && echo "$seed" || echo all)
-    models[$group]+=" --model $protocol-s$seed=$run"
+    [ -d "$RUNS/$protocol-s$seed" ] || { echo "on_bases_entropy.sh: no SDTT run '$RUNS/$protocol-s$seed': run" \
+        "experiments/sdtt/on_bases.sh first, or point RUNS at its run folder" >&2; exit 2; }
   done
 done
 mkdir -p "$OUT"
@@ -33,10 +29,17 @@ for t in 1.0 0.95 0.9 0.85 0.8 0.75 0.7 0.65; do
       --json "$OUT/teacher_temp$t.json"
 done
 students=()
-for group in "${!models[@]}"; do
+for group in $([ "$VARY" = 1 ] && echo 0 1 2 || echo all); do  # one sampling call per group of students
+  models=()
+  for protocol in paradistill official; do
+    for seed in 0 1 2; do
+      if [ "$group" = all ] || [ "$group" = "$seed" ]; then
+        models+=(--model "$protocol-s$seed=$RUNS/$protocol-s$seed")
+      fi
+    done
+  done
   if [ "$group" = all ]; then file="$OUT/students.json" seed=0; else file="$OUT/students_s$group.json" seed=$group; fi
-  # shellcheck disable=SC2086  # the model options are words without spaces (labels and run folders)
-  [ -f "$file" ] || $EVAL --seed "$seed" ${models[$group]} --json "$file"
+  [ -f "$file" ] || $EVAL --seed "$seed" "${models[@]}" --json "$file"
   students+=("$file")
 done
 $PY -m experiments.eval.entropy_matched "$OUT"/teacher_temp*.json "${students[@]}" \
