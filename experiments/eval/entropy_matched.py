@@ -84,16 +84,16 @@ def series_summary(out: list[dict], ref_name: str) -> list[dict]:
             groups.setdefault((r["series"], r["steps"]), []).append(r)
     summary = []
     for (name, steps), members in groups.items():
-        logs = [math.log1p(r["change_at_same_entropy"]) for r in members if r["change_at_same_entropy"] is not None]
-        ses = [r.get("reference_nll_se") for r in members if r["change_at_same_entropy"] is not None]
+        inside = [r for r in members if r["change_at_same_entropy"] is not None]
+        ses = [r.get("reference_nll_se") for r in inside]
+        own = [r.get("nll_se") for r in inside]
         shared = sum(ses) / len(ses) if ses and None not in ses else None
-        own = [r.get("nll_se") for r in members if r["change_at_same_entropy"] is not None]
-        row = {"series": name, "steps": steps, "points": len(logs), "outside_range": len(members) - len(logs),
+        row = {"series": name, "steps": steps, "points": len(inside), "outside_range": len(members) - len(inside),
                "reference_nll_se": shared}
-        if logs:
-            e = seed_effect(logs, None if None in own else own, shared_se=shared)
-            row["floored"] = e.floored
-            row |= {"ratio": math.exp(e.mean), "lo": math.exp(e.lo), "hi": math.exp(e.hi),
+        if inside:
+            e = seed_effect([math.log1p(r["change_at_same_entropy"]) for r in inside], None if None in own else own,
+                            shared_se=shared)
+            row |= {"ratio": math.exp(e.mean), "lo": math.exp(e.lo), "hi": math.exp(e.hi), "floored": e.floored,
                     "verdict": e.verdict("lower than the reference", "higher than the reference")}
         summary.append(row)
     return summary
